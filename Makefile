@@ -1,0 +1,38 @@
+# nasviz: `make test` and `make lab` are the two commands a new user needs.
+# Each creates .venv when missing and installs through constraints.txt (torch first, CPU build).
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.nasviz-installed
+EXTRAS := dev,hf,distributed,lab
+PORT   ?= 8888
+
+.PHONY: test lab bench lint format clean
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt torch==2.13.0
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[$(EXTRAS)]"
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks --port=$(PORT)
+
+bench: $(STAMP)
+	$(PY) -m bench
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check nasviz tests bench
+	$(VENV)/bin/ruff format --check nasviz tests bench
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format nasviz tests bench
+	$(VENV)/bin/ruff check --fix nasviz tests bench
+
+clean:
+	rm -rf $(VENV) build dist .pytest_cache
