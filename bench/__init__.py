@@ -1,0 +1,1 @@
+"""nasviz benchmarks: each ``bench_*.py`` module has ``run() -> list[Figure]``."""

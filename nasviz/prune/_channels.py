@@ -1,0 +1,232 @@
+"""Structured pruning: whole output channels / neurons, coupled layers pruned together.
+
+Which channels must go together (Linear -> Linear, Conv -> BN -> Conv, the residual stream of
+inverted-residual blocks, a depthwise conv and its expand conv, a global pool + flatten feeding
+a classifier) comes from Torch-Pruning's dependency graph, traced on an example input: one
+*group* per set of coupled channels, each group member a (parameter, dim, index) slice with the
+root channel it belongs to. nasviz only reads the graph here; it never prunes the model.
+
+Groups are left alone (never pruned) when they reach the model's output (the classifier's
+classes), or touch a layer whose output would change if channels disappeared (LayerNorm,
+GroupNorm, grouped but not depthwise convs, modules Torch-Pruning does not know).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from nasviz.errors import ConfigError, MaskError
+from nasviz.prune._magnitude import lowest_k
+from nasviz.prune._masks import Masks, check_sparsity, prunable, remove
+
+__all__ = ["ChannelGroup", "Slice", "channel_groups", "channels", "example_input_for"]
+
+_NORM_OK = (nn.modules.batchnorm._BatchNorm,)
+_BLOCKING = (nn.LayerNorm, nn.GroupNorm, nn.modules.instancenorm._InstanceNorm, nn.MultiheadAttention,
+             nn.Embedding, nn.LSTM, nn.PReLU)
+
+
+@dataclass(frozen=True)
+class Slice:
+    """One member of a group: entries ``idx`` along ``dim`` of ``param`` belong to root
+    channels ``root`` (same length as ``idx``). ``out`` is True for the producing side."""
+
+    param: str
+    dim: int
+    idx: torch.Tensor
+    root: torch.Tensor
+    out: bool
+
+
+@dataclass(frozen=True)
+class ChannelGroup:
+    """Coupled channels that can only be removed together: ``size`` root channels of module
+    ``root`` and every parameter slice that belongs to them."""
+
+    root: str
+    size: int
+    slices: tuple[Slice, ...]
+
+
+def example_input_for(model: nn.Module, example_input: Any = None) -> Any:
+    """An example input for tracing: the one given (a tensor, or a shape with batch), the
+    model's ``input_shape`` attribute, or one guessed from its first layer."""
+    if isinstance(example_input, torch.Tensor):
+        return example_input
+    if example_input is not None:
+        if isinstance(example_input, tuple | list) and all(isinstance(d, int) and d > 0 for d in example_input):
+            return torch.randn(tuple(example_input), generator=torch.Generator().manual_seed(0))
+        raise ConfigError(f"example_input must be a tensor or a shape with batch such as (1, 64), got {example_input!r}")
+    shape = getattr(model, "input_shape", None)
+    if isinstance(shape, tuple | list) and shape:
+        return torch.randn((2, *shape), generator=torch.Generator().manual_seed(0))
+    for module in model.modules():
+        if isinstance(module, nn.Linear):
+            return torch.randn(2, module.in_features, generator=torch.Generator().manual_seed(0))
+        if isinstance(module, nn.modules.conv._ConvNd):
+            dims = len(module.kernel_size)
+            return torch.randn(2, module.in_channels, *([8] * dims), generator=torch.Generator().manual_seed(0))
+        if isinstance(module, nn.Embedding):
+            return torch.zeros(2, 8, dtype=torch.long)
+    raise ConfigError(f"cannot guess an input for {type(model).__name__}; pass example_input=(batch, ...)")
+
+
+def _param_dims(module: nn.Module, out: bool) -> list[tuple[str, int]] | None:
+    """(parameter, dim) pairs a channel slice touches; None when the module blocks pruning."""
+    if isinstance(module, nn.Linear):
+        return [("weight", 0), ("bias", 0)] if out else [("weight", 1)]
+    if isinstance(module, nn.modules.conv._ConvNd):
+        depthwise = module.groups == module.in_channels == module.out_channels
+        if module.groups > 1 and not depthwise:
+            return None
+        if module.transposed:
+            return [("weight", 1), ("bias", 0)] if out else [("weight", 0)]
+        return [("weight", 0), ("bias", 0)] if out or depthwise else [("weight", 1)]
+    if isinstance(module, _NORM_OK):
+        return [("weight", 0), ("bias", 0)]
+    if isinstance(module, _BLOCKING):
+        return None
+    if isinstance(module, nn.Module) and any(True for _ in module.parameters(recurse=False)):
+        return None  # a module with weights Torch-Pruning's graph cannot see inside
+    return []  # parameter-free ops (activations, pooling, flatten, add, ...)
+
+
+def _graph(model: nn.Module, example_input: Any):
+    try:
+        import torch_pruning as tp
+    except ImportError as exc:  # pragma: no cover - a declared dependency
+        raise ConfigError("structured pruning needs Torch-Pruning: pip install torch-pruning") from exc
+    try:
+        return tp, tp.DependencyGraph().build_dependency(model, example_inputs=example_input, verbose=False)
+    except Exception as exc:
+        raise ConfigError(
+            f"tracing {type(model).__name__} on an input of shape {tuple(getattr(example_input, 'shape', ()))} "
+            f"failed ({type(exc).__name__}: {exc}); pass example_input= that the model accepts"
+        ) from exc
+
+
+def channel_groups(model: nn.Module, example_input: Any = None, dg: Any = None) -> list[ChannelGroup]:
+    """Every prunable group of coupled channels in ``model`` (see the module docstring).
+
+    Args:
+        model: traced, not changed (it must be free of parametrizations: see :func:`remove`).
+        example_input: see :func:`example_input_for`.
+        dg: an already built Torch-Pruning DependencyGraph of ``model`` to reuse.
+    """
+    if dg is None:
+        tp, dg = _graph(model, example_input_for(model, example_input))
+    else:
+        import torch_pruning as tp
+    names = {m: n for n, m in model.named_modules()}
+    groups = []
+    for group in dg.get_all_groups(root_module_types=(nn.Linear, nn.modules.conv._ConvNd)):
+        slices, ok = [], True
+        for item in group:
+            module, handler = item.dep.target.module, item.dep.handler
+            if isinstance(module, tp.ops._OutputOp) or module not in names and isinstance(module, nn.Parameter):
+                ok = False  # reaches the output, or an unwrapped parameter
+                break
+            dims = _param_dims(module, dg.is_out_channel_pruning_fn(handler))
+            if dims is None:
+                ok = False
+                break
+            if module not in names:
+                continue
+            idx = torch.as_tensor(list(item.idxs), dtype=torch.long)
+            root = torch.as_tensor(list(item.root_idxs), dtype=torch.long)
+            for attr, dim in dims:
+                if getattr(module, attr, None) is None:
+                    continue
+                name = f"{names[module]}.{attr}" if names[module] else attr
+                slices.append(Slice(name, dim, idx, root, dg.is_out_channel_pruning_fn(handler)))
+        if ok and slices:
+            root_module = group[0].dep.target.module
+            groups.append(ChannelGroup(names[root_module], len(group[0].idxs), tuple(slices)))
+    return groups
+
+
+Importance = Callable[[ChannelGroup, dict[str, torch.Tensor]], torch.Tensor]
+
+
+def _norm_scores(group: ChannelGroup, params: dict[str, torch.Tensor], p: int) -> torch.Tensor:
+    """Group Lp importance: per root channel, the Lp norm over every Linear/Conv weight slice."""
+    scores = torch.zeros(group.size, dtype=torch.float64)
+    for s in group.slices:
+        if not s.param.endswith("weight") or params[s.param].ndim < 2:
+            continue  # biases and BN scales do not vote
+        w = params[s.param].detach().abs().double() ** p
+        per = w.sum(dim=[d for d in range(w.ndim) if d != s.dim])  # (size along dim,)
+        scores.index_add_(0, s.root, per[s.idx])
+    return scores ** (1.0 / p)
+
+
+IMPORTANCES: dict[str, Importance] = {
+    "l1": lambda g, params: _norm_scores(g, params, 1),
+    "l2": lambda g, params: _norm_scores(g, params, 2),
+}
+
+
+def channels(
+    model: nn.Module,
+    ratio: float,
+    importance: str | Importance = "l1",
+    example_input: Any = None,
+    ignored: list[str] | None = None,
+) -> Masks:
+    """Masks that remove the ``ratio`` least important channels of every group of coupled layers.
+
+    Args:
+        model: read, never changed.
+        ratio: fraction of each group's channels to remove, in [0, 1).
+        importance: ``"l1"`` / ``"l2"`` (group norm over the coupled weights) or a callable
+            ``importance(group, params) -> (group.size,) scores``; lowest scores are removed.
+        example_input: input used to trace the model (a tensor or a shape with batch).
+        ignored: module names whose output channels are never removed.
+
+    Returns:
+        Masks over every prunable weight plus the biases / BatchNorm parameters of pruned
+        groups; ``shrink`` removes exactly the masked channels.
+    """
+    ratio = check_sparsity(ratio, "ratio")
+    scorer = IMPORTANCES.get(importance) if isinstance(importance, str) else importance
+    if not callable(scorer):
+        raise ConfigError(f"importance must be one of {sorted(IMPORTANCES)} or a callable, got {importance!r}")
+    weights = prunable(model)
+    clean = remove(copy.deepcopy(model), permanent=True)  # masked weights count as zeros
+    example = example_input_for(clean, example_input)
+    groups = channel_groups(clean, example)
+    ignored_set = set(ignored or ())
+    unknown = ignored_set - {n for n, _ in model.named_modules()}
+    if unknown:
+        raise ConfigError(f"ignored names no module of the model: {sorted(unknown)}")
+    params = dict(clean.named_parameters())
+    masks = {n: torch.ones_like(w, dtype=torch.bool) for n, w in weights.items()}
+    plan = []
+    for group in groups:
+        if group.root in ignored_set or any(s.param.rpartition(".")[0] in ignored_set for s in group.slices if s.out):
+            continue
+        k = round(ratio * group.size)
+        if k >= group.size:
+            raise MaskError(
+                f"ratio {ratio} would remove all {group.size} channels of layer {group.root!r}; "
+                "use a smaller ratio or list the layer in ignored="
+            )
+        scores = torch.as_tensor(scorer(group, params)).flatten()
+        if scores.numel() != group.size:
+            raise ConfigError(f"importance returned {scores.numel()} scores for {group.size} channels of {group.root!r}")
+        plan.append((group, ~lowest_k(scores.double(), k)))
+    for group, pruned in plan:
+        for s in group.slices:
+            mask = masks.setdefault(s.param, torch.ones_like(params[s.param], dtype=torch.bool))
+            mask.index_fill_(s.dim, s.idx[pruned[s.root]], False)
+    shape = tuple(example.shape) if isinstance(example, torch.Tensor) else None
+    meta = {"method": "channels", "sparsity": ratio, "importance": importance if isinstance(importance, str) else "custom",
+            "structured": True, "input_shape": list(shape) if shape else None,
+            "input_dtype": str(example.dtype) if shape else None}
+    return Masks(masks, meta=meta)

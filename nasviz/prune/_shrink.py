@@ -1,0 +1,142 @@
+"""Real speed: remove pruned channels for good and return a smaller dense model.
+
+A root channel is removable when every parameter slice that *produces* it (weight rows, bias,
+BatchNorm scale and shift) is zero after masking: the channel then emits zeros (for
+activations with f(0) = 0: ReLU, GELU, SiLU, tanh, ...) and removing it, with its consumers'
+input slices, leaves every kept output unchanged. Structured masks from
+:func:`nasviz.prune.channels` are removable by construction; unstructured masks almost never
+zero a whole channel, and :func:`shrink` says so instead of pretending to save anything.
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from nasviz.errors import NasvizWarning
+from nasviz.objectives import count_params
+from nasviz.prune._channels import _graph, channel_groups, example_input_for
+from nasviz.prune._masks import Masks, remove
+
+__all__ = ["Savings", "savings", "shrink"]
+
+
+def _example(model: nn.Module, masks: Masks, example_input: Any) -> Any:
+    if example_input is None and masks.meta.get("input_shape"):
+        shape = tuple(masks.meta["input_shape"])
+        if masks.meta.get("input_dtype") == "torch.int64":
+            return torch.zeros(shape, dtype=torch.long)
+        return torch.randn(shape, generator=torch.Generator().manual_seed(0))
+    return example_input_for(model, example_input)
+
+
+def _masked_copy(model: nn.Module, masks: Masks) -> nn.Module:
+    masks.check(model)
+    new = remove(copy.deepcopy(model), permanent=True)
+    params = dict(new.named_parameters())
+    with torch.no_grad():
+        for name, mask in masks.items():
+            params[name].mul_(mask.to(params[name].device, params[name].dtype))
+    return new
+
+
+def _plan(model: nn.Module, dg: Any) -> list[tuple[nn.Module, Any, list[int]]]:
+    """(root module, pruning function, channel indices) of every removable channel set."""
+    params = dict(model.named_parameters())
+    plan = []
+    for group in channel_groups(model, dg=dg):
+        alive = torch.zeros(group.size, dtype=torch.bool)
+        for s in group.slices:
+            if not s.out:
+                continue
+            w = params[s.param].detach()
+            moved = w.movedim(s.dim, 0)  # (channels along dim, ...)
+            nonzero = (moved != 0).reshape(moved.shape[0], -1).any(dim=1)
+            alive[s.root] |= nonzero[s.idx]  # a channel lives if any producer entry is nonzero
+        dead = torch.nonzero(~alive).flatten().tolist()
+        if len(dead) == group.size:  # a fully pruned group: keep one channel so shapes stay valid
+            dead = dead[1:]
+        if dead:
+            module = model.get_submodule(group.root)
+            plan.append((module, dg.get_pruner_of_module(module).prune_out_channels, dead))
+    return plan
+
+
+def shrink(model: nn.Module, masks: Masks, example_input: Any = None, check: bool = True) -> nn.Module:
+    """A smaller dense copy of ``model`` with the channels/neurons ``masks`` prune removed.
+
+    The copy carries the masks baked in (pruned weights are zeros) and no parametrizations;
+    ``model`` itself is never changed.
+
+    Args:
+        example_input: input for tracing; defaults to the one recorded by ``channels`` or one
+            guessed from the first layer.
+        check: compare outputs of the masked and the shrunk model on the example input and warn
+            (NasvizWarning) when they differ (activations with f(0) != 0 after a removed channel).
+    """
+    new = _masked_copy(model, masks)
+    example = _example(new, masks, example_input)
+    with torch.no_grad():
+        reference = new.eval()(example) if check else None
+    _, dg = _graph(new, example)
+    plan = _plan(new, dg)
+    if not plan:
+        warnings.warn(
+            "shrink: these masks prune no whole channel (unstructured), so the shrunk model is as large "
+            "and as fast as the dense one; unstructured sparsity saves memory only when stored sparse "
+            "and speed only with sparse kernels. Use prune.channels for real speed.",
+            NasvizWarning, stacklevel=2,
+        )
+    for module, fn, idxs in plan:
+        dg.get_pruning_group(module, fn, idxs).prune()
+    new.train(model.training)
+    if check and reference is not None:
+        with torch.no_grad():
+            out = new.eval()(example)
+        new.train(model.training)
+        if out.shape != reference.shape or not torch.allclose(out, reference, rtol=1e-4, atol=1e-5):
+            warnings.warn(
+                "shrink: the shrunk model's outputs differ from the masked model's; a removed channel fed "
+                "an activation with f(0) != 0 or a layer that mixes channels",
+                NasvizWarning, stacklevel=2,
+            )
+    return new
+
+
+@dataclass(frozen=True)
+class Savings:
+    """What masks really save: dense parameters before, nonzero after masking, and dense
+    parameters after :func:`shrink` (what dense inference actually runs)."""
+
+    dense_params: int
+    nonzero_params: int
+    shrunk_params: int
+
+    @property
+    def dense_saving(self) -> float:
+        """Fraction of parameters (and of dense inference memory) removed by shrinking."""
+        return 1.0 - self.shrunk_params / self.dense_params
+
+    @property
+    def sparse_saving(self) -> float:
+        """Fraction of weights zeroed (a saving only for sparse storage / kernels)."""
+        return 1.0 - self.nonzero_params / self.dense_params
+
+    def __str__(self) -> str:
+        return (f"{self.dense_params:,} params; {self.sparse_saving:.1%} zeroed (saved only if stored sparse); "
+                f"{self.dense_saving:.1%} removed by shrink (saved at dense inference)")
+
+
+def savings(model: nn.Module, masks: Masks, example_input: Any = None) -> Savings:
+    """Honest accounting of ``masks`` on ``model``: see :class:`Savings`."""
+    masked = _masked_copy(model, masks)
+    nonzero = sum(int((p != 0).sum()) for p in masked.parameters())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NasvizWarning)
+        shrunk = shrink(model, masks, example_input=example_input, check=False)
+    return Savings(count_params(model), nonzero, count_params(shrunk))

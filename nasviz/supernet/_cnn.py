@@ -1,0 +1,235 @@
+"""``ElasticCNN``: Once-for-All-style stages of inverted-residual blocks.
+
+Each stage has elastic depth (it runs its first ``d`` blocks), elastic kernel size (centre crop
+of the largest depthwise kernel, or OFA's learned kernel transforms) and elastic expand ratio
+(the first ``in * e`` hidden channels, ordered by importance).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nasviz.errors import ConfigError
+from nasviz.space import Arch, SearchSpace
+from nasviz.supernet._base import BNStats, ForwardState, Supernet
+from nasviz.supernet._ops import (
+    ElasticBatchNorm2d,
+    ElasticConv2d,
+    ElasticLinear,
+    export_bn,
+    export_conv,
+    export_linear,
+    importance_order,
+    permute_bn,
+    permute_rows,
+)
+
+__all__ = ["CNNConfig", "ElasticCNN", "InvertedResidual"]
+
+
+@dataclass(frozen=True)
+class CNNConfig:
+    """Configuration of an :class:`ElasticCNN` (see its arguments)."""
+
+    in_channels: int = 1
+    num_classes: int = 10
+    input_size: int = 8
+    stem_channels: int = 16
+    stage_channels: tuple[int, ...] = (16, 24, 32)
+    strides: tuple[int, ...] = (1, 2, 2)
+    kernels: tuple[int, ...] = (3, 5, 7)
+    expands: tuple[int, ...] = (3, 4, 6)
+    depths: tuple[int, ...] = (2, 3, 4)
+    kernel_transform: bool = False
+
+
+class _Stage(NamedTuple):
+    depth: int
+    kernel: int
+    expand: int
+
+
+class _Plan(NamedTuple):
+    arch: Arch
+    stages: tuple[_Stage, ...]
+
+
+class _Block(nn.Module):
+    """One elastic inverted-residual block: expand 1x1, depthwise kxk, project 1x1."""
+
+    def __init__(self, cin: int, cout: int, stride: int, config: CNNConfig):
+        super().__init__()
+        hidden = cin * max(config.expands)
+        self.cin, self.cout, self.stride = cin, cout, stride
+        self.residual = stride == 1 and cin == cout
+        self.expand = ElasticConv2d(cin, hidden, (1,))
+        self.bn1 = ElasticBatchNorm2d(hidden)
+        self.dw = ElasticConv2d(hidden, hidden, config.kernels, stride, depthwise=True,
+                                kernel_transform=config.kernel_transform)
+        self.bn2 = ElasticBatchNorm2d(hidden)
+        self.project = ElasticConv2d(hidden, cout, (1,))
+        self.bn3 = ElasticBatchNorm2d(cout)
+
+    def forward(self, x: torch.Tensor, kernel: int, expand: int, state: ForwardState, stats: BNStats | None) -> torch.Tensor:
+        # x: (B, cin, H, W) -> (B, cout, H/s, W/s)
+        hidden = self.cin * expand
+        c = state.collect
+        h = F.relu(_bn(self.bn1, self.expand(x, hidden), stats, c))  # (B, hidden, H, W)
+        h = F.relu(_bn(self.bn2, self.dw(h, kernel_size=kernel), stats, c))  # (B, hidden, H/s, W/s)
+        h = _bn(self.bn3, self.project(h), stats, c)  # (B, cout, H/s, W/s)
+        return x + h if self.residual else h
+
+
+def _bn(bn: ElasticBatchNorm2d, x: torch.Tensor, stats: BNStats | None, collect: dict | None) -> torch.Tensor:
+    return bn(x, None if stats is None else stats[bn.key], collect)
+
+
+class InvertedResidual(nn.Module):
+    """A static (exported) inverted-residual block of plain torch layers."""
+
+    def __init__(self, expand: nn.Conv2d, bn1: nn.BatchNorm2d, dw: nn.Conv2d, bn2: nn.BatchNorm2d,
+                 project: nn.Conv2d, bn3: nn.BatchNorm2d, residual: bool):
+        super().__init__()
+        self.expand, self.bn1, self.dw, self.bn2, self.project, self.bn3 = expand, bn1, dw, bn2, project, bn3
+        self.residual = residual
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # x: (B, cin, H, W) -> (B, cout, H/s, W/s)
+        h = F.relu(self.bn1(self.expand(x)))
+        h = F.relu(self.bn2(self.dw(h)))
+        h = self.bn3(self.project(h))
+        return x + h if self.residual else h
+
+
+class ElasticCNN(Supernet):
+    """A stem conv, stages of elastic inverted-residual blocks, global pooling and a classifier.
+
+    Search space, per stage ``i``: ``kernel.i`` (depthwise kernel), ``expand.i`` (expand ratio)
+    and ``depth.i`` (blocks run). The defaults suit 8x8 digits on a CPU: three stages of up to
+    four blocks, 16/24/32 channels, kernels {3, 5, 7}, expand {3, 4, 6}: 19,683 subnets.
+
+    Args:
+        in_channels, num_classes, input_size: input images ``(in_channels, size, size)``.
+        stem_channels: output channels of the fixed 3x3 stem.
+        stage_channels, strides: output channels and stride of each stage.
+        kernels, expands, depths: allowed values per stage.
+        kernel_transform: OFA's learned kernel transforms instead of plain centre crops.
+    """
+
+    family = "ElasticCNN"
+    config_class = CNNConfig
+    shrink_order = ("kernel", "depth", "expand")
+
+    def __init__(
+        self,
+        in_channels: int = 1,
+        num_classes: int = 10,
+        input_size: int = 8,
+        stem_channels: int = 16,
+        stage_channels: Sequence[int] = (16, 24, 32),
+        strides: Sequence[int] = (1, 2, 2),
+        kernels: Sequence[int] = (3, 5, 7),
+        expands: Sequence[int] = (3, 4, 6),
+        depths: Sequence[int] = (2, 3, 4),
+        kernel_transform: bool = False,
+    ):
+        config = CNNConfig(
+            int(in_channels), int(num_classes), int(input_size), int(stem_channels),
+            tuple(map(int, stage_channels)), tuple(map(int, strides)),
+            tuple(sorted(set(map(int, kernels)))), tuple(sorted(set(map(int, expands)))),
+            tuple(sorted(set(map(int, depths)))), bool(kernel_transform),
+        )
+        if len(config.stage_channels) != len(config.strides) or not config.stage_channels:
+            raise ConfigError(f"stage_channels and strides need one entry per stage, got {stage_channels} and {strides}")
+        if min(config.depths) < 1 or min(config.expands) < 1:
+            raise ConfigError(f"depths and expand ratios must be >= 1, got {depths} and {expands}")
+        super().__init__(config)
+        self.stem = ElasticConv2d(in_channels, stem_channels, (3,))
+        self.stem_bn = ElasticBatchNorm2d(stem_channels)
+        self.stages = nn.ModuleList()
+        cin = stem_channels
+        for cout, stride in zip(config.stage_channels, config.strides):
+            blocks = [_Block(cin if b == 0 else cout, cout, stride if b == 0 else 1, config) for b in range(max(config.depths))]
+            self.stages.append(nn.ModuleList(blocks))
+            cin = cout
+        self.head = ElasticLinear(cin, num_classes)
+        n = len(config.stage_channels)
+        self.space = SearchSpace({
+            **SearchSpace.repeated("kernel", n, config.kernels),
+            **SearchSpace.repeated("expand", n, config.expands),
+            **SearchSpace.repeated("depth", n, config.depths),
+        })
+        self._finish_init()
+
+    @classmethod
+    def for_data(cls, data: Any, **kwargs: Any) -> ElasticCNN:
+        """An ElasticCNN sized for a nasviz Dataset of ``(C, H, H)`` images."""
+        shape = tuple(data.input_shape)
+        if len(shape) != 3 or shape[1] != shape[2]:
+            raise ConfigError(f"ElasticCNN needs square images (C, H, H); the dataset has input_shape {shape}")
+        return cls(shape[0], data.num_classes, shape[1], **kwargs)
+
+    def _make_plan(self, arch: Arch) -> _Plan:
+        stages = zip(arch.group("depth"), arch.group("kernel"), arch.group("expand"))
+        return _Plan(arch, tuple(_Stage(*s) for s in stages))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        cfg = self.config
+        self._check_input(x, (cfg.in_channels, cfg.input_size, cfg.input_size), "(images)")
+        state = self._state()
+        stats = self._stats(state)
+        x = F.relu(_bn(self.stem_bn, self.stem(x), stats, state.collect))  # (B, stem, H, W)
+        for blocks, stage in zip(self.stages, state.plan.stages):
+            for block in blocks[: stage.depth]:
+                x = block(x, stage.kernel, stage.expand, state, stats)  # (B, c_stage, H_s, W_s)
+        x = x.mean((2, 3))  # (B, c_last)
+        return self.head(x)  # (B, num_classes)
+
+    def _export(self, plan: _Plan, stats: BNStats | None) -> nn.Module:
+        def bn(layer: ElasticBatchNorm2d, channels: int) -> nn.BatchNorm2d:
+            return export_bn(layer, channels, None if stats is None else stats[layer.key])
+
+        cfg = self.config
+        modules: list[nn.Module] = [
+            export_conv(self.stem, cfg.in_channels, cfg.stem_channels, 3), bn(self.stem_bn, cfg.stem_channels), nn.ReLU(),
+        ]
+        for blocks, stage in zip(self.stages, plan.stages):
+            for b in blocks[: stage.depth]:
+                hidden = b.cin * stage.expand
+                modules.append(InvertedResidual(
+                    export_conv(b.expand, b.cin, hidden, 1), bn(b.bn1, hidden),
+                    export_conv(b.dw, hidden, hidden, stage.kernel), bn(b.bn2, hidden),
+                    export_conv(b.project, hidden, b.cout, 1), bn(b.bn3, b.cout), b.residual,
+                ))
+        modules += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), export_linear(self.head, self.head.in_features, cfg.num_classes)]
+        return nn.Sequential(*modules)
+
+    def count_params(self, arch: Mapping[str, Any]) -> int:
+        plan = self._plan(arch)
+        cfg = self.config
+        total = cfg.stem_channels * cfg.in_channels * 9 + 2 * cfg.stem_channels
+        for blocks, stage in zip(self.stages, plan.stages):
+            for b in blocks[: stage.depth]:
+                hidden = b.cin * stage.expand
+                total += b.cin * hidden + hidden * stage.kernel**2 + hidden * b.cout  # convs
+                total += 2 * (2 * hidden + b.cout)  # BN affine
+        return total + self.head.in_features * cfg.num_classes + cfg.num_classes
+
+    @torch.no_grad()
+    def reorder_channels(self) -> None:
+        """Sorts each block's hidden channels by the L1 norm of their projection weights."""
+        for blocks in self.stages:
+            for b in blocks:
+                order = importance_order(b.project.weight.abs().sum((0, 2, 3)))
+                permute_rows(b.expand.weight, order)
+                permute_bn(b.bn1, order)
+                permute_rows(b.dw.weight, order)
+                permute_bn(b.bn2, order)
+                permute_rows(b.project.weight, order, dim=1)
+        self.clear_calibration()

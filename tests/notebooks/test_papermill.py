@@ -1,0 +1,56 @@
+"""Every notebook runs headless under papermill with non-default parameters.
+
+(nbval runs the same notebooks with their defaults: see the Makefile's test target.)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+import papermill
+import pytest
+
+NOTEBOOKS = Path(__file__).parents[2] / "notebooks"
+
+# Non-default parameters for each notebook; every notebook must be listed here.
+NON_DEFAULT: dict[str, dict] = {
+    "00_tour.ipynb": {"seed": 3, "n_samples": 2},
+}
+
+
+def _notebooks() -> list[str]:
+    return sorted(str(p.relative_to(NOTEBOOKS)) for p in NOTEBOOKS.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
+
+
+def test_every_notebook_has_non_default_parameters_listed():
+    assert set(_notebooks()) == set(NON_DEFAULT)
+
+
+@pytest.mark.parametrize("name", _notebooks())
+def test_notebook_has_one_parameters_cell_and_a_kernelspec(name):
+    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+    tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1
+    assert nb.metadata["kernelspec"]["name"] == "python3"
+    assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), "commit notebooks without outputs"
+    declared = papermill.inspect_notebook(str(NOTEBOOKS / name))
+    assert set(NON_DEFAULT.get(name, {})) <= set(declared)
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("name", sorted(NON_DEFAULT))
+def test_notebook_runs_under_papermill_with_non_default_parameters(name, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / Path(name).name
+    papermill.execute_notebook(
+        str(NOTEBOOKS / name), str(out), parameters=NON_DEFAULT[name], cwd=str(tmp_path),
+        kernel_name="python3", progress_bar=False,
+    )
+    nb = nbformat.read(out, as_version=4)
+    injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert len(injected) == 1
+    for key, value in NON_DEFAULT[name].items():
+        assert f"{key} = {value!r}" in injected[0].source
+    errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert not errors
