@@ -17,7 +17,7 @@ RESULTS = HERE / "results.json"
 
 
 def main(argv: list[str]) -> int:
-    names = sorted(p.stem[len("bench_"):] for p in HERE.glob("bench_*.py"))
+    names = sorted(p.stem[len("bench_") :] for p in HERE.glob("bench_*.py"))
     chosen = argv or names
     unknown = sorted(set(chosen) - set(names))
     if unknown:
@@ -39,7 +39,9 @@ def main(argv: list[str]) -> int:
     everything = sorted(previous + figures, key=lambda f: f.name)
     write_json(everything, RESULTS)
     print(table(everything))
-    print(f"\nwrote {len(everything)} figures to {RESULTS.relative_to(Path.cwd()) if RESULTS.is_relative_to(Path.cwd()) else RESULTS}")
+    print(
+        f"\nwrote {len(everything)} figures to {RESULTS.relative_to(Path.cwd()) if RESULTS.is_relative_to(Path.cwd()) else RESULTS}"
+    )
     missed = [asdict(f)["name"] for f in everything if f.met is False]
     if missed:
         print(f"targets not met: {missed}")

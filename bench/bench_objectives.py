@@ -20,14 +20,22 @@ from nasviz.objectives import count_macs, count_params, measure_latency
 def _model() -> nn.Module:
     # conv stem + MLP head: 10.0M parameters, a mix of conv and matmul work
     return nn.Sequential(
-        nn.Conv2d(3, 64, 3, padding=1), nn.ReLU(),
-        nn.Conv2d(64, 64, 3, stride=2, padding=1), nn.ReLU(),
-        nn.AdaptiveAvgPool2d(4), nn.Flatten(),  # 64*16 = 1024
-        nn.Linear(1024, 2048), nn.ReLU(),
-        nn.Linear(2048, 2048), nn.ReLU(),
-        nn.Linear(2048, 1024), nn.ReLU(),
-        nn.Linear(1024, 1024), nn.ReLU(),
-        nn.Linear(1024, 512), nn.ReLU(),
+        nn.Conv2d(3, 64, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(64, 64, 3, stride=2, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(4),
+        nn.Flatten(),  # 64*16 = 1024
+        nn.Linear(1024, 2048),
+        nn.ReLU(),
+        nn.Linear(2048, 2048),
+        nn.ReLU(),
+        nn.Linear(2048, 1024),
+        nn.ReLU(),
+        nn.Linear(1024, 1024),
+        nn.ReLU(),
+        nn.Linear(1024, 512),
+        nn.ReLU(),
         nn.Linear(512, 10),
     )
 
@@ -58,9 +66,26 @@ def run() -> list[Figure]:
         Figure("objectives.model_params", n, "params", "the benchmark model's size"),
         Figure("objectives.params_time", t_params * 1e3, "ms", base),
         Figure("objectives.macs_time", t_macs * 1e3, "ms", base),
-        Figure("objectives.macs_over_forward", t_macs / forward, "x", base, "<= 20", t_macs / forward <= 20),
-        Figure("objectives.latency_measure_time", t_latency * 1e3, "ms",
-               "35 forwards (5 warm-up + 30 timed) of the same model"),
-        Figure("objectives.latency_overhead", t_latency / (35 * forward), "x",
-               "35 plain forwards timed in a loop", "<= 1.5", t_latency / (35 * forward) <= 1.5),
+        Figure(
+            "objectives.macs_over_forward",
+            t_macs / forward,
+            "x",
+            base,
+            "<= 20",
+            t_macs / forward <= 20,
+        ),
+        Figure(
+            "objectives.latency_measure_time",
+            t_latency * 1e3,
+            "ms",
+            "35 forwards (5 warm-up + 30 timed) of the same model",
+        ),
+        Figure(
+            "objectives.latency_overhead",
+            t_latency / (35 * forward),
+            "x",
+            "35 plain forwards timed in a loop",
+            "<= 1.5",
+            t_latency / (35 * forward) <= 1.5,
+        ),
     ]

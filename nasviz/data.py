@@ -41,7 +41,9 @@ class Split:
             raise ShapeError(f"X has {len(self.X)} rows but y has {n}; they must match")
         for name, values in self.extras.items():
             if len(values) != n:
-                raise ShapeError(f"extra {name!r} has {len(values)} rows but y has {n}; they must match")
+                raise ShapeError(
+                    f"extra {name!r} has {len(values)} rows but y has {n}; they must match"
+                )
 
     def __len__(self) -> int:
         return len(self.y)
@@ -51,7 +53,12 @@ class Split:
         if batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
         generator = torch.Generator().manual_seed(seed) if shuffle else None
-        return DataLoader(TensorDataset(self.X, self.y), batch_size=batch_size, shuffle=shuffle, generator=generator)
+        return DataLoader(
+            TensorDataset(self.X, self.y),
+            batch_size=batch_size,
+            shuffle=shuffle,
+            generator=generator,
+        )
 
     def batches(self, batch_size: int = 256) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Plain in-order ``(X, y)`` slices: cheaper than a DataLoader for evaluation."""
@@ -96,19 +103,25 @@ def _split_indices(n: int, val: float, test: float, seed: int, stratify: np.ndar
     rng = np.random.default_rng(seed)
     if stratify is None:
         order = rng.permutation(n)
-        n_test, n_val = int(round(n * test)), int(round(n * val))
+        n_test, n_val = round(n * test), round(n * val)
         return order[n_test + n_val :], order[n_test : n_test + n_val], order[:n_test]
     parts: list[list[np.ndarray]] = [[], [], []]
     for label in np.unique(stratify):
         idx = rng.permutation(np.flatnonzero(stratify == label))
-        n_test, n_val = int(round(len(idx) * test)), int(round(len(idx) * val))
-        for part, chunk in zip(parts, (idx[n_test + n_val :], idx[n_test : n_test + n_val], idx[:n_test]), strict=True):
+        n_test, n_val = round(len(idx) * test), round(len(idx) * val)
+        for part, chunk in zip(
+            parts, (idx[n_test + n_val :], idx[n_test : n_test + n_val], idx[:n_test]), strict=True
+        ):
             part.append(chunk)
     return tuple(rng.permutation(np.concatenate(p)) for p in parts)
 
 
-def _make_splits(X: torch.Tensor, y: torch.Tensor, extras: Mapping[str, torch.Tensor], idx) -> list[Split]:
-    return [Split(X[i], y[i], {k: v[i] for k, v in extras.items()}) for i in map(torch.as_tensor, idx)]
+def _make_splits(
+    X: torch.Tensor, y: torch.Tensor, extras: Mapping[str, torch.Tensor], idx
+) -> list[Split]:
+    return [
+        Split(X[i], y[i], {k: v[i] for k, v in extras.items()}) for i in map(torch.as_tensor, idx)
+    ]
 
 
 def digits(seed: int = 0, val: float = 0.15, test: float = 0.15, flat: bool = False) -> Dataset:
@@ -130,8 +143,13 @@ def digits(seed: int = 0, val: float = 0.15, test: float = 0.15, flat: bool = Fa
     shape = (64,) if flat else (1, 8, 8)
     Xt = torch.from_numpy(X).reshape(-1, *shape)
     splits = _make_splits(Xt, torch.from_numpy(y), {}, (tr, va, te))
-    return Dataset("digits", *splits, num_classes=10, input_shape=shape,
-                   info={"seed": seed, "mean": mean, "std": std})
+    return Dataset(
+        "digits",
+        *splits,
+        num_classes=10,
+        input_shape=shape,
+        info={"seed": seed, "mean": mean, "std": std},
+    )
 
 
 TASK_NAMES = ("presence", "majority", "first_last", "magnitude")
@@ -184,13 +202,25 @@ def tasks(
     X, y, task = (np.concatenate(a) for a in (xs, ys, ts))
     tr, va, te = _split_indices(len(y), val, test, seed, stratify=task * 2 + y)
     extras = {"task": torch.from_numpy(task.astype(np.int64))}
-    splits = _make_splits(torch.from_numpy(X.astype(np.int64)), torch.from_numpy(y.astype(np.int64)), extras, (tr, va, te))
-    return Dataset("tasks", *splits, num_classes=2, input_shape=(seq_len,),
-                   vocab_size=1 + n_tasks + n_tasks * K,
-                   info={"seed": seed, "task_names": TASK_NAMES[:n_tasks], "tokens_per_task": K})
+    splits = _make_splits(
+        torch.from_numpy(X.astype(np.int64)),
+        torch.from_numpy(y.astype(np.int64)),
+        extras,
+        (tr, va, te),
+    )
+    return Dataset(
+        "tasks",
+        *splits,
+        num_classes=2,
+        input_shape=(seq_len,),
+        vocab_size=1 + n_tasks + n_tasks * K,
+        info={"seed": seed, "task_names": TASK_NAMES[:n_tasks], "tokens_per_task": K},
+    )
 
 
-def _shape_example(task: str, row: np.ndarray, label: int, K: int, rng: np.random.Generator) -> None:
+def _shape_example(
+    task: str, row: np.ndarray, label: int, K: int, rng: np.random.Generator
+) -> None:
     """Edits one content row in place so that it has ``label`` under ``task``."""
     L = len(row)
     if task == "presence":  # key token 0 present <=> label 1
@@ -216,7 +246,11 @@ def _shape_example(task: str, row: np.ndarray, label: int, K: int, rng: np.rando
         row[flips] = rng.integers(0, K, size=len(flips))
         mean_high = (row >= half).mean() > 0.5
         if bool(mean_high) != bool(label):
-            row[flips] = rng.integers(half, K, size=len(flips)) if label else rng.integers(0, half, size=len(flips))
+            row[flips] = (
+                rng.integers(half, K, size=len(flips))
+                if label
+                else rng.integers(0, half, size=len(flips))
+            )
     else:  # pragma: no cover - guarded by TASK_NAMES
         raise ConfigError(f"unknown task {task!r}")
 
@@ -248,7 +282,9 @@ def from_arrays(
     if len(Xt) != len(yt):
         raise ShapeError(f"X has {len(Xt)} rows but y has {len(yt)}; they must match")
     if yt.is_floating_point() and not torch.equal(yt, yt.round()):
-        raise ConfigError("y must hold integer class labels; got non-integer floats (regression is not supported)")
+        raise ConfigError(
+            "y must hold integer class labels; got non-integer floats (regression is not supported)"
+        )
     yt = yt.long()
     if int(yt.min()) < 0:
         raise ConfigError(f"labels must be >= 0, got {int(yt.min())}")
@@ -267,5 +303,11 @@ def from_arrays(
     idx = _split_indices(len(yt), val, test, seed)
     splits = _make_splits(Xt, yt, extra_t, idx)
     vocab = int(Xt.max()) + 1 if not Xt.is_floating_point() else None
-    return Dataset(name, *splits, num_classes=classes, input_shape=tuple(Xt.shape[1:]),
-                   vocab_size=vocab, info={"seed": seed})
+    return Dataset(
+        name,
+        *splits,
+        num_classes=classes,
+        input_shape=tuple(Xt.shape[1:]),
+        vocab_size=vocab,
+        info={"seed": seed},
+    )

@@ -68,7 +68,9 @@ class Objective:
         if not isinstance(name, str) or not name:
             raise ConfigError(f"an objective needs a non-empty name, got {name!r}")
         if direction not in DIRECTIONS:
-            raise ConfigError(f"objective {name!r}: direction must be one of {DIRECTIONS}, got {direction!r}")
+            raise ConfigError(
+                f"objective {name!r}: direction must be one of {DIRECTIONS}, got {direction!r}"
+            )
         self.name = name
         self.direction = direction
         self.fn = fn
@@ -136,7 +138,9 @@ def _static(model: Any, arch: Any) -> nn.Module:
     return model.export(arch)
 
 
-def _example_input(model: nn.Module, input_shape: tuple[int, ...], dtype: torch.dtype | None) -> torch.Tensor:
+def _example_input(
+    model: nn.Module, input_shape: tuple[int, ...], dtype: torch.dtype | None
+) -> torch.Tensor:
     if dtype is None:
         first = next(iter(model.parameters()), None)
         dtype = torch.float32 if first is None or not first.is_floating_point() else first.dtype
@@ -172,7 +176,10 @@ def params(trainable_only: bool = False) -> Objective:
 
 # ---- MACs ---------------------------------------------------------------------------------
 def count_macs(
-    model: nn.Module, input_shape: tuple[int, ...], arch: Any = None, dtype: torch.dtype | None = None
+    model: nn.Module,
+    input_shape: tuple[int, ...],
+    arch: Any = None,
+    dtype: torch.dtype | None = None,
 ) -> int:
     """Multiply-accumulates of one forward pass on an input of ``input_shape`` (batch included),
     counted by :class:`torch.utils.flop_counter.FlopCounterMode` (MACs = FLOPs / 2).
@@ -181,8 +188,12 @@ def count_macs(
     """
     from torch.utils.flop_counter import FlopCounterMode
 
-    if not isinstance(input_shape, tuple | list) or not all(isinstance(d, int) and d > 0 for d in input_shape):
-        raise ShapeError(f"input_shape must be a tuple of positive ints including the batch, got {input_shape!r}")
+    if not isinstance(input_shape, tuple | list) or not all(
+        isinstance(d, int) and d > 0 for d in input_shape
+    ):
+        raise ShapeError(
+            f"input_shape must be a tuple of positive ints including the batch, got {input_shape!r}"
+        )
     x = _example_input(model, tuple(input_shape), dtype)
     was_training = model.training
     model.eval()
@@ -191,7 +202,9 @@ def count_macs(
         with torch.no_grad(), _active(model, arch), counter:
             model(x)
     except (RuntimeError, IndexError) as exc:
-        raise ShapeError(f"forward pass on an input of shape {tuple(input_shape)} failed: {exc}") from exc
+        raise ShapeError(
+            f"forward pass on an input of shape {tuple(input_shape)} failed: {exc}"
+        ) from exc
     finally:
         model.train(was_training)
     return counter.get_total_flops() // 2
@@ -236,7 +249,9 @@ def measure_latency(
             the current setting. The count used is recorded in the result.
     """
     if repeats < 1 or warmup < 0:
-        raise ConfigError(f"repeats must be >= 1 and warmup >= 0, got repeats={repeats}, warmup={warmup}")
+        raise ConfigError(
+            f"repeats must be >= 1 and warmup >= 0, got repeats={repeats}, warmup={warmup}"
+        )
     x = _example_input(model, tuple(input_shape), dtype)
     before = torch.get_num_threads()
     if threads is not None:
@@ -257,11 +272,16 @@ def measure_latency(
         model.train(was_training)
         torch.set_num_threads(before)
     q = statistics.quantiles(times, n=10) if len(times) > 1 else [times[0]] * 9
-    return LatencyMeasurement(statistics.median(times), q[0], q[-1], repeats, warmup, used, tuple(input_shape))
+    return LatencyMeasurement(
+        statistics.median(times), q[0], q[-1], repeats, warmup, used, tuple(input_shape)
+    )
 
 
 def latency(
-    input_shape: tuple[int, ...], batch: int | None = None, repeats: int = 30, warmup: int = 5,
+    input_shape: tuple[int, ...],
+    batch: int | None = None,
+    repeats: int = 30,
+    warmup: int = 5,
     threads: int | None = None,
 ) -> Objective:
     """Median forward latency in ms (minimize) of the static (exported) model.
@@ -290,7 +310,9 @@ def _batches(data: Any, batch_size: int) -> Iterable[tuple[torch.Tensor, torch.T
         return data.batches(batch_size)
     if isinstance(data, tuple) and len(data) == 2:
         X, y = data
-        return ((X[i : i + batch_size], y[i : i + batch_size]) for i in range(0, len(y), batch_size))
+        return (
+            (X[i : i + batch_size], y[i : i + batch_size]) for i in range(0, len(y), batch_size)
+        )
     if isinstance(data, torch.utils.data.DataLoader):
         return data
     raise ConfigError(
@@ -299,7 +321,9 @@ def _batches(data: Any, batch_size: int) -> Iterable[tuple[torch.Tensor, torch.T
 
 
 @torch.no_grad()
-def evaluate_accuracy(model: nn.Module, data: Any, arch: Any = None, batch_size: int = 512) -> float:
+def evaluate_accuracy(
+    model: nn.Module, data: Any, arch: Any = None, batch_size: int = 512
+) -> float:
     """Top-1 accuracy in percent of ``model`` (or of subnet ``arch``) on ``data``."""
     was_training = model.training
     model.eval()

@@ -91,7 +91,7 @@ class RunStatus:
 
 
 def _clock(seconds: float) -> str:
-    seconds = int(round(seconds))
+    seconds = round(seconds)
     h, rest = divmod(seconds, 3600)
     m, s = divmod(rest, 60)
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
@@ -168,8 +168,13 @@ class Run:
             if self._started_at is not None:
                 elapsed += time.monotonic() - self._started_at
             return RunStatus(
-                self._state, progress.done, progress.total, progress.failed, elapsed,
-                progress.unit, self._message,
+                self._state,
+                progress.done,
+                progress.total,
+                progress.failed,
+                elapsed,
+                progress.unit,
+                self._message,
             )
 
     @property
@@ -215,7 +220,8 @@ class Run:
             except Exception as exc:  # a broken listener must not kill the run
                 warnings.warn(
                     f"{self.name}: listener {listener!r} raised {exc!r} on a {event.kind!r} event",
-                    NasvizWarning, stacklevel=2,
+                    NasvizWarning,
+                    stacklevel=2,
                 )
 
     def _set_state(self, state: str, message: str = "") -> None:
@@ -276,7 +282,9 @@ class Run:
         """Holds the run after the current step until :meth:`resume`."""
         with self._lock:
             if self._state != "running":
-                raise RunError(f"cannot pause a run that is {self._state}; only a running run pauses")
+                raise RunError(
+                    f"cannot pause a run that is {self._state}; only a running run pauses"
+                )
             self._resume.clear()
         self._set_state("paused")
         return self.status
@@ -285,7 +293,9 @@ class Run:
         """Continues a paused run."""
         with self._lock:
             if self._state != "paused":
-                raise RunError(f"cannot resume a run that is {self._state}; only a paused run resumes")
+                raise RunError(
+                    f"cannot resume a run that is {self._state}; only a paused run resumes"
+                )
             self._resume.set()
         self._set_state("running")
         return self.status
@@ -298,7 +308,9 @@ class Run:
             progress: show a terminal progress bar (tqdm) while waiting.
         """
         if threading.current_thread() is self._thread:
-            raise RunError("wait() was called from the run's own thread (a listener?); it would never return")
+            raise RunError(
+                "wait() was called from the run's own thread (a listener?); it would never return"
+            )
         if progress:
             self._wait_with_bar(timeout)
         else:
@@ -318,7 +330,9 @@ class Run:
                 ended = self._ended.wait(0.2)
                 status = self.status
                 bar.n = status.done
-                bar.set_postfix_str(f"{status.state}" + (f", {status.failed} failed" if status.failed else ""))
+                bar.set_postfix_str(
+                    f"{status.state}" + (f", {status.failed} failed" if status.failed else "")
+                )
                 bar.refresh()
                 if ended or (deadline is not None and time.monotonic() >= deadline):
                     break
@@ -341,7 +355,9 @@ class Run:
                 for event in events or ():
                     self._emit(event)
             else:
-                reason = "stopped" if self._stop.is_set() and not self.engine.finished() else "finished"
+                reason = (
+                    "stopped" if self._stop.is_set() and not self.engine.finished() else "finished"
+                )
         except BaseException as exc:  # recorded, never swallowed: see .error and .traceback
             reason = "failed"
             with self._lock:

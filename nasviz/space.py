@@ -33,7 +33,9 @@ def as_rng(rng: np.random.Generator | int | None) -> np.random.Generator:
         return rng
     if rng is None or isinstance(rng, int | np.integer):
         return np.random.default_rng(rng)
-    raise SpaceError(f"rng must be a numpy Generator, an int seed or None, got {type(rng).__name__}")
+    raise SpaceError(
+        f"rng must be a numpy Generator, an int seed or None, got {type(rng).__name__}"
+    )
 
 
 def _check_value(name: str, value: Any) -> Value:
@@ -43,7 +45,9 @@ def _check_value(name: str, value: Any) -> Value:
         return value
     if isinstance(value, float):
         if not math.isfinite(value):
-            raise SpaceError(f"dimension {name!r}: value {value!r} is not finite; JSON cannot hold it")
+            raise SpaceError(
+                f"dimension {name!r}: value {value!r} is not finite; JSON cannot hold it"
+            )
         return value
     raise SpaceError(
         f"dimension {name!r}: value {value!r} of type {type(value).__name__} is not allowed; "
@@ -101,7 +105,9 @@ class Arch(Mapping[str, Value]):
         return NotImplemented
 
     def __repr__(self) -> str:
-        inner = ", ".join(f"{k}={v!r}" if k.isidentifier() else f"{k!r}: {v!r}" for k, v in self._items)
+        inner = ", ".join(
+            f"{k}={v!r}" if k.isidentifier() else f"{k!r}: {v!r}" for k, v in self._items
+        )
         return f"Arch({inner})"
 
     def __reduce__(self):
@@ -175,14 +181,18 @@ class SearchSpace:
             ordinal = all(isinstance(v, int | float) and not isinstance(v, bool) for v in clean)
             self._dims[name] = tuple(sorted(clean)) if ordinal else tuple(clean)
             self._ordinal[name] = ordinal
-        self._index = {name: {v: i for i, v in enumerate(vals)} for name, vals in self._dims.items()}
+        self._index = {
+            name: {v: i for i, v in enumerate(vals)} for name, vals in self._dims.items()
+        }
 
     # ---- construction helpers -------------------------------------------------------------
     @staticmethod
     def repeated(name: str, count: int, values: Sequence[Any]) -> dict[str, list[Any]]:
         """``{name.0: values, ..., name.{count-1}: values}`` for per-stage/per-layer choices."""
         if not isinstance(count, int) or count < 1:
-            raise SpaceError(f"repeated dimension {name!r}: count must be an int >= 1, got {count!r}")
+            raise SpaceError(
+                f"repeated dimension {name!r}: count must be an int >= 1, got {count!r}"
+            )
         return {f"{name}.{i}": list(values) for i in range(count)}
 
     def __or__(self, other: SearchSpace) -> SearchSpace:
@@ -266,14 +276,18 @@ class SearchSpace:
             self._require(name)
         missing = [n for n in self._dims if n not in arch]
         if missing:
-            raise SpaceError(f"arch is missing dimension(s) {missing}; a full arch sets all of {list(self._dims)}")
+            raise SpaceError(
+                f"arch is missing dimension(s) {missing}; a full arch sets all of {list(self._dims)}"
+            )
         items = []
         for name, allowed in self._dims.items():
             value = arch[name]
             if isinstance(value, np.generic):
                 value = value.item()
             if not self._has(name, value):
-                raise SpaceError(f"dimension {name!r}: {value!r} is not allowed; allowed values: {list(allowed)}")
+                raise SpaceError(
+                    f"dimension {name!r}: {value!r} is not allowed; allowed values: {list(allowed)}"
+                )
             items.append((name, allowed[self._position(name, value)]))
         return Arch(items)
 
@@ -302,7 +316,9 @@ class SearchSpace:
     def from_indices(self, indices: Sequence[int]) -> Arch:
         """Inverse of :meth:`index_of`."""
         if len(indices) != len(self._dims):
-            raise SpaceError(f"expected {len(self._dims)} indices (one per dimension), got {len(indices)}")
+            raise SpaceError(
+                f"expected {len(self._dims)} indices (one per dimension), got {len(indices)}"
+            )
         items = []
         for (name, values), i in zip(self._dims.items(), indices, strict=True):
             if not 0 <= int(i) < len(values):
@@ -318,7 +334,9 @@ class SearchSpace:
         """The first value of every dimension (the smallest for numeric dimensions)."""
         return self.from_indices([0] * len(self._dims))
 
-    def sample(self, rng: np.random.Generator | int | None = None, n: int | None = None) -> Arch | list[Arch]:
+    def sample(
+        self, rng: np.random.Generator | int | None = None, n: int | None = None
+    ) -> Arch | list[Arch]:
         """One uniformly random arch, or a list of ``n`` (with replacement)."""
         rng = as_rng(rng)
         if n is None:
@@ -345,7 +363,10 @@ class SearchSpace:
         return out
 
     def mutate(
-        self, arch: Mapping[str, Any], rng: np.random.Generator | int | None = None, prob: float | None = None
+        self,
+        arch: Mapping[str, Any],
+        rng: np.random.Generator | int | None = None,
+        prob: float | None = None,
     ) -> Arch:
         """Resamples each dimension with probability ``prob`` (default 1/len); the result always
         differs from ``arch`` when the space has more than one arch."""
@@ -400,7 +421,9 @@ class SearchSpace:
         """The arch nearest to an encoding (rounds ordinal positions, argmax for one-hot)."""
         vec = np.asarray(vector, dtype=np.float64)
         if vec.shape != (self.encoding_size,):
-            raise SpaceError(f"expected an encoding of shape ({self.encoding_size},), got {vec.shape}")
+            raise SpaceError(
+                f"expected an encoding of shape ({self.encoding_size},), got {vec.shape}"
+            )
         idx = []
         pos = 0
         for name, values in self._dims.items():

@@ -104,10 +104,13 @@ for epoch in range(3):
 for objective in (params(), macs((1, 1, 8, 8)), accuracy(digits)):
     print(f"{objective.name:>9} ({objective.direction}): {objective(model):,.1f}")
 """),
-    code("""
+    code(
+        """
 lat = latency((1, 8, 8), batch=1, repeats=20)
 print(f"latency: {lat(model):.3f} ms median over 20 runs, {lat.last.threads} thread(s)")
-""", "nbval-ignore-output"),
+""",
+        "nbval-ignore-output",
+    ),
     md("""
 ## Where next
 

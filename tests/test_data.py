@@ -27,7 +27,9 @@ def test_digits_seed_fixes_the_split():
     a, b, c = digits(seed=1), digits(seed=1), digits(seed=2)
     assert torch.equal(a.val.X, b.val.X) and torch.equal(a.test.y, b.test.y)
     assert not torch.equal(a.val.X, c.val.X)
-    train, val, test = (set(map(tuple, s.X.reshape(len(s), -1).tolist())) for s in (a.train, a.val, a.test))
+    _train, val, test = (
+        set(map(tuple, s.X.reshape(len(s), -1).tolist())) for s in (a.train, a.val, a.test)
+    )
     assert not (val & test)  # disjoint (digits has a few duplicate images, hence val vs test)
 
 
@@ -91,7 +93,9 @@ def test_from_arrays_wraps_user_data(tmp_path):
     d = from_arrays(loaded["X"], loaded["y"], val=0.2, test=0.1, seed=1)
     assert d.train.X.dtype == torch.float32 and d.input_shape == (5,) and d.num_classes == 3
     assert (len(d.train), len(d.val), len(d.test)) == (70, 20, 10)
-    tokens = from_arrays(rng.integers(0, 9, size=(40, 6)), rng.integers(0, 2, size=40), extras={"task": np.zeros(40)})
+    tokens = from_arrays(
+        rng.integers(0, 9, size=(40, 6)), rng.integers(0, 2, size=40), extras={"task": np.zeros(40)}
+    )
     assert tokens.train.X.dtype == torch.int64 and tokens.vocab_size <= 9
     assert len(tokens.train.extras["task"]) == len(tokens.train)
 
@@ -104,9 +108,27 @@ def test_from_arrays_wraps_user_data(tmp_path):
         (np.zeros((10, 2)), np.full(10, 0.5), {}, ConfigError, "integer class labels"),
         (np.zeros((10, 2)), -np.ones(10), {}, ConfigError, "labels must be >= 0"),
         (np.full((10, 2), np.nan), np.zeros(10), {}, ConfigError, "NaN"),
-        (np.zeros((10, 2)), np.zeros(10), {"val": 0.6, "test": 0.5}, ConfigError, "must leave training data"),
-        (np.zeros((10, 2)), np.arange(10) % 3, {"num_classes": 2}, ConfigError, "labels go up to 2"),
-        (np.zeros((10, 2)), np.zeros(10), {"extras": {"task": np.zeros(3)}}, ShapeError, "extra 'task' has 3 rows"),
+        (
+            np.zeros((10, 2)),
+            np.zeros(10),
+            {"val": 0.6, "test": 0.5},
+            ConfigError,
+            "must leave training data",
+        ),
+        (
+            np.zeros((10, 2)),
+            np.arange(10) % 3,
+            {"num_classes": 2},
+            ConfigError,
+            "labels go up to 2",
+        ),
+        (
+            np.zeros((10, 2)),
+            np.zeros(10),
+            {"extras": {"task": np.zeros(3)}},
+            ShapeError,
+            "extra 'task' has 3 rows",
+        ),
     ],
 )
 def test_from_arrays_bad_input(X, y, kwargs, error, needle):

@@ -79,7 +79,9 @@ def test_objective_contract():
     obj = Objective("err", "minimize", lambda m, a: 0.25)
     assert obj(None) == 0.25 and obj.sign == 1.0
     assert Objective("acc", "maximize").sign == -1.0
-    with pytest.raises(ConfigError, match=r"direction must be one of \('minimize', 'maximize'\), got 'down'"):
+    with pytest.raises(
+        ConfigError, match=r"direction must be one of \('minimize', 'maximize'\), got 'down'"
+    ):
         Objective("x", "down")
     with pytest.raises(ConfigError, match="has no direction"):
         as_objective("loss")

@@ -20,7 +20,9 @@ def test_import_nasviz_pulls_in_no_widget_or_plot_library():
         "import json, sys, nasviz; "
         "print(json.dumps(sorted(m for m in ('ipywidgets', 'plotly', 'IPython', 'anywidget') if m in sys.modules)))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
     assert json.loads(out) == []
 
 
@@ -33,7 +35,15 @@ def test_every_public_name_resolves():
 
 
 def test_errors_are_value_or_runtime_errors():
-    for name in ("SpaceError", "ConfigError", "ShapeError", "CheckpointError", "StorageError", "MaskError", "MoEError"):
+    for name in (
+        "SpaceError",
+        "ConfigError",
+        "ShapeError",
+        "CheckpointError",
+        "StorageError",
+        "MaskError",
+        "MoEError",
+    ):
         assert issubclass(getattr(nasviz, name), ValueError), name
     for name in ("RunError", "PipelineError"):
         assert issubclass(getattr(nasviz, name), RuntimeError), name

@@ -78,9 +78,14 @@ def test_bad_spaces_name_the_dimension(dims, needle):
 
 
 def test_validate_names_dimension_and_allowed_values():
-    with pytest.raises(SpaceError, match=r"dimension 'width': 48 is not allowed; allowed values: \[32, 64, 128\]"):
+    with pytest.raises(
+        SpaceError, match=r"dimension 'width': 48 is not allowed; allowed values: \[32, 64, 128\]"
+    ):
         SPACE.validate({"depth": 2, "width": 48, "act": "relu"})
-    with pytest.raises(SpaceError, match=r"unknown dimension 'heads'; known dimensions: \['depth', 'width', 'act'\]"):
+    with pytest.raises(
+        SpaceError,
+        match=r"unknown dimension 'heads'; known dimensions: \['depth', 'width', 'act'\]",
+    ):
         SPACE.validate({"depth": 2, "width": 32, "act": "relu", "heads": 2})
     with pytest.raises(SpaceError, match=r"missing dimension\(s\) \['act'\]"):
         SPACE.validate({"depth": 2, "width": 32})
@@ -114,7 +119,9 @@ def test_neighbors_are_one_step_away():
 
 def test_encoding_layout():
     assert SPACE.encoding_size == 1 + 1 + 3
-    np.testing.assert_allclose(SPACE.encode(SPACE.arch(depth=3, width=128, act="gelu")), [0.5, 1.0, 0, 1, 0])
+    np.testing.assert_allclose(
+        SPACE.encode(SPACE.arch(depth=3, width=128, act="gelu")), [0.5, 1.0, 0, 1, 0]
+    )
 
 
 def test_decode_rejects_wrong_length():

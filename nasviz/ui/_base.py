@@ -21,7 +21,9 @@ def static_asset(name: str) -> Path:
         path = folder / name
         if path.is_file():
             return path
-    raise FileNotFoundError(f"nasviz front-end asset {name!r} is missing from nasviz/ui/static and widgets/")
+    raise FileNotFoundError(
+        f"nasviz front-end asset {name!r} is missing from nasviz/ui/static and widgets/"
+    )
 
 
 class View:

@@ -20,7 +20,11 @@ NON_DEFAULT: dict[str, dict] = {
 
 
 def _notebooks() -> list[str]:
-    return sorted(str(p.relative_to(NOTEBOOKS)) for p in NOTEBOOKS.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
+    return sorted(
+        str(p.relative_to(NOTEBOOKS))
+        for p in NOTEBOOKS.rglob("*.ipynb")
+        if ".ipynb_checkpoints" not in p.parts
+    )
 
 
 def test_every_notebook_has_non_default_parameters_listed():
@@ -33,7 +37,9 @@ def test_notebook_has_one_parameters_cell_and_a_kernelspec(name):
     tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
     assert len(tagged) == 1
     assert nb.metadata["kernelspec"]["name"] == "python3"
-    assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), "commit notebooks without outputs"
+    assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), (
+        "commit notebooks without outputs"
+    )
     declared = papermill.inspect_notebook(str(NOTEBOOKS / name))
     assert set(NON_DEFAULT.get(name, {})) <= set(declared)
 
@@ -44,8 +50,12 @@ def test_notebook_runs_under_papermill_with_non_default_parameters(name, tmp_pat
     monkeypatch.chdir(tmp_path)
     out = tmp_path / Path(name).name
     papermill.execute_notebook(
-        str(NOTEBOOKS / name), str(out), parameters=NON_DEFAULT[name], cwd=str(tmp_path),
-        kernel_name="python3", progress_bar=False,
+        str(NOTEBOOKS / name),
+        str(out),
+        parameters=NON_DEFAULT[name],
+        cwd=str(tmp_path),
+        kernel_name="python3",
+        progress_bar=False,
     )
     nb = nbformat.read(out, as_version=4)
     injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
