@@ -11,7 +11,11 @@ import importlib
 from typing import Any
 
 # widget name -> defining module, imported on first use
-_LAZY: dict[str, str] = {}
+_LAZY: dict[str, str] = {
+    "ArchView": "nasviz.ui._arch",
+    "ParetoExplorer": "nasviz.ui._explorer",
+    "SearchDashboard": "nasviz.ui._dashboard",
+}
 
 __all__ = [*_LAZY]
 

@@ -1,0 +1,57 @@
+"""ArchView: one subnet drawn against its supernet's space."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import plotly.graph_objects as go
+
+from nasviz.errors import ConfigError
+from nasviz.space import SearchSpace
+from nasviz.ui._base import View
+from nasviz.viz._arch import arch_figure, arch_info
+
+__all__ = ["ArchView"]
+
+
+class ArchView(View):
+    """Stages/layers of ``arch`` with depth, width / expand ratio / kernel (or heads, FFN,
+    experts) per column, greyed where inactive.
+
+    Args:
+        arch: the architecture (a mapping; validated against the space).
+        net_or_space: a supernet (its ``.space`` is used) or a SearchSpace.
+        title: shown above the picture.
+    """
+
+    def __init__(self, arch: Mapping[str, Any], net_or_space: Any, title: str = ""):
+        space = (
+            net_or_space
+            if isinstance(net_or_space, SearchSpace)
+            else getattr(net_or_space, "space", None)
+        )
+        if not isinstance(space, SearchSpace):
+            raise ConfigError(
+                f"ArchView needs a supernet or a SearchSpace, got {type(net_or_space).__name__}"
+            )
+        self.space = space
+        self.title = title
+        self.widget = go.FigureWidget()
+        self.show(arch)
+
+    def show(self, arch: Mapping[str, Any], title: str | None = None) -> None:
+        """Draws another arch of the same space in place."""
+        self.arch = self.space.validate(arch)
+        if title is not None:
+            self.title = title
+        self.info = arch_info(self.arch, self.space)
+        fig = arch_figure(self.info, self.title)
+        with self.widget.batch_update():
+            self.widget.layout = fig.layout
+
+    def static_figure(self) -> go.Figure:
+        return arch_figure(self.info, self.title)
+
+    def __repr__(self) -> str:
+        return f"ArchView({self.arch!r})"

@@ -1,0 +1,362 @@
+"""ParetoExplorer: browse a search's results, click a point, act on that subnet in the kernel."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import ipywidgets as W
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from nasviz.errors import ConfigError
+from nasviz.objectives import Objective, measure_latency
+from nasviz.search import pareto_mask
+from nasviz.space import SearchSpace
+from nasviz.ui._arch import ArchView
+from nasviz.ui._base import View
+from nasviz.viz._pareto import arch_columns, objective_specs, pareto_figure, pareto_info
+
+__all__ = ["ParetoExplorer"]
+
+MAX_PINNED = 4
+BEST = "#ff7f0e"
+
+
+class ParetoExplorer(View):
+    """Click a point (or lasso several) to see its arch and metrics and to act on it.
+
+    Actions run in the kernel: measure the subnet's real latency now, export it (to
+    ``explorer.exported`` and to a file), pin it for side-by-side comparison (up to 4). Budget
+    sliders on each minimized objective filter the front and highlight the best feasible arch
+    (best on the first maximized objective, else the first objective) without re-evaluating.
+
+    Args:
+        results: a :class:`nasviz.search.Search` or a results DataFrame (``Search.results``,
+            or one read back from CSV/parquet).
+        objectives: needed with a DataFrame: Objectives or ``(name, direction)`` pairs.
+        net: the supernet, for the ArchView, latency and export actions.
+        space: the space, when there is no supernet (for the ArchView).
+        latency_input: input shape with batch for the latency action, e.g. ``(1, 1, 8, 8)``.
+    """
+
+    def __init__(
+        self,
+        results: Any,
+        objectives: Sequence[Objective | tuple[str, str]] | None = None,
+        net: Any = None,
+        space: SearchSpace | None = None,
+        latency_input: tuple[int, ...] | None = None,
+    ):
+        if isinstance(results, pd.DataFrame):
+            if objectives is None:
+                raise ConfigError(
+                    "ParetoExplorer(results_frame) needs objectives=[(name, direction), ...]"
+                )
+            frame = results
+        elif hasattr(results, "results") and hasattr(results, "objectives"):
+            frame = results.results
+            objectives = objectives or results.objectives
+            net = net if net is not None else getattr(results, "net", None)
+            space = space or getattr(results, "space", None)
+        else:
+            raise ConfigError(
+                f"ParetoExplorer takes a Search or a results DataFrame, got {type(results).__name__}"
+            )
+        self.objectives = objective_specs(objectives)
+        self.net = net
+        self.space = space if space is not None else getattr(net, "space", None)
+        self.latency_input = latency_input
+        self.info = pareto_info(frame, self.objectives)
+        self.frame = (
+            frame.set_index("trial", drop=False)
+            if "trial" in frame
+            else frame.assign(trial=frame.index)
+        )
+        self._arch_cols = arch_columns(frame, self.objectives)
+        self.selected: list[int] = []
+        self.pinned: list[int] = []
+        self.measured: dict[int, float] = {}
+        self.exported: Any = None
+        self.best: int | None = None
+        self._build()
+
+    # ---- layout ----------------------------------------------------------------------------
+    def _build(self) -> None:
+        self.figure = go.FigureWidget(pareto_figure(self.info, "Pareto explorer"))
+        self.figure.add_scatter(
+            x=[],
+            y=[],
+            mode="markers",
+            name="best within budget",
+            hoverinfo="skip",
+            marker={
+                "symbol": "star",
+                "size": 18,
+                "color": BEST,
+                "line": {"color": "black", "width": 1},
+            },
+        )
+        for trace in self.figure.data[:2]:
+            trace.on_click(self._on_click)
+            trace.on_selection(self._on_selection)
+        self.details = W.HTML("<i>click a point to inspect it</i>")
+        self.arch_box = W.VBox([])
+        self.action_out = W.HTML()
+        self.path_box = W.Text(value="subnet.pt", description="file")
+        self.buttons = {
+            name: W.Button(description=label)
+            for name, label in (
+                ("latency", "Measure latency"),
+                ("export", "Export"),
+                ("pin", "Pin"),
+                ("unpin", "Unpin all"),
+            )
+        }
+        self.buttons["latency"].on_click(lambda _b: self._act(self.measure_latency))
+        self.buttons["export"].on_click(
+            lambda _b: self._act(lambda: self.export(self.path_box.value))
+        )
+        self.buttons["pin"].on_click(lambda _b: self._act(self.pin))
+        self.buttons["unpin"].on_click(lambda _b: self._act(self.unpin_all))
+        self.pinned_box = W.HTML()
+        self.sliders: dict[str, W.FloatSlider] = {}
+        for o in self.objectives:
+            if o.direction != "minimize" or len(self.info.trials) == 0:
+                continue
+            values = self.frame.loc[self.info.trials, o.name].to_numpy(dtype=np.float64)
+            lo, hi = float(values.min()), float(values.max())
+            step = (hi - lo) / 200 if hi > lo else 1.0
+            slider = W.FloatSlider(
+                value=hi,
+                min=lo,
+                max=hi if hi > lo else lo + 1.0,
+                step=step,
+                description=f"{o.name} ≤",
+                continuous_update=True,
+                readout_format=".4g",
+                layout=W.Layout(width="420px"),
+                style={"description_width": "120px"},
+            )
+            slider.observe(lambda _c: self.apply_budgets(), names="value")
+            self.sliders[o.name] = slider
+        self.budget_out = W.HTML()
+        self.sort_picker = W.Dropdown(
+            options=[o.name for o in self.objectives] + ["trial"],
+            value=self.objectives[0].name,
+            description="sort by",
+        )
+        self.sort_desc = W.Checkbox(
+            value=self.objectives[0].direction == "maximize", description="descending"
+        )
+        for w in (self.sort_picker, self.sort_desc):
+            w.observe(lambda _c: self._draw_table(), names="value")
+        self.table = W.HTML()
+        self.widget = W.VBox(
+            [
+                self.figure,
+                W.HBox(
+                    [
+                        W.VBox([self.details, self.arch_box], layout=W.Layout(width="60%")),
+                        W.VBox(
+                            [
+                                W.HBox(
+                                    [
+                                        self.buttons["latency"],
+                                        self.buttons["pin"],
+                                        self.buttons["unpin"],
+                                    ]
+                                ),
+                                W.HBox([self.path_box, self.buttons["export"]]),
+                                self.action_out,
+                            ]
+                        ),
+                    ]
+                ),
+                self.pinned_box,
+                W.VBox(list(self.sliders.values())),
+                self.budget_out,
+                W.HBox([self.sort_picker, self.sort_desc]),
+                self.table,
+            ]
+        )
+        self._draw_table()
+        self.apply_budgets()
+
+    # ---- selection ---------------------------------------------------------------------------
+    def _on_click(self, trace: Any, points: Any, _state: Any) -> None:
+        if points.point_inds:
+            self.select([int(trace.customdata[i]) for i in points.point_inds[:1]])
+
+    def _on_selection(self, trace: Any, points: Any, _selector: Any) -> None:
+        if points.point_inds:
+            self.select([int(trace.customdata[i]) for i in points.point_inds])
+
+    def select(self, trials: Sequence[int]) -> None:
+        """Shows the given trials (one: its ArchView and metrics; several: a table)."""
+        unknown = [t for t in trials if t not in self.frame.index]
+        if unknown:
+            raise ConfigError(f"trial(s) {unknown} are not in the results")
+        self.selected = list(dict.fromkeys(int(t) for t in trials))
+        if len(self.selected) == 1:
+            row = self.frame.loc[self.selected[0]]
+            self.details.value = self._metrics_html(row)
+            if self.space is not None:
+                arch = {c: _plain(row[c]) for c in self.space.names}
+                self.arch_box.children = [
+                    ArchView(arch, self.space, title=f"trial {self.selected[0]}").widget
+                ]
+            else:
+                self.arch_box.children = []
+        else:
+            rows = self.frame.loc[self.selected, ["trial", *[o.name for o in self.objectives]]]
+            self.details.value = f"<b>{len(rows)} selected</b>" + rows.to_html(
+                index=False, float_format="%.4g"
+            )
+            self.arch_box.children = []
+
+    def selected_arch(self) -> dict[str, Any]:
+        """The arch of the one selected trial."""
+        if len(self.selected) != 1:
+            raise ConfigError(f"select exactly one point first (selected: {self.selected})")
+        row = self.frame.loc[self.selected[0]]
+        cols = self.space.names if self.space is not None else self._arch_cols
+        return {c: _plain(row[c]) for c in cols}
+
+    def _metrics_html(self, row: pd.Series) -> str:
+        metrics = "".join(
+            f"<tr><td>{html.escape(o.name)}</td><td>{row[o.name]:.5g}</td></tr>"
+            for o in self.objectives
+        )
+        if int(row["trial"]) in self.measured:
+            metrics += f"<tr><td>latency (measured)</td><td>{self.measured[int(row['trial'])]:.4g} ms</td></tr>"
+        arch = ", ".join(f"{c}={row[c]}" for c in self._arch_cols)
+        return f"<b>trial {int(row['trial'])}</b><table>{metrics}</table><code>{html.escape(arch)}</code>"
+
+    # ---- actions (run in the kernel) ---------------------------------------------------------
+    def _act(self, action: Any) -> None:
+        try:
+            message = action()
+        except Exception as exc:  # shown in the widget, not lost in a log
+            message = f"<span style='color:#b00'>{html.escape(type(exc).__name__)}: {html.escape(str(exc))}</span>"
+        self.action_out.value = message or ""
+
+    def _require_net(self, what: str) -> Any:
+        if self.net is None or not hasattr(self.net, "export"):
+            raise ConfigError(f"{what} needs the supernet: ParetoExplorer(results, net=supernet)")
+        return self.net
+
+    def measure_latency(self) -> str:
+        """Times the selected subnet's exported model now (median ms)."""
+        net = self._require_net("measuring latency")
+        if self.latency_input is None:
+            raise ConfigError(
+                "measuring latency needs latency_input=(batch, ...) when building the explorer"
+            )
+        arch = self.selected_arch()
+        m = measure_latency(net.export(arch), self.latency_input)
+        trial = self.selected[0]
+        self.measured[trial] = m.median_ms
+        self.details.value = self._metrics_html(self.frame.loc[trial])
+        return f"trial {trial}: {m.median_ms:.4g} ms median ({m.repeats} runs, {m.threads} threads)"
+
+    def export(self, path: str | Path | None = None) -> str:
+        """Exports the selected subnet to ``self.exported`` and, with a path, to a file."""
+        from nasviz.supernet import save_subnet
+
+        net = self._require_net("exporting")
+        arch = self.selected_arch()
+        self.exported = net.export(arch)
+        if path:
+            save_subnet(net, arch, path)
+            return f"exported trial {self.selected[0]} to explorer.exported and {html.escape(str(path))}"
+        return f"exported trial {self.selected[0]} to explorer.exported"
+
+    def pin(self) -> str:
+        """Pins the selected trial(s) for side-by-side comparison (at most 4)."""
+        if not self.selected:
+            raise ConfigError("select a point to pin")
+        new = [t for t in self.selected if t not in self.pinned]
+        if len(self.pinned) + len(new) > MAX_PINNED:
+            raise ConfigError(
+                f"at most {MAX_PINNED} pinned; unpin some first (pinned: {self.pinned})"
+            )
+        self.pinned += new
+        self._draw_pinned()
+        return f"pinned {new}"
+
+    def unpin_all(self) -> str:
+        self.pinned = []
+        self._draw_pinned()
+        return "unpinned all"
+
+    def _draw_pinned(self) -> None:
+        if not self.pinned:
+            self.pinned_box.value = ""
+            return
+        cols = [o.name for o in self.objectives] + self._arch_cols
+        table = self.frame.loc[self.pinned, cols].T
+        table.columns = [f"trial {t}" for t in self.pinned]
+        self.pinned_box.value = "<b>pinned</b>" + table.to_html(float_format="%.4g")
+
+    # ---- budgets and table -------------------------------------------------------------------
+    def budgets(self) -> dict[str, float]:
+        return {name: float(s.value) for name, s in self.sliders.items()}
+
+    def apply_budgets(self) -> int | None:
+        """Highlights the best arch within the slider budgets; returns its trial (or None)."""
+        ok = self.frame.loc[self.info.trials] if len(self.info.trials) else self.frame.iloc[:0]
+        for name, bound in self.budgets().items():
+            ok = ok[ok[name] <= bound + 1e-12]
+        quality = next(
+            (o for o in self.objectives if o.direction == "maximize"), self.objectives[0]
+        )
+        star = self.figure.data[2]
+        if ok.empty:
+            self.best = None
+            star.x, star.y = [], []
+            self.budget_out.value = "<i>no evaluated arch fits these budgets</i>"
+            return None
+        best = (
+            ok[quality.name].idxmax()
+            if quality.direction == "maximize"
+            else ok[quality.name].idxmin()
+        )
+        self.best = int(best)
+        row = self.frame.loc[self.best]
+        with self.figure.batch_update():
+            star.x, star.y = [row[self.info.x]], [row[self.info.y]]
+        values = ok[[o.name for o in self.objectives]].to_numpy(dtype=np.float64)
+        on_front = int(pareto_mask(values, [o.direction for o in self.objectives]).sum())
+        self.budget_out.value = (
+            f"<b>best within budget</b>: trial {self.best} ({quality.name}={row[quality.name]:.5g}); "
+            f"{len(ok)} archs fit, {on_front} of them non-dominated"
+        )
+        return self.best
+
+    def front(self) -> pd.DataFrame:
+        """The front's rows, sorted as the table shows them."""
+        front_trials = self.info.trials[self.info.front]
+        table = self.frame.loc[
+            front_trials, ["trial", *[o.name for o in self.objectives], *self._arch_cols]
+        ]
+        return table.sort_values(
+            self.sort_picker.value, ascending=not self.sort_desc.value, kind="stable"
+        )
+
+    def _draw_table(self) -> None:
+        self.table.value = self.front().to_html(index=False, float_format="%.4g")
+
+    def static_figure(self) -> go.Figure:
+        return pareto_figure(self.info, "Pareto explorer")
+
+    def __repr__(self) -> str:
+        return f"ParetoExplorer({len(self.info.trials)} points, {int(self.info.front.sum())} on the front)"
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars -> Python scalars (archs are JSON values)."""
+    return value.item() if isinstance(value, np.generic) else value
