@@ -32,7 +32,12 @@ __version__ = "0.1.0"
 
 # name -> module that defines it; imported on first access (keeps `import nasviz` fast and
 # keeps widget libraries out of the core).
-_LAZY: dict[str, str] = {}
+_LAZY: dict[str, str] = {
+    "Masks": "nasviz.prune",
+    "MaskViewer": "nasviz.ui",
+}
+# subpackages imported on first access: `nasviz.prune.magnitude(...)` works after `import nasviz`
+_SUBPACKAGES = ("moe", "pipeline", "prune", "search", "supernet", "ui", "viz")
 
 __all__ = [
     "Arch",
@@ -67,10 +72,13 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
         value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'nasviz' has no attribute {name!r}")
+    elif name in _SUBPACKAGES:
+        value = importlib.import_module(f"nasviz.{name}")
+    else:
+        raise AttributeError(f"module 'nasviz' has no attribute {name!r}")
+    globals()[name] = value
+    return value
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+    return sorted(set(globals()) | set(_LAZY) | set(_SUBPACKAGES))

@@ -142,6 +142,12 @@ def _example_input(
     model: nn.Module, input_shape: tuple[int, ...], dtype: torch.dtype | None
 ) -> torch.Tensor:
     if dtype is None:
+        dtype = getattr(model, "input_dtype", None)
+    if dtype is None:  # token models start with an embedding: feed token ids
+        leaves = (m for m in model.modules() if not next(m.children(), None))
+        first_layer = next((m for m in leaves if next(m.parameters(recurse=False), None) is not None), None)
+        dtype = torch.long if isinstance(first_layer, nn.Embedding) else None
+    if dtype is None:
         first = next(iter(model.parameters()), None)
         dtype = torch.float32 if first is None or not first.is_floating_point() else first.dtype
     if dtype in (torch.long, torch.int64, torch.int32):

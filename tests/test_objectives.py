@@ -92,3 +92,9 @@ def test_objective_contract():
         params()(nn.Linear(2, 2), arch={"depth": 2})
     with pytest.raises(ConfigError, match="accuracy data must be"):
         accuracy([1, 2, 3])(nn.Linear(2, 2))
+
+
+def test_token_models_get_token_ids():
+    model = nn.Sequential(nn.Embedding(10, 8), nn.Flatten(), nn.Linear(8 * 5, 2))
+    assert macs((1, 5))(model) == 8 * 5 * 2
+    assert latency((5,), batch=2, repeats=2)(model) > 0

@@ -8,7 +8,9 @@ root channel it belongs to. nasviz only reads the graph here; it never prunes th
 
 Groups are left alone (never pruned) when they reach the model's output (the classifier's
 classes), or touch a layer whose output would change if channels disappeared (LayerNorm,
-GroupNorm, grouped but not depthwise convs, modules Torch-Pruning does not know).
+GroupNorm, grouped but not depthwise convs, modules Torch-Pruning does not know). Attention
+modules of nasviz's shape (Linear ``q``/``k``/``v``/``out``, ``heads``, ``head_dim``) are
+pruned by whole heads: q/k/v rows and ``out`` columns of a head go together.
 """
 
 from __future__ import annotations
@@ -25,11 +27,25 @@ from nasviz.errors import ConfigError, MaskError
 from nasviz.prune._magnitude import lowest_k
 from nasviz.prune._masks import Masks, check_sparsity, prunable, remove
 
-__all__ = ["ChannelGroup", "Slice", "channel_groups", "channels", "example_input_for"]
+__all__ = [
+    "ChannelGroup",
+    "Slice",
+    "attention_modules",
+    "channel_groups",
+    "channels",
+    "example_input_for",
+]
 
 _NORM_OK = (nn.modules.batchnorm._BatchNorm,)
-_BLOCKING = (nn.LayerNorm, nn.GroupNorm, nn.modules.instancenorm._InstanceNorm, nn.MultiheadAttention,
-             nn.Embedding, nn.LSTM, nn.PReLU)
+_BLOCKING = (
+    nn.LayerNorm,
+    nn.GroupNorm,
+    nn.modules.instancenorm._InstanceNorm,
+    nn.MultiheadAttention,
+    nn.Embedding,
+    nn.LSTM,
+    nn.PReLU,
+)
 
 
 @dataclass(frozen=True)
@@ -52,6 +68,36 @@ class ChannelGroup:
     root: str
     size: int
     slices: tuple[Slice, ...]
+    kind: str = "channels"
+
+
+def attention_modules(model: nn.Module) -> dict[str, nn.Module]:
+    """Multi-head attention modules nasviz prunes by whole heads: any module with Linear
+    ``q``, ``k``, ``v``, ``out`` and int ``heads`` / ``head_dim`` (nasviz's StaticAttention)."""
+    found = {}
+    for name, m in model.named_modules():
+        if (
+            all(isinstance(getattr(m, a, None), nn.Linear) for a in ("q", "k", "v", "out"))
+            and isinstance(getattr(m, "heads", None), int)
+            and isinstance(getattr(m, "head_dim", None), int)
+        ):
+            found[name] = m
+    return found
+
+
+def _head_group(name: str, attn: nn.Module) -> ChannelGroup:
+    width = attn.heads * attn.head_dim
+    idx = torch.arange(width)
+    root = idx // attn.head_dim  # (width,) head of every row / column
+    pre = f"{name}." if name else ""
+    slices = [
+        Slice(f"{pre}{p}.{attr}", 0, idx, root, p == "v")
+        for p in ("q", "k", "v")
+        for attr in ("weight", "bias")
+        if getattr(getattr(attn, p), attr) is not None
+    ]
+    slices.append(Slice(f"{pre}out.weight", 1, idx, root, True))
+    return ChannelGroup(name, attn.heads, tuple(slices), kind="heads")
 
 
 def example_input_for(model: nn.Module, example_input: Any = None) -> Any:
@@ -60,9 +106,13 @@ def example_input_for(model: nn.Module, example_input: Any = None) -> Any:
     if isinstance(example_input, torch.Tensor):
         return example_input
     if example_input is not None:
-        if isinstance(example_input, tuple | list) and all(isinstance(d, int) and d > 0 for d in example_input):
+        if isinstance(example_input, tuple | list) and all(
+            isinstance(d, int) and d > 0 for d in example_input
+        ):
             return torch.randn(tuple(example_input), generator=torch.Generator().manual_seed(0))
-        raise ConfigError(f"example_input must be a tensor or a shape with batch such as (1, 64), got {example_input!r}")
+        raise ConfigError(
+            f"example_input must be a tensor or a shape with batch such as (1, 64), got {example_input!r}"
+        )
     shape = getattr(model, "input_shape", None)
     if isinstance(shape, tuple | list) and shape:
         return torch.randn((2, *shape), generator=torch.Generator().manual_seed(0))
@@ -71,10 +121,14 @@ def example_input_for(model: nn.Module, example_input: Any = None) -> Any:
             return torch.randn(2, module.in_features, generator=torch.Generator().manual_seed(0))
         if isinstance(module, nn.modules.conv._ConvNd):
             dims = len(module.kernel_size)
-            return torch.randn(2, module.in_channels, *([8] * dims), generator=torch.Generator().manual_seed(0))
+            return torch.randn(
+                2, module.in_channels, *([8] * dims), generator=torch.Generator().manual_seed(0)
+            )
         if isinstance(module, nn.Embedding):
             return torch.zeros(2, 8, dtype=torch.long)
-    raise ConfigError(f"cannot guess an input for {type(model).__name__}; pass example_input=(batch, ...)")
+    raise ConfigError(
+        f"cannot guess an input for {type(model).__name__}; pass example_input=(batch, ...)"
+    )
 
 
 def _param_dims(module: nn.Module, out: bool) -> list[tuple[str, int]] | None:
@@ -101,9 +155,13 @@ def _graph(model: nn.Module, example_input: Any):
     try:
         import torch_pruning as tp
     except ImportError as exc:  # pragma: no cover - a declared dependency
-        raise ConfigError("structured pruning needs Torch-Pruning: pip install torch-pruning") from exc
+        raise ConfigError(
+            "structured pruning needs Torch-Pruning: pip install torch-pruning"
+        ) from exc
     try:
-        return tp, tp.DependencyGraph().build_dependency(model, example_inputs=example_input, verbose=False)
+        return tp, tp.DependencyGraph().build_dependency(
+            model, example_inputs=example_input, verbose=False
+        )
     except Exception as exc:
         raise ConfigError(
             f"tracing {type(model).__name__} on an input of shape {tuple(getattr(example_input, 'shape', ()))} "
@@ -111,7 +169,9 @@ def _graph(model: nn.Module, example_input: Any):
         ) from exc
 
 
-def channel_groups(model: nn.Module, example_input: Any = None, dg: Any = None) -> list[ChannelGroup]:
+def channel_groups(
+    model: nn.Module, example_input: Any = None, dg: Any = None
+) -> list[ChannelGroup]:
     """Every prunable group of coupled channels in ``model`` (see the module docstring).
 
     Args:
@@ -124,15 +184,23 @@ def channel_groups(model: nn.Module, example_input: Any = None, dg: Any = None) 
     else:
         import torch_pruning as tp
     names = {m: n for n, m in model.named_modules()}
+    attention = attention_modules(model)
+    head_layers = {getattr(a, p) for a in attention.values() for p in ("q", "k", "v", "out")}
     groups = []
     for group in dg.get_all_groups(root_module_types=(nn.Linear, nn.modules.conv._ConvNd)):
         slices, ok = [], True
         for item in group:
             module, handler = item.dep.target.module, item.dep.handler
-            if isinstance(module, tp.ops._OutputOp) or module not in names and isinstance(module, nn.Parameter):
+            out = dg.is_out_channel_pruning_fn(handler)
+            node = dg.module2node.get(module)
+            terminal = out and node is not None and not node.outputs  # its output is the model's
+            heads = module in head_layers and (
+                out != (module in {a.out for a in attention.values()})
+            )
+            if isinstance(module, tp.ops._OutputOp | nn.Parameter) or terminal or heads:
                 ok = False  # reaches the output, or an unwrapped parameter
                 break
-            dims = _param_dims(module, dg.is_out_channel_pruning_fn(handler))
+            dims = _param_dims(module, out)
             if dims is None:
                 ok = False
                 break
@@ -144,11 +212,11 @@ def channel_groups(model: nn.Module, example_input: Any = None, dg: Any = None) 
                 if getattr(module, attr, None) is None:
                     continue
                 name = f"{names[module]}.{attr}" if names[module] else attr
-                slices.append(Slice(name, dim, idx, root, dg.is_out_channel_pruning_fn(handler)))
+                slices.append(Slice(name, dim, idx, root, out))
         if ok and slices:
             root_module = group[0].dep.target.module
             groups.append(ChannelGroup(names[root_module], len(group[0].idxs), tuple(slices)))
-    return groups
+    return groups + [_head_group(n, a) for n, a in attention.items()]
 
 
 Importance = Callable[[ChannelGroup, dict[str, torch.Tensor]], torch.Tensor]
@@ -196,7 +264,9 @@ def channels(
     ratio = check_sparsity(ratio, "ratio")
     scorer = IMPORTANCES.get(importance) if isinstance(importance, str) else importance
     if not callable(scorer):
-        raise ConfigError(f"importance must be one of {sorted(IMPORTANCES)} or a callable, got {importance!r}")
+        raise ConfigError(
+            f"importance must be one of {sorted(IMPORTANCES)} or a callable, got {importance!r}"
+        )
     weights = prunable(model)
     clean = remove(copy.deepcopy(model), permanent=True)  # masked weights count as zeros
     example = example_input_for(clean, example_input)
@@ -209,7 +279,9 @@ def channels(
     masks = {n: torch.ones_like(w, dtype=torch.bool) for n, w in weights.items()}
     plan = []
     for group in groups:
-        if group.root in ignored_set or any(s.param.rpartition(".")[0] in ignored_set for s in group.slices if s.out):
+        if group.root in ignored_set or any(
+            s.param.rpartition(".")[0] in ignored_set for s in group.slices if s.out
+        ):
             continue
         k = round(ratio * group.size)
         if k >= group.size:
@@ -219,14 +291,21 @@ def channels(
             )
         scores = torch.as_tensor(scorer(group, params)).flatten()
         if scores.numel() != group.size:
-            raise ConfigError(f"importance returned {scores.numel()} scores for {group.size} channels of {group.root!r}")
+            raise ConfigError(
+                f"importance returned {scores.numel()} scores for {group.size} channels of {group.root!r}"
+            )
         plan.append((group, ~lowest_k(scores.double(), k)))
     for group, pruned in plan:
         for s in group.slices:
             mask = masks.setdefault(s.param, torch.ones_like(params[s.param], dtype=torch.bool))
             mask.index_fill_(s.dim, s.idx[pruned[s.root]], False)
     shape = tuple(example.shape) if isinstance(example, torch.Tensor) else None
-    meta = {"method": "channels", "sparsity": ratio, "importance": importance if isinstance(importance, str) else "custom",
-            "structured": True, "input_shape": list(shape) if shape else None,
-            "input_dtype": str(example.dtype) if shape else None}
+    meta = {
+        "method": "channels",
+        "sparsity": ratio,
+        "importance": importance if isinstance(importance, str) else "custom",
+        "structured": True,
+        "input_shape": list(shape) if shape else None,
+        "input_dtype": str(example.dtype) if shape else None,
+    }
     return Masks(masks, meta=meta)

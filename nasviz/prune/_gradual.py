@@ -27,8 +27,9 @@ from nasviz.prune._masks import Masks, check_sparsity, prunable, remove
 __all__ = ["GradualPruning", "gradual", "zhu_gupta_sparsity"]
 
 
-def zhu_gupta_sparsity(step: int, final: float, n_steps: int, every: int = 1, start: int = 0,
-                       initial: float = 0.0) -> float:
+def zhu_gupta_sparsity(
+    step: int, final: float, n_steps: int, every: int = 1, start: int = 0, initial: float = 0.0
+) -> float:
     """The target sparsity at ``step``: ``initial`` before ``start``, ``final`` after
     ``start + n_steps * every``, the cubic ramp in between (held between pruning steps)."""
     if step < start:
@@ -45,8 +46,16 @@ class GradualPruning:
     time from that thread.
     """
 
-    def __init__(self, model: nn.Module, final_sparsity: float, n_steps: int, every: int, start: int,
-                 initial_sparsity: float, scope: str):
+    def __init__(
+        self,
+        model: nn.Module,
+        final_sparsity: float,
+        n_steps: int,
+        every: int,
+        start: int,
+        initial_sparsity: float,
+        scope: str,
+    ):
         self.model = model
         self.final_sparsity = final_sparsity
         self.n_steps, self.every, self.start = n_steps, every, start
@@ -67,8 +76,9 @@ class GradualPruning:
 
     def schedule(self, step: int) -> float:
         """Target sparsity at ``step``."""
-        return zhu_gupta_sparsity(step, self.final_sparsity, self.n_steps, self.every, self.start,
-                                  self.initial_sparsity)
+        return zhu_gupta_sparsity(
+            step, self.final_sparsity, self.n_steps, self.every, self.start, self.initial_sparsity
+        )
 
     @property
     def history(self) -> pd.DataFrame:
@@ -129,7 +139,9 @@ def gradual(
     final_sparsity = check_sparsity(final_sparsity, "final_sparsity")
     initial_sparsity = check_sparsity(initial_sparsity, "initial_sparsity")
     if initial_sparsity > final_sparsity:
-        raise ConfigError(f"initial_sparsity {initial_sparsity} must not exceed final_sparsity {final_sparsity}")
+        raise ConfigError(
+            f"initial_sparsity {initial_sparsity} must not exceed final_sparsity {final_sparsity}"
+        )
     for name, value, low in (("n_steps", n_steps, 1), ("every", every, 1), ("start", start, 0)):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ConfigError(f"{name} must be an int >= {low}, got {value!r}")

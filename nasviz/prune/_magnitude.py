@@ -28,7 +28,7 @@ def lowest_k(scores: torch.Tensor, k: int) -> torch.Tensor:
         return keep
     if k >= scores.numel():
         return torch.zeros_like(keep)
-    threshold = torch.kthvalue(scores, k).values
+    threshold = _kth_smallest(scores, k)
     below = scores < threshold
     keep &= ~below
     missing = k - int(below.sum())
@@ -36,6 +36,30 @@ def lowest_k(scores: torch.Tensor, k: int) -> torch.Tensor:
         at = torch.nonzero(scores == threshold).flatten()[:missing]
         keep[at] = False
     return keep
+
+
+def _kth_smallest(scores: torch.Tensor, k: int, sample: int = 1 << 20) -> torch.Tensor:
+    """The k-th smallest entry (1-based) of a 1-D tensor, exactly.
+
+    Big tensors first bracket the answer between two quantiles of a random sample, then run
+    :func:`torch.kthvalue` on the few entries inside the bracket (vectorized passes only);
+    when the bracket misses, the full :func:`torch.kthvalue` answers.
+    """
+    n = scores.numel()
+    if n <= 8 * sample:
+        return torch.kthvalue(scores, k).values
+    gen = torch.Generator().manual_seed(n + k)
+    probe = scores[torch.randint(n, (sample,), generator=gen)]
+    q = k / n
+    margin = 6.0 * (q * (1.0 - q) / sample) ** 0.5 + 2.0 / sample
+    lo = torch.quantile(probe, max(q - margin, 0.0))
+    hi = torch.quantile(probe, min(q + margin, 1.0))
+    below = int((scores < lo).sum())
+    band = scores[(scores >= lo) & (scores <= hi)]
+    need = k - below
+    if 1 <= need <= band.numel():
+        return torch.kthvalue(band, need).values
+    return torch.kthvalue(scores, k).values
 
 
 def magnitude(
@@ -63,8 +87,10 @@ def magnitude(
     weights = _select(model, params)
     meta = {"method": "magnitude", "sparsity": sparsity, "scope": scope}
     if scope == "layer":
-        masks = {n: lowest_k(w.abs().flatten(), round(sparsity * w.numel())).view(w.shape)
-                 for n, w in weights.items()}
+        masks = {
+            n: lowest_k(w.abs().flatten(), round(sparsity * w.numel())).view(w.shape)
+            for n, w in weights.items()
+        }
         return Masks(masks, meta=meta)
     with torch.no_grad():
         flat = torch.cat([w.abs().flatten().to(torch.float32) for w in weights.values()])  # (N,)
@@ -85,6 +111,8 @@ def _select(model: nn.Module, params: list[str] | None) -> dict[str, torch.Tenso
     every = {n: t.detach() for n, _, _, t in named_weights(model)}
     unknown = [p for p in params if p not in every]
     if unknown or not params:
-        raise ConfigError(f"params must name parameters of the model; unknown: {unknown}, "
-                          f"known: {list(every)[:8]}")
+        raise ConfigError(
+            f"params must name parameters of the model; unknown: {unknown}, "
+            f"known: {list(every)[:8]}"
+        )
     return {p: every[p] for p in params}

@@ -73,7 +73,11 @@ def named_weights(model: nn.Module) -> Iterator[tuple[str, nn.Module, str, torch
             names += list(module.parametrizations.keys())
         for attr in names:
             tensor = getattr(module, attr)
-            key = id(module.parametrizations[attr].original) if parametrize.is_parametrized(module, attr) else id(tensor)
+            key = (
+                id(module.parametrizations[attr].original)
+                if parametrize.is_parametrized(module, attr)
+                else id(tensor)
+            )
             if key in seen:  # a shared (tied) parameter is listed once
                 continue
             seen.add(key)
@@ -86,8 +90,11 @@ def prunable(model: nn.Module) -> dict[str, torch.Tensor]:
     Raises:
         MaskError: the model has none.
     """
-    found = {name: t.detach() for name, mod, attr, t in named_weights(model)
-             if attr == "weight" and isinstance(mod, PRUNABLE_TYPES)}
+    found = {
+        name: t.detach()
+        for name, mod, attr, t in named_weights(model)
+        if attr == "weight" and isinstance(mod, PRUNABLE_TYPES)
+    }
     if not found:
         raise MaskError(
             f"{type(model).__name__} has no prunable parameters; nasviz prunes the weight of "
@@ -110,11 +117,18 @@ class Masks(Mapping[str, torch.Tensor]):
         >>> m.apply(model)       # soft until here; remove(model) undoes it
     """
 
-    def __init__(self, masks: Mapping[str, Any], model: nn.Module | None = None,
-                 meta: Mapping[str, Any] | None = None):
+    def __init__(
+        self,
+        masks: Mapping[str, Any],
+        model: nn.Module | None = None,
+        meta: Mapping[str, Any] | None = None,
+    ):
         if not isinstance(masks, Mapping) or not masks:
             raise MaskError("Masks needs a non-empty mapping of parameter name -> bool tensor")
-        self._masks = {str(k): torch.as_tensor(v).detach().to("cpu", torch.bool).clone() for k, v in masks.items()}
+        self._masks = {
+            str(k): torch.as_tensor(v).detach().to("cpu", torch.bool).clone()
+            for k, v in masks.items()
+        }
         self.meta: dict[str, Any] = dict(meta or {})
         if model is not None:
             self.check(model)
@@ -151,10 +165,20 @@ class Masks(Mapping[str, torch.Tensor]):
 
     def stats(self) -> pd.DataFrame:
         """One row per tensor: name, shape, params, kept, removed, sparsity."""
-        rows = [{"name": n, "shape": tuple(m.shape), "params": m.numel(), "kept": int(m.sum()),
-                 "removed": m.numel() - int(m.sum()), "sparsity": 1.0 - int(m.sum()) / max(m.numel(), 1)}
-                for n, m in self._masks.items()]
-        return pd.DataFrame(rows, columns=["name", "shape", "params", "kept", "removed", "sparsity"])
+        rows = [
+            {
+                "name": n,
+                "shape": tuple(m.shape),
+                "params": m.numel(),
+                "kept": int(m.sum()),
+                "removed": m.numel() - int(m.sum()),
+                "sparsity": 1.0 - int(m.sum()) / max(m.numel(), 1),
+            }
+            for n, m in self._masks.items()
+        ]
+        return pd.DataFrame(
+            rows, columns=["name", "shape", "params", "kept", "removed", "sparsity"]
+        )
 
     # ---- tied to a model ---------------------------------------------------------------------
     def check(self, model: nn.Module) -> None:
@@ -182,13 +206,18 @@ class Masks(Mapping[str, torch.Tensor]):
         self.check(model)
         for name, mask in self._masks.items():
             module, attr = _owner(model, name)
-            device = (module.parametrizations[attr].original if parametrize.is_parametrized(module, attr)
-                      else getattr(module, attr)).device
+            device = (
+                module.parametrizations[attr].original
+                if parametrize.is_parametrized(module, attr)
+                else getattr(module, attr)
+            ).device
             existing = _nasviz_mask(module, attr)
             if existing is not None:
                 existing.mask.copy_(mask.to(device))
             else:
-                parametrize.register_parametrization(module, attr, _Mask(mask.to(device)), unsafe=True)
+                parametrize.register_parametrization(
+                    module, attr, _Mask(mask.to(device)), unsafe=True
+                )
         return model
 
     def shrink(self, model: nn.Module, example_input: Any = None) -> nn.Module:
@@ -206,8 +235,10 @@ class Masks(Mapping[str, torch.Tensor]):
             raise MaskError(f"{op}: the masks cover different parameters (only in one: {diff[:6]})")
         for name in self:
             if self[name].shape != other[name].shape:
-                raise MaskError(f"{op}: mask {name!r} has shape {tuple(self[name].shape)} in one and "
-                                f"{tuple(other[name].shape)} in the other")
+                raise MaskError(
+                    f"{op}: mask {name!r} has shape {tuple(self[name].shape)} in one and "
+                    f"{tuple(other[name].shape)} in the other"
+                )
 
     def __and__(self, other: Masks) -> Masks:
         """Kept where both keep (prunes the union of both prunings)."""
@@ -234,8 +265,14 @@ class Masks(Mapping[str, torch.Tensor]):
         rows = []
         for n in self:
             pa, pb = ~self[n], ~other[n]
-            rows.append({"name": n, "both": int((pa & pb).sum()), "only_a": int((pa & ~pb).sum()),
-                         "only_b": int((~pa & pb).sum())})
+            rows.append(
+                {
+                    "name": n,
+                    "both": int((pa & pb).sum()),
+                    "only_a": int((pa & ~pb).sum()),
+                    "only_b": int((~pa & pb).sum()),
+                }
+            )
         df = pd.DataFrame(rows)
         df["overlap"] = (df["both"] / (df["both"] + df["only_a"] + df["only_b"])).fillna(1.0)
         if per_layer:
@@ -247,9 +284,15 @@ class Masks(Mapping[str, torch.Tensor]):
     def save(self, path: str | Path) -> Path:
         """Writes a compressed ``.npz`` of bit-packed masks plus a JSON header (no pickle)."""
         path = Path(path)
-        header = {"format": _FORMAT, "names": list(self._masks),
-                  "shapes": [list(m.shape) for m in self._masks.values()], "meta": self.meta}
-        arrays = {f"m{i}": np.packbits(m.numpy().ravel()) for i, m in enumerate(self._masks.values())}
+        header = {
+            "format": _FORMAT,
+            "names": list(self._masks),
+            "shapes": [list(m.shape) for m in self._masks.values()],
+            "meta": self.meta,
+        }
+        arrays = {
+            f"m{i}": np.packbits(m.numpy().ravel()) for i, m in enumerate(self._masks.values())
+        }
         arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
         with path.open("wb") as f:
             np.savez_compressed(f, **arrays)
@@ -262,9 +305,13 @@ class Masks(Mapping[str, torch.Tensor]):
             with np.load(Path(path), allow_pickle=False) as data:
                 header = json.loads(bytes(data["header"]).decode())
                 if header.get("format") != _FORMAT:
-                    raise CheckpointError(f"{path} is not a nasviz masks file (format {header.get('format')!r})")
+                    raise CheckpointError(
+                        f"{path} is not a nasviz masks file (format {header.get('format')!r})"
+                    )
                 masks = {}
-                for i, (name, shape) in enumerate(zip(header["names"], header["shapes"], strict=True)):
+                for i, (name, shape) in enumerate(
+                    zip(header["names"], header["shapes"], strict=True)
+                ):
                     n = int(np.prod(shape, dtype=np.int64))
                     bits = np.unpackbits(data[f"m{i}"], count=n).astype(bool)
                     masks[name] = torch.from_numpy(bits.reshape(shape))

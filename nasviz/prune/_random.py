@@ -37,7 +37,9 @@ def erk_densities(shapes: dict[str, tuple[int, ...]], sparsity: float) -> dict[s
     return {n: 1.0 if n in dense else raw[n] * scale for n in shapes}
 
 
-def random(model: nn.Module, sparsity: float, distribution: str = "uniform", seed: int = 0) -> Masks:
+def random(
+    model: nn.Module, sparsity: float, distribution: str = "uniform", seed: int = 0
+) -> Masks:
     """Masks that prune randomly chosen weights.
 
     Args:
@@ -59,4 +61,6 @@ def random(model: nn.Module, sparsity: float, distribution: str = "uniform", see
     for n, w in weights.items():
         scores = torch.rand(w.numel(), generator=gen)  # (numel,) uniform scores: lowest are pruned
         masks[n] = lowest_k(scores, round((1.0 - density[n]) * w.numel())).view(w.shape)
-    return Masks(masks, meta={"method": f"random-{distribution}", "sparsity": sparsity, "seed": seed})
+    return Masks(
+        masks, meta={"method": f"random-{distribution}", "sparsity": sparsity, "seed": seed}
+    )

@@ -63,11 +63,46 @@ def _plan(model: nn.Module, dg: Any) -> list[tuple[nn.Module, Any, list[int]]]:
             dead = dead[1:]
         if dead:
             module = model.get_submodule(group.root)
-            plan.append((module, dg.get_pruner_of_module(module).prune_out_channels, dead))
+            fn = (
+                _prune_heads
+                if group.kind == "heads"
+                else dg.get_pruner_of_module(module).prune_out_channels
+            )
+            plan.append((module, fn, dead))
     return plan
 
 
-def shrink(model: nn.Module, masks: Masks, example_input: Any = None, check: bool = True) -> nn.Module:
+def _keep_linear(layer: nn.Linear, keep: torch.Tensor, dim: int) -> nn.Linear:
+    """A copy of ``layer`` with only rows (dim 0) or columns (dim 1) ``keep``."""
+    weight = layer.weight.detach().index_select(dim, keep)
+    new = nn.Linear(
+        weight.shape[1],
+        weight.shape[0],
+        bias=layer.bias is not None,
+        device=weight.device,
+        dtype=weight.dtype,
+    )
+    with torch.no_grad():
+        new.weight.copy_(weight)
+        if layer.bias is not None:
+            new.bias.copy_(layer.bias.detach() if dim == 1 else layer.bias.detach()[keep])
+    return new
+
+
+def _prune_heads(attn: nn.Module, dead: list[int]) -> None:
+    """Removes heads ``dead`` of a nasviz-style attention module in place."""
+    alive = [h for h in range(attn.heads) if h not in set(dead)]
+    keep = (torch.as_tensor(alive)[:, None] * attn.head_dim + torch.arange(attn.head_dim)).reshape(
+        -1
+    )
+    attn.q, attn.k, attn.v = (_keep_linear(getattr(attn, p), keep, 0) for p in ("q", "k", "v"))
+    attn.out = _keep_linear(attn.out, keep, 1)
+    attn.heads = len(alive)
+
+
+def shrink(
+    model: nn.Module, masks: Masks, example_input: Any = None, check: bool = True
+) -> nn.Module:
     """A smaller dense copy of ``model`` with the channels/neurons ``masks`` prune removed.
 
     The copy carries the masks baked in (pruned weights are zeros) and no parametrizations;
@@ -87,13 +122,17 @@ def shrink(model: nn.Module, masks: Masks, example_input: Any = None, check: boo
     plan = _plan(new, dg)
     if not plan:
         warnings.warn(
-            "shrink: these masks prune no whole channel (unstructured), so the shrunk model is as large "
-            "and as fast as the dense one; unstructured sparsity saves memory only when stored sparse "
-            "and speed only with sparse kernels. Use prune.channels for real speed.",
-            NasvizWarning, stacklevel=2,
+            "shrink: these masks prune no whole channel (unstructured): the shrunk model is as large and "
+            "as fast as the dense one. Unstructured sparsity saves nothing at dense inference; it saves "
+            "memory only when stored sparse. Use prune.channels for real speed.",
+            NasvizWarning,
+            stacklevel=2,
         )
     for module, fn, idxs in plan:
-        dg.get_pruning_group(module, fn, idxs).prune()
+        if fn is _prune_heads:
+            _prune_heads(module, idxs)
+        else:
+            dg.get_pruning_group(module, fn, idxs).prune()
     new.train(model.training)
     if check and reference is not None:
         with torch.no_grad():
@@ -103,7 +142,8 @@ def shrink(model: nn.Module, masks: Masks, example_input: Any = None, check: boo
             warnings.warn(
                 "shrink: the shrunk model's outputs differ from the masked model's; a removed channel fed "
                 "an activation with f(0) != 0 or a layer that mixes channels",
-                NasvizWarning, stacklevel=2,
+                NasvizWarning,
+                stacklevel=2,
             )
     return new
 
@@ -128,8 +168,10 @@ class Savings:
         return 1.0 - self.nonzero_params / self.dense_params
 
     def __str__(self) -> str:
-        return (f"{self.dense_params:,} params; {self.sparse_saving:.1%} zeroed (saved only if stored sparse); "
-                f"{self.dense_saving:.1%} removed by shrink (saved at dense inference)")
+        return (
+            f"{self.dense_params:,} params; {self.sparse_saving:.1%} zeroed (saved only if stored sparse); "
+            f"{self.dense_saving:.1%} removed by shrink (saved at dense inference)"
+        )
 
 
 def savings(model: nn.Module, masks: Masks, example_input: Any = None) -> Savings:

@@ -13,8 +13,11 @@ from typing import Any
 # widget name -> defining module, imported on first use
 _LAZY: dict[str, str] = {
     "ArchView": "nasviz.ui._arch",
+    "MaskViewer": "nasviz.ui._masks",
     "ParetoExplorer": "nasviz.ui._explorer",
     "SearchDashboard": "nasviz.ui._dashboard",
+    "SupernetBuilder": "nasviz.ui._builder",
+    "TrainingMonitor": "nasviz.ui._training",
 }
 
 __all__ = [*_LAZY]

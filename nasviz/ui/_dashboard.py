@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 import threading
 from typing import Any
 
@@ -11,10 +10,11 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from nasviz.errors import ConfigError, RunError
+from nasviz.errors import ConfigError
 from nasviz.runner import Event
 from nasviz.search import default_reference, hypervolume, pareto_mask
 from nasviz.ui._base import View
+from nasviz.ui._controls import RunControls
 from nasviz.ui._live import ChunkedSeries, Throttle
 from nasviz.viz._pareto import (
     DOMINATED,
@@ -71,14 +71,10 @@ class SearchDashboard(View):
 
     # ---- layout --------------------------------------------------------------------------
     def _build(self) -> None:
-        self.buttons = {
-            name: W.Button(description=name.title(), layout=W.Layout(width="90px"))
-            for name in ("start", "pause", "resume", "stop")
-        }
-        for name, button in self.buttons.items():
-            button.on_click(lambda _b, n=name: self.press(n))
-        self.status_line = W.HTML()
-        self.error_box = W.HTML()
+        self.controls = RunControls(self.search, "search", on_change=lambda: self.throttle.notify())
+        self.buttons = self.controls.buttons
+        self.status_line = self.controls.status_line
+        self.error_box = self.controls.error_box
         names = self._names
         self.x_picker = W.Dropdown(options=names, value=names[0], description="x")
         self.y_picker = W.Dropdown(options=names, value=names[1], description="y")
@@ -113,9 +109,7 @@ class SearchDashboard(View):
             [W.HBox([self.x_picker, self.y_picker, self.color_picker])] if len(names) > 2 else []
         )
         panels = [
-            W.HBox(list(self.buttons.values())),
-            self.status_line,
-            self.error_box,
+            self.controls.widget,
             *pickers,
             self.pareto,
             self.hv_fig,
@@ -186,19 +180,7 @@ class SearchDashboard(View):
     # ---- controls --------------------------------------------------------------------------
     def press(self, button: str) -> None:
         """What a button click does (also callable from code and tests)."""
-        actions = {
-            "start": self.search.start,
-            "pause": self.search.pause,
-            "resume": self.search.resume,
-            "stop": lambda: self.search.stop(wait=False),
-        }
-        if button not in actions:
-            raise ConfigError(f"unknown button {button!r}; buttons: {list(actions)}")
-        try:
-            actions[button]()
-        except RunError as exc:
-            self.error_box.value = f"<span style='color:#b00'>{html.escape(str(exc))}</span>"
-        self.throttle.notify()
+        self.controls.press(button)
 
     def set_reference(self, reference: list[float]) -> None:
         """Fixes the hypervolume reference point (objective units) and recomputes the curve."""
@@ -327,25 +309,8 @@ class SearchDashboard(View):
                     box.value = float(value)
 
     def _draw_status(self, status: Any) -> None:
-        state = status.state
-        enabled = {
-            "start": state in ("idle", "stopped"),
-            "pause": state == "running",
-            "resume": state == "paused",
-            "stop": state in ("running", "paused"),
-        }
-        for name, button in self.buttons.items():
-            button.disabled = not enabled[name]
-        text = html.escape(str(status))
-        if self._failed:
-            text += f" · {self._failed} failed evaluation(s)"
-        self.status_line.value = f"<b>search</b> {text}"
-        error = self.search.error
-        if error is not None:
-            self.error_box.value = (
-                f"<div style='color:#b00'><b>{html.escape(type(error).__name__)}</b>: {html.escape(str(error))}"
-                f"<details><summary>traceback</summary><pre>{html.escape(self.search.traceback)}</pre></details></div>"
-            )
+        extra = f" · {self._failed} failed evaluation(s)" if self._failed else ""
+        self.controls.draw(status, extra)
 
     # ---- state for tests and static output ---------------------------------------------------
     @property

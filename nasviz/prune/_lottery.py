@@ -1,0 +1,131 @@
+"""Lottery tickets: iterative magnitude pruning with weight rewinding.
+
+Round 0 trains the dense model. Each following round prunes ``rate`` of the weights still
+alive (by magnitude), rewinds the survivors to the rewind weights (the initial ones, or an early
+checkpoint) and trains again, so round r has sparsity ``1 - (1 - rate) ** r``. Every round's
+masks are kept for comparison (``a.overlap(b)``, the viewer's diff mode).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+import torch
+from torch import nn
+
+from nasviz.errors import ConfigError
+from nasviz.prune._magnitude import SCOPES, magnitude
+from nasviz.prune._masks import Masks, check_sparsity, prunable, remove
+
+__all__ = ["LotteryResult", "lottery"]
+
+
+@dataclass
+class LotteryResult:
+    """Every round of a lottery-ticket run.
+
+    Attributes:
+        masks: masks of rounds 1..R (round r keeps ``(1 - rate) ** r`` of the weights).
+        metrics: what ``train_fn`` returned in rounds 0..R (round 0 is dense).
+        model: the model, trained with the last round's masks applied.
+    """
+
+    masks: list[Masks]
+    metrics: list[Any]
+    model: nn.Module
+    sparsities: list[float] = field(default_factory=list)
+
+    def table(self) -> pd.DataFrame:
+        """One row per round: sparsity, metric, and overlap of its pruning with the round before."""
+        rows = []
+        for r, metric in enumerate(self.metrics):
+            overlap = self.masks[r - 1].overlap(self.masks[r - 2]) if r >= 2 else None
+            rows.append(
+                {
+                    "round": r,
+                    "sparsity": self.sparsities[r],
+                    "metric": metric,
+                    "overlap_with_previous": overlap,
+                }
+            )
+        return pd.DataFrame(rows)
+
+
+def lottery(
+    model: nn.Module,
+    train_fn: Callable[[nn.Module], Any],
+    rounds: int,
+    rate: float = 0.2,
+    rewind: str | Mapping[str, torch.Tensor] | None = "init",
+    scope: str = "global",
+) -> LotteryResult:
+    """Runs iterative magnitude pruning with rewinding on ``model`` (changed in place).
+
+    Args:
+        train_fn: ``train_fn(model)`` trains in place (masks are applied, so pruned weights stay
+            zero) and may return a metric (accuracy, loss) recorded per round.
+        rounds: R pruning rounds (``train_fn`` runs R + 1 times).
+        rate: fraction of the remaining weights pruned per round, in (0, 1).
+        rewind: ``"init"`` (the weights at the call), a state dict (e.g. saved after a few
+            training steps: late rewinding), or None (no rewinding: plain iterative pruning).
+        scope: ``"global"`` or ``"layer"`` magnitude ranking.
+    """
+    rate = check_sparsity(rate, "rate")
+    if rate == 0.0:
+        raise ConfigError(
+            "rate must be > 0: each round prunes that fraction of the remaining weights"
+        )
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
+        raise ConfigError(f"rounds must be an int >= 1, got {rounds!r}")
+    if scope not in SCOPES:
+        raise ConfigError(f"scope must be one of {SCOPES}, got {scope!r}")
+    if not callable(train_fn):
+        raise ConfigError(
+            f"train_fn must be callable as train_fn(model), got {type(train_fn).__name__}"
+        )
+    prunable(model)
+    state = _rewind_state(model, rewind)
+    remove(model, permanent=True)
+    metrics = [train_fn(model)]
+    masks: list[Masks] = []
+    sparsities = [0.0]
+    for r in range(1, rounds + 1):
+        target = 1.0 - (1.0 - rate) ** r
+        m = magnitude(model, target, scope=scope)  # pruned weights are zeros, so they stay pruned
+        m.meta.update(method="lottery", round=r)
+        masks.append(m)
+        sparsities.append(m.sparsity)
+        remove(model)
+        if state is not None:
+            model.load_state_dict(state)
+        m.apply(model)
+        metrics.append(train_fn(model))
+    return LotteryResult(masks, metrics, model, sparsities)
+
+
+def _rewind_state(model: nn.Module, rewind: Any) -> dict[str, torch.Tensor] | None:
+    if rewind is None:
+        return None
+    plain = remove(copy.deepcopy(model), permanent=True)
+    if isinstance(rewind, str):
+        if rewind != "init":
+            raise ConfigError(f"rewind must be 'init', a state dict or None, got {rewind!r}")
+        return {k: v.detach().clone() for k, v in plain.state_dict().items()}
+    if isinstance(rewind, Mapping):
+        expected = plain.state_dict()
+        missing = sorted(set(expected) - set(rewind))
+        wrong = [
+            k
+            for k in expected
+            if k in rewind and tuple(rewind[k].shape) != tuple(expected[k].shape)
+        ]
+        if missing or wrong:
+            raise ConfigError(
+                f"rewind state does not fit the model: missing {missing[:5]}, wrong shape {wrong[:5]}"
+            )
+        return {k: torch.as_tensor(rewind[k]).detach().clone() for k in expected}
+    raise ConfigError(f"rewind must be 'init', a state dict or None, got {type(rewind).__name__}")

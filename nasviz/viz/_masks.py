@@ -1,0 +1,197 @@
+"""Pruning masks as figures: per-layer sparsity bars and mask heatmaps (density tiles or exact
+bits), also as a diff of two masks. Compute -> info (tested) -> plotly figure."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+__all__ = [
+    "LayerSparsityInfo",
+    "MaskHeatmapInfo",
+    "layer_sparsity_figure",
+    "layer_sparsity_info",
+    "mask_grid",
+    "mask_heatmap_figure",
+    "mask_heatmap_info",
+    "masks_figure",
+]
+
+
+def mask_grid(mask: Any) -> np.ndarray:
+    """A mask as a 2-D bool array: rows = output channels, columns = everything else
+    (in-features, or in-channels x kernel); a 1-D mask is one row."""
+    arr = np.asarray(mask.numpy() if hasattr(mask, "numpy") else mask, dtype=bool)
+    if arr.ndim == 0:
+        return arr.reshape(1, 1)
+    if arr.ndim == 1:
+        return arr.reshape(1, -1)
+    return arr.reshape(arr.shape[0], -1)
+
+
+class LayerSparsityInfo(NamedTuple):
+    names: tuple[str, ...]
+    sparsity: tuple[float, ...]
+    params: tuple[int, ...]
+    overall: float
+
+
+def layer_sparsity_info(masks: Mapping[str, Any]) -> LayerSparsityInfo:
+    """Per-tensor sparsity (fraction pruned) and size, and the overall sparsity."""
+    names, sparsity, params = [], [], []
+    for name, mask in masks.items():
+        grid = mask_grid(mask)
+        names.append(name)
+        params.append(int(grid.size))
+        sparsity.append(1.0 - float(grid.mean()) if grid.size else 0.0)
+    total = sum(params)
+    overall = sum(s * p for s, p in zip(sparsity, params, strict=True)) / total if total else 0.0
+    return LayerSparsityInfo(tuple(names), tuple(sparsity), tuple(params), overall)
+
+
+def layer_sparsity_figure(
+    info: LayerSparsityInfo,
+    other: LayerSparsityInfo | None = None,
+    labels: tuple[str, str] = ("a", "b"),
+) -> go.Figure:
+    """Bar chart of sparsity per layer (two bar series when comparing two masks)."""
+    fig = go.Figure()
+    hover = [f"{n}<br>{p:,} weights" for n, p in zip(info.names, info.params, strict=True)]
+    fig.add_bar(
+        x=list(info.names),
+        y=list(info.sparsity),
+        name=labels[0] if other else "sparsity",
+        hovertext=hover,
+    )
+    if other is not None:
+        fig.add_bar(x=list(other.names), y=list(other.sparsity), name=labels[1])
+    fig.update_layout(
+        title=f"sparsity per layer (overall {info.overall:.1%})",
+        yaxis_range=[0, 1],
+        yaxis_title="fraction pruned",
+        barmode="group",
+        height=320,
+        margin={"l": 50, "r": 10, "t": 40, "b": 80},
+    )
+    return fig
+
+
+class MaskHeatmapInfo(NamedTuple):
+    """A mask drawn as ``values`` (2-D): exact bits when ``tile == (1, 1)``, else the kept
+    fraction (or, in diff mode, the disagreeing fraction) of each ``tile`` of weights."""
+
+    name: str
+    shape: tuple[int, ...]
+    rows: int
+    cols: int
+    tile: tuple[int, int]
+    values: np.ndarray
+    mode: str
+
+
+def _tiles(grid: np.ndarray, tr: int, tc: int) -> np.ndarray:
+    rows, cols = grid.shape
+    R, C = math.ceil(rows / tr), math.ceil(cols / tc)
+    padded = np.full((R * tr, C * tc), np.nan)
+    padded[:rows, :cols] = grid
+    return np.nanmean(padded.reshape(R, tr, C, tc), axis=(1, 3))  # (R, C)
+
+
+def mask_heatmap_info(
+    mask: Any,
+    name: str = "",
+    other: Any = None,
+    max_cells: int = 128,
+    window: tuple[int, int, int, int] | None = None,
+) -> MaskHeatmapInfo:
+    """Heatmap data for one mask (or the diff of two masks of the same shape).
+
+    Args:
+        max_cells: at most this many tiles per axis; bigger masks are averaged into tiles.
+        window: ``(row0, row1, col0, col1)`` to zoom into; small enough windows show exact bits.
+    """
+    grid = mask_grid(mask)
+    shape = tuple(getattr(mask, "shape", grid.shape))
+    mode = "mask"
+    if other is not None:
+        b = mask_grid(other)
+        if b.shape != grid.shape:
+            raise ValueError(f"cannot diff masks of shapes {grid.shape} and {b.shape}")
+        grid, mode = grid != b, "diff"
+    if window is not None:
+        r0, r1, c0, c1 = window
+        grid = grid[r0:r1, c0:c1]
+    rows, cols = grid.shape
+    tr, tc = max(1, math.ceil(rows / max_cells)), max(1, math.ceil(cols / max_cells))
+    values = grid.astype(float) if (tr, tc) == (1, 1) else _tiles(grid.astype(float), tr, tc)
+    return MaskHeatmapInfo(name, shape, rows, cols, (tr, tc), values, mode)
+
+
+def mask_heatmap_figure(info: MaskHeatmapInfo) -> go.Figure:
+    """The heatmap: kept = dark, pruned = light (diff mode: disagreement = red)."""
+    fig = go.Figure()
+    _add_heatmap(fig, info)
+    fig.update_layout(
+        title=_heatmap_title(info), height=360, margin={"l": 50, "r": 10, "t": 40, "b": 40}
+    )
+    fig.update_yaxes(autorange="reversed")
+    return fig
+
+
+def _heatmap_title(info: MaskHeatmapInfo) -> str:
+    what = (
+        "exact bits" if info.tile == (1, 1) else f"density of {info.tile[0]}x{info.tile[1]} tiles"
+    )
+    verb = "where the masks disagree" if info.mode == "diff" else "kept weights"
+    return f"{info.name} {info.shape}: {verb} ({what})"
+
+
+def _add_heatmap(fig: go.Figure, info: MaskHeatmapInfo, **where: Any) -> None:
+    scale = "Reds" if info.mode == "diff" else "Blues"
+    fig.add_trace(
+        go.Heatmap(
+            z=info.values,
+            zmin=0,
+            zmax=1,
+            colorscale=scale,
+            showscale=False,
+            hovertemplate="row tile %{y}, col tile %{x}: %{z:.2f}<extra></extra>",
+        ),
+        **where,
+    )
+
+
+def masks_figure(
+    masks: Mapping[str, Any],
+    layer: str | None = None,
+    other: Mapping[str, Any] | None = None,
+    max_cells: int = 96,
+) -> go.Figure:
+    """Static summary (for saved notebooks): sparsity bars plus one layer's heatmap (or diff)."""
+    info = layer_sparsity_info(masks)
+    layer = layer if layer is not None else max(masks, key=lambda n: mask_grid(masks[n]).size)
+    heat = mask_heatmap_info(
+        masks[layer], layer, other=None if other is None else other.get(layer), max_cells=max_cells
+    )
+    fig = make_subplots(
+        rows=1,
+        cols=2,
+        column_widths=[0.45, 0.55],
+        subplot_titles=(f"sparsity per layer (overall {info.overall:.1%})", _heatmap_title(heat)),
+    )
+    fig.add_bar(
+        x=list(info.names), y=list(info.sparsity), name="a" if other else "sparsity", row=1, col=1
+    )
+    if other is not None:
+        o = layer_sparsity_info(other)
+        fig.add_bar(x=list(o.names), y=list(o.sparsity), name="b", row=1, col=1)
+    _add_heatmap(fig, heat, row=1, col=2)
+    fig.update_yaxes(range=[0, 1], row=1, col=1)
+    fig.update_yaxes(autorange="reversed", row=1, col=2)
+    fig.update_layout(height=380, barmode="group", margin={"l": 40, "r": 10, "t": 50, "b": 80})
+    return fig

@@ -1,0 +1,67 @@
+"""Lottery tickets: iterative magnitude pruning with rewinding, every round kept."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from prune_helpers import mlp
+
+from nasviz.errors import ConfigError
+from nasviz.prune import lottery
+
+
+def _trainer(x, y, steps=5):
+    def train(model):
+        opt = torch.optim.SGD(model.parameters(), lr=0.5)
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        for _ in range(steps):
+            loss = torch.nn.functional.cross_entropy(model(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        return loss.item()
+
+    return train
+
+
+def test_rounds_prune_rate_of_the_rest_and_rewind_survivors_to_init():
+    torch.manual_seed(0)
+    model = mlp((16, 32, 4))
+    init = {k: v.clone() for k, v in model.state_dict().items()}
+    x, y = torch.randn(64, 16), torch.randint(0, 4, (64,))
+    result = lottery(
+        model, _trainer(x, y, steps=0), rounds=3, rate=0.2
+    )  # no training: weights stay at init
+    assert result.sparsities == pytest.approx([0.0, 0.2, 0.36, 0.488], abs=2e-3)
+    for earlier, later in zip(result.masks, result.masks[1:], strict=False):
+        assert all(not (later[n] & ~earlier[n]).any() for n in later)  # nested tickets
+    final = result.masks[-1]
+    assert torch.equal(model[0].weight[final["0.weight"]], init["0.weight"][final["0.weight"]])
+    table = result.table()
+    assert list(table["round"]) == [0, 1, 2, 3] and table["overlap_with_previous"].iloc[-1] > 0
+
+
+def test_rewinding_restores_init_values_after_training():
+    torch.manual_seed(1)
+    model = mlp((16, 32, 4))
+    init = model[0].weight.detach().clone()
+    x, y = torch.randn(64, 16), torch.randint(0, 4, (64,))
+    calls = []
+
+    def train(m):
+        calls.append(m[0].weight.detach().clone())
+        return _trainer(x, y)(m)
+
+    result = lottery(model, train, rounds=2, rate=0.5)
+    mask = result.masks[0]["0.weight"]
+    assert torch.equal(calls[1][mask], init[mask]) and (calls[1][~mask] == 0).all()
+    assert len(result.metrics) == 3
+
+
+def test_bad_arguments():
+    with pytest.raises(ConfigError, match="rounds"):
+        lottery(mlp(), lambda m: None, rounds=0)
+    with pytest.raises(ConfigError, match="rate"):
+        lottery(mlp(), lambda m: None, rounds=1, rate=0.0)
+    with pytest.raises(ConfigError, match="rewind"):
+        lottery(mlp(), lambda m: None, rounds=1, rewind="late")

@@ -1,0 +1,43 @@
+"""SupernetBuilder: controls -> space size, params and MACs range -> a built supernet."""
+
+from __future__ import annotations
+
+import pytest
+
+from nasviz import ConfigError, macs, params
+from nasviz.supernet import ElasticCNN, ElasticMLP, ElasticTransformer
+from nasviz.ui import SupernetBuilder
+
+
+def test_summary_follows_the_controls_and_build_yields_the_net():
+    builder = SupernetBuilder("ElasticMLP")
+    builder.controls["widths"].value = (32, 64)
+    builder.controls["depths"].value = (1, 2)
+    expected = ElasticMLP(widths=(32, 64), depths=(1, 2))
+    assert builder.facts["size"] == expected.space.size == 2 * 2 * 2
+    assert builder.facts["params_max"] == params()(expected, expected.space.largest())
+    assert builder.facts["macs_min"] == macs((1, 64))(expected, expected.space.smallest())
+    assert f"{expected.space.size:,}</b> subnets" in builder.summary.value
+    builder.build_button.click()
+    assert isinstance(builder.net, ElasticMLP) and builder.space == expected.space
+
+
+def test_switching_family_and_moe():
+    builder = SupernetBuilder("ElasticCNN")
+    cnn = ElasticCNN()
+    assert builder.facts["size"] == cnn.space.size
+    builder.family_picker.value = "ElasticTransformer"
+    dense = builder.facts["size"]
+    builder.moe.value = True
+    assert builder.facts["size"] > dense
+    net = builder.build()
+    assert isinstance(net, ElasticTransformer) and net.config.moe
+
+
+def test_empty_choice_is_reported_and_blocks_build():
+    builder = SupernetBuilder("ElasticMLP")
+    builder.controls["depths"].value = ()
+    assert "choose at least one value for [&#x27;depths&#x27;]" in builder.summary.value
+    assert builder.build_button.disabled
+    with pytest.raises(ConfigError, match="unknown family"):
+        SupernetBuilder("ResNet")
