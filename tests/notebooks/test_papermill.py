@@ -16,6 +16,8 @@ NOTEBOOKS = Path(__file__).parents[2] / "notebooks"
 # Non-default parameters for each notebook; every notebook must be listed here.
 NON_DEFAULT: dict[str, dict] = {
     "00_tour.ipynb": {"seed": 3, "n_samples": 2},
+    "03_pareto.ipynb": {"seed": 1, "budget": 12, "strategy": "random", "workers": 1},
+    "04_prune.ipynb": {"seed": 1, "epochs": 5, "lottery_rounds": 2},
 }
 
 
