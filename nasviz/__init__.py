@@ -34,6 +34,7 @@ __version__ = "0.1.0"
 # keeps widget libraries out of the core).
 _LAZY: dict[str, str] = {
     "Masks": "nasviz.prune",
+    "Search": "nasviz.search",
     "MaskViewer": "nasviz.ui",
 }
 # subpackages imported on first access: `nasviz.prune.magnitude(...)` works after `import nasviz`

@@ -12,7 +12,8 @@ import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
 from nasviz import ConfigError, PipelineError
-from nasviz.pipeline import _parse_value, notebook_parameters, resolve_notebook, run_notebook
+from nasviz.pipeline import notebook_parameters, resolve_notebook, run_notebook
+from nasviz.pipeline._cli import _parse_value
 
 
 def _notebook(path: Path, body: str) -> Path:

@@ -41,7 +41,9 @@ def _worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{threading.current_thread().name}"
 
 
-def evaluate(evaluator: Callable[[Arch], tuple[dict[str, float], dict[str, Any]]], arch: Arch) -> Outcome:
+def evaluate(
+    evaluator: Callable[[Arch], tuple[dict[str, float], dict[str, Any]]], arch: Arch
+) -> Outcome:
     """Runs ``evaluator(arch)``; NaN or infinite values and exceptions become a failed Outcome."""
     t0 = time.perf_counter()
     try:
@@ -51,7 +53,11 @@ def evaluate(evaluator: Callable[[Arch], tuple[dict[str, float], dict[str, Any]]
             raise ValueError(f"objective(s) {bad} came out NaN or infinite: {values}")
     except Exception as exc:
         return Outcome(
-            None, f"{type(exc).__name__}: {exc}", traceback.format_exc(), time.perf_counter() - t0, _worker_name()
+            None,
+            f"{type(exc).__name__}: {exc}",
+            traceback.format_exc(),
+            time.perf_counter() - t0,
+            _worker_name(),
         )
     return Outcome(values, "", "", time.perf_counter() - t0, _worker_name(), extras)
 
@@ -76,7 +82,9 @@ class FunctionEvaluator:
 
     def cheap(self, arch: Arch) -> dict[str, float]:
         """Exact values of the cheap objectives computable without evaluating ``arch``."""
-        return {o.name: float(o.fn(None, arch)) for o in self.objectives if o.cheap and o.fn is not None}
+        return {
+            o.name: float(o.fn(None, arch)) for o in self.objectives if o.cheap and o.fn is not None
+        }
 
     def cheap_names(self) -> list[str]:
         return [o.name for o in self.objectives if o.cheap and o.fn is not None]
@@ -94,9 +102,12 @@ class FunctionEvaluator:
             elif o.name in out:
                 values[o.name] = float(out[o.name])
             else:
-                raise ConfigError(f"the evaluation function returned no {o.name!r}; it returned keys {sorted(out)}")
+                raise ConfigError(
+                    f"the evaluation function returned no {o.name!r}; it returned keys {sorted(out)}"
+                )
         extras = {
-            k: v for k, v in out.items()
+            k: v
+            for k, v in out.items()
             if k not in values and isinstance(k, str) and isinstance(v, int | float | str | bool)
         }
         return values, extras

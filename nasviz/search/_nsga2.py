@@ -71,8 +71,14 @@ class NSGA2Strategy(SamplerStrategy):
         seed: int | None = None,
     ):
         if not isinstance(population_size, int) or population_size < 2:
-            raise ConfigError(f"nsga2: population_size must be an int >= 2, got {population_size!r}")
-        for label, p in (("crossover_prob", crossover_prob), ("swapping_prob", swapping_prob), ("mutation_prob", mutation_prob)):
+            raise ConfigError(
+                f"nsga2: population_size must be an int >= 2, got {population_size!r}"
+            )
+        for label, p in (
+            ("crossover_prob", crossover_prob),
+            ("swapping_prob", swapping_prob),
+            ("mutation_prob", mutation_prob),
+        ):
             if p is not None and not 0.0 <= p <= 1.0:
                 raise ConfigError(f"nsga2: {label} must be in [0, 1], got {p!r}")
         self.population_size = population_size
@@ -94,8 +100,11 @@ class NSGA2Strategy(SamplerStrategy):
 
     def settings(self) -> dict[str, Any]:
         return {
-            "strategy": self.name, "population_size": self.population_size, "mutation_prob": self.mutation_prob,
-            "crossover_prob": self.crossover_prob, "swapping_prob": self.swapping_prob,
+            "strategy": self.name,
+            "population_size": self.population_size,
+            "mutation_prob": self.mutation_prob,
+            "crossover_prob": self.crossover_prob,
+            "swapping_prob": self.swapping_prob,
         }
 
 

@@ -39,7 +39,9 @@ def _signs(directions: Sequence[str], m: int) -> np.ndarray:
     return np.array([1.0 if d == "minimize" else -1.0 for d in directions])
 
 
-def _as_points(values: np.ndarray | Sequence[Sequence[float]], directions: Sequence[str]) -> np.ndarray:
+def _as_points(
+    values: np.ndarray | Sequence[Sequence[float]], directions: Sequence[str]
+) -> np.ndarray:
     """Values as an (n, m) float array turned into 'lower is better' by sign."""
     points = np.asarray(values, dtype=np.float64)
     if points.ndim != 2:
@@ -77,11 +79,15 @@ def default_reference(values: np.ndarray, directions: Sequence[str]) -> np.ndarr
 def _check_ref(ref: Sequence[float] | np.ndarray, m: int) -> np.ndarray:
     ref = np.asarray(ref, dtype=np.float64).reshape(-1)
     if ref.shape != (m,) or not np.all(np.isfinite(ref)):
-        raise ConfigError(f"the reference point needs {m} finite value(s) (one per objective), got {ref.tolist()}")
+        raise ConfigError(
+            f"the reference point needs {m} finite value(s) (one per objective), got {ref.tolist()}"
+        )
     return ref
 
 
-def hypervolume(values: np.ndarray, directions: Sequence[str], ref: Sequence[float] | np.ndarray) -> float:
+def hypervolume(
+    values: np.ndarray, directions: Sequence[str], ref: Sequence[float] | np.ndarray
+) -> float:
     """Volume dominated by ``values`` up to the reference point ``ref`` (same units/directions)."""
     points = _as_points(values, directions)
     signs = _signs(directions, points.shape[1])
@@ -92,7 +98,9 @@ def hypervolume(values: np.ndarray, directions: Sequence[str], ref: Sequence[flo
     return float(moocore.hypervolume(points, ref=ref))
 
 
-def hypervolume_trace(values: np.ndarray, directions: Sequence[str], ref: Sequence[float] | np.ndarray) -> np.ndarray:
+def hypervolume_trace(
+    values: np.ndarray, directions: Sequence[str], ref: Sequence[float] | np.ndarray
+) -> np.ndarray:
     """Hypervolume of the first k rows for k = 1..n (recomputed only when the front changes)."""
     points = _as_points(values, directions)
     signs = _signs(directions, points.shape[1])

@@ -16,6 +16,7 @@ A study stores what nasviz needs to rebuild a search in its user attributes (``n
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from pathlib import Path
@@ -23,7 +24,7 @@ from typing import Any
 
 import optuna
 from optuna.storages import BaseStorage, InMemoryStorage, JournalStorage, RDBStorage
-from optuna.storages.journal import JournalFileBackend
+from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
 
 from nasviz.errors import ConfigError, StorageError
 from nasviz.objectives import Objective
@@ -50,7 +51,10 @@ def make_storage(storage: str | Path | BaseStorage | None) -> tuple[BaseStorage,
     if storage is None:
         folder = Path(DEFAULT_FOLDER)
         folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"search-{time.strftime('%Y%m%d-%H%M%S')}-{time.monotonic_ns() % 10**6:06d}.journal"
+        path = (
+            folder
+            / f"search-{time.strftime('%Y%m%d-%H%M%S')}-{time.monotonic_ns() % 10**6:06d}.journal"
+        )
         return _journal(path), str(path)
     if isinstance(storage, Path):
         storage = str(storage)
@@ -83,16 +87,27 @@ def make_storage(storage: str | Path | BaseStorage | None) -> tuple[BaseStorage,
 def _check_folder(path: Path, given: str) -> None:
     folder = path.expanduser().resolve().parent
     if not folder.is_dir():
-        raise StorageError(f"storage {given!r}: the folder {str(folder)!r} does not exist; create it first")
+        raise StorageError(
+            f"storage {given!r}: the folder {str(folder)!r} does not exist; create it first"
+        )
+
+
+#: Seconds after which a journal's write lock is taken as left behind by a killed process. Writes
+#: hold it for milliseconds; Optuna's default (30 s) would stall every resume after a crash.
+LOCK_GRACE_S = 3
 
 
 def _journal(path: Path) -> JournalStorage:
     _check_folder(path, str(path))
-    return JournalStorage(JournalFileBackend(str(path)))
+    lock = JournalFileSymlinkLock(str(path), grace_period=LOCK_GRACE_S)
+    return JournalStorage(JournalFileBackend(str(path), lock_obj=lock))
 
 
 def _objectives_spec(objectives: list[Objective]) -> list[dict[str, Any]]:
-    return [{"name": o.name, "direction": o.direction, "cheap": o.cheap, "unit": o.unit} for o in objectives]
+    return [
+        {"name": o.name, "direction": o.direction, "cheap": o.cheap, "unit": o.unit}
+        for o in objectives
+    ]
 
 
 def read_spec(study: optuna.Study) -> tuple[SearchSpace, list[Objective]]:
@@ -103,7 +118,10 @@ def read_spec(study: optuna.Study) -> tuple[SearchSpace, list[Objective]]:
             f"study {study.study_name!r} was not created by nasviz (no {SPACE_KEY!r} user attribute)"
         )
     space = SearchSpace(attrs[SPACE_KEY])
-    objectives = [Objective(o["name"], o["direction"], cheap=o["cheap"], unit=o["unit"]) for o in attrs[OBJECTIVES_KEY]]
+    objectives = [
+        Objective(o["name"], o["direction"], cheap=o["cheap"], unit=o["unit"])
+        for o in attrs[OBJECTIVES_KEY]
+    ]
     return space, objectives
 
 
@@ -142,7 +160,9 @@ def open_study(
                 f"yours are {new}. Use a new storage or another study_name"
             )
         return study
-    study = optuna.create_study(storage=storage, study_name=study_name, directions=directions, sampler=sampler)
+    study = optuna.create_study(
+        storage=storage, study_name=study_name, directions=directions, sampler=sampler
+    )
     study.set_user_attr(SPACE_KEY, json.loads(space.to_json()))
     study.set_user_attr(OBJECTIVES_KEY, _objectives_spec(objectives))
     return study
@@ -180,9 +200,11 @@ def distributions(space: SearchSpace) -> dict[str, optuna.distributions.BaseDist
     out: dict[str, optuna.distributions.BaseDistribution] = {}
     for name, values in space.dims.items():
         ints = all(isinstance(v, int) and not isinstance(v, bool) for v in values)
-        steps = {b - a for a, b in zip(values, values[1:], strict=False)} if ints else set()
+        steps = {b - a for a, b in itertools.pairwise(values)} if ints else set()
         if ints and len(values) > 1 and len(steps) == 1:
-            out[name] = optuna.distributions.IntDistribution(values[0], values[-1], step=steps.pop())
+            out[name] = optuna.distributions.IntDistribution(
+                values[0], values[-1], step=steps.pop()
+            )
         else:
             out[name] = optuna.distributions.CategoricalDistribution(list(values))
     return out

@@ -20,7 +20,14 @@ from nasviz.objectives import Objective
 from nasviz.runner import Event
 from nasviz.space import Arch, SearchSpace
 
-__all__ = ["Proposal", "SearchContext", "Strategy", "make_strategy", "register_strategy", "strategy_names"]
+__all__ = [
+    "Proposal",
+    "SearchContext",
+    "Strategy",
+    "make_strategy",
+    "register_strategy",
+    "strategy_names",
+]
 
 
 @dataclass(frozen=True)
@@ -122,23 +129,31 @@ def strategy_names() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def make_strategy(strategy: str | Strategy | optuna.samplers.BaseSampler, options: Mapping[str, Any]) -> Strategy:
+def make_strategy(
+    strategy: str | Strategy | optuna.samplers.BaseSampler, options: Mapping[str, Any]
+) -> Strategy:
     """A Strategy from a registered name (with ``options``), a Strategy, or an Optuna sampler."""
     from nasviz.search._nsga2 import SamplerStrategy
 
     if isinstance(strategy, Strategy):
         if options:
-            raise ConfigError(f"strategy_options are for strategy names; got an instance and {dict(options)}")
+            raise ConfigError(
+                f"strategy_options are for strategy names; got an instance and {dict(options)}"
+            )
         return strategy
     if isinstance(strategy, optuna.samplers.BaseSampler):
         if options:
-            raise ConfigError(f"strategy_options are for strategy names; got a sampler and {dict(options)}")
+            raise ConfigError(
+                f"strategy_options are for strategy names; got a sampler and {dict(options)}"
+            )
         return SamplerStrategy(strategy)
     if isinstance(strategy, str) and strategy in _REGISTRY:
         try:
             return _REGISTRY[strategy](**options)
         except TypeError as exc:
-            raise ConfigError(f"strategy {strategy!r}: bad strategy_options {dict(options)}: {exc}") from exc
+            raise ConfigError(
+                f"strategy {strategy!r}: bad strategy_options {dict(options)}: {exc}"
+            ) from exc
     raise ConfigError(
         f"unknown strategy {strategy!r}; known strategies: {strategy_names()}, a nasviz Strategy "
         "instance, or an optuna sampler instance (e.g. optuna.samplers.TPESampler())"

@@ -7,4 +7,51 @@ has an ``*_info`` function returning a small immutable record that tests assert 
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from nasviz.viz._arch import ArchInfo, arch_figure, arch_info
+from nasviz.viz._masks import (
+    LayerSparsityInfo,
+    MaskHeatmapInfo,
+    layer_sparsity_figure,
+    layer_sparsity_info,
+    mask_heatmap_figure,
+    mask_heatmap_info,
+    masks_figure,
+)
+from nasviz.viz._pareto import (
+    HypervolumeInfo,
+    ParetoInfo,
+    PredictorInfo,
+    hypervolume_figure,
+    hypervolume_info,
+    pareto_figure,
+    pareto_info,
+    predictor_figure,
+    predictor_info,
+)
+from nasviz.viz._training import LossInfo, accuracy_figure, loss_figure, loss_info
+
+__all__ = [
+    "ArchInfo",
+    "HypervolumeInfo",
+    "LayerSparsityInfo",
+    "LossInfo",
+    "MaskHeatmapInfo",
+    "ParetoInfo",
+    "PredictorInfo",
+    "accuracy_figure",
+    "arch_figure",
+    "arch_info",
+    "hypervolume_figure",
+    "hypervolume_info",
+    "layer_sparsity_figure",
+    "layer_sparsity_info",
+    "loss_figure",
+    "loss_info",
+    "mask_heatmap_figure",
+    "mask_heatmap_info",
+    "masks_figure",
+    "pareto_figure",
+    "pareto_info",
+    "predictor_figure",
+    "predictor_info",
+]

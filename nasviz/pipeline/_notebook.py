@@ -1,4 +1,4 @@
-"""Notebooks as parametrized pipeline steps: ``nasviz run`` over papermill, with provenance.
+"""One notebook as a parametrized step: ``nasviz run`` over papermill, with provenance.
 
 ``run_notebook`` checks parameter names and types against the notebook's ``parameters`` cell and
 that the output folder is writable *before* a kernel starts, executes the notebook with
@@ -8,23 +8,27 @@ torch versions, parameters, seed, git commit when there is one).
 
 from __future__ import annotations
 
-import argparse
 import ast
 import json
 import os
 import platform
 import subprocess
-import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from nasviz.errors import ConfigError, PipelineError
 
-__all__ = ["main", "notebook_parameters", "resolve_notebook", "run_notebook"]
+__all__ = [
+    "check_parameters",
+    "notebook_parameters",
+    "provenance",
+    "resolve_notebook",
+    "run_notebook",
+]
 
-_REPO_NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+_REPO_NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 _TYPES: dict[str, tuple[type, ...]] = {
     "int": (int,),
     "float": (int, float),
@@ -95,7 +99,7 @@ def _declared_type(info: Mapping[str, Any]) -> str:
     return type(value).__name__ if value is not None else "None"
 
 
-def _check_parameters(
+def check_parameters(
     path: Path, declared: Mapping[str, Mapping[str, Any]], given: Mapping[str, Any]
 ) -> None:
     unknown = sorted(set(given) - set(declared))
@@ -187,7 +191,7 @@ def run_notebook(
     out_path = Path(out)
     if "out_dir" in declared and "out_dir" not in given:
         given["out_dir"] = str(out_path)
-    _check_parameters(path, declared, given)
+    check_parameters(path, declared, given)
     _check_writable(out_path)
     executed = out_path / path.name
     record = provenance(path, given)
@@ -214,60 +218,3 @@ def run_notebook(
     record.update(status="completed", finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     prov_file.write_text(json.dumps(record, indent=2, default=str) + "\n")
     return executed
-
-
-def _parse_value(text: str) -> Any:
-    """CLI values: JSON when they parse (3, 0.5, true, [1, 2], "x"), else the plain string."""
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return {"True": True, "False": False, "None": None}.get(text, text)
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="nasviz", description="Run nasviz notebooks as pipeline steps."
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="execute one notebook with parameters (papermill)")
-    run.add_argument(
-        "notebook", help="path to an .ipynb, or a name from nasviz's notebooks/ folder"
-    )
-    run.add_argument(
-        "-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE")
-    )
-    run.add_argument("-o", "--out", default="runs", help="output folder (default: runs)")
-    run.add_argument("--kernel", default=None, help="Jupyter kernel name (default: the notebook's)")
-    params = sub.add_parser("params", help="list a notebook's parameters")
-    params.add_argument("notebook")
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """The ``nasviz`` command line."""
-    args = _parser().parse_args(argv)
-    try:
-        if args.command == "params":
-            for name, info in notebook_parameters(args.notebook).items():
-                print(
-                    f"{name} = {info['default']}  # {info['type']}"
-                    + (f"  {info['help']}" if info["help"] else "")
-                )
-            return 0
-        values = {name: _parse_value(value) for name, value in args.parameter}
-        executed = run_notebook(
-            args.notebook,
-            values,
-            args.out,
-            kernel_name=args.kernel,
-            progress_bar=sys.stderr.isatty(),
-        )
-        print(f"executed notebook: {executed}")
-        return 0
-    except (ConfigError, PipelineError) as exc:
-        print(f"nasviz: error: {exc}", file=sys.stderr)
-        return 2 if isinstance(exc, ConfigError) else 1
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

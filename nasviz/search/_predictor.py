@@ -1,0 +1,329 @@
+"""Predictor-guided search: the DyNAS-T / LINAS cycle.
+
+Each cycle:
+    1. evaluate a batch for real (the first one at random);
+    2. fit a light scikit-learn regressor per *expensive* objective on every evaluated arch;
+       *cheap* objectives (``Objective.cheap``: params, MACs) are computed exactly instead —
+       inside the inner loop a linear ridge surrogate of them (fitted on exact values of the
+       evaluated archs and ``cheap_samples`` random ones) ranks thousands of candidates, and the
+       final candidates get their exact values before anything is chosen;
+    3. run an inner NSGA-II over predicted objectives for ``inner_steps`` predicted
+       evaluations, vectorized on integer index matrices (no Arch objects in the loop);
+    4. send the best-ranked unevaluated, feasible archs of its final population to real
+       evaluation as the next batch, and repeat.
+
+Predictor quality is measured on each batch before the predictors see it: Kendall tau and MAPE
+between the predictions that chose the batch and the real values (a ``"cycle"`` event).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from scipy.stats import kendalltau
+from sklearn.base import RegressorMixin, clone
+from sklearn.linear_model import RidgeCV
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import PolynomialFeatures
+
+from nasviz.errors import ConfigError
+from nasviz.runner import Event
+from nasviz.search._pareto import pareto_rank
+from nasviz.search._strategy import Proposal, SearchContext, Strategy, register_strategy
+from nasviz.space import Arch, SearchSpace
+
+__all__ = ["PredictorStrategy", "crowding_distance", "default_predictor"]
+
+
+def default_predictor() -> RegressorMixin:
+    """Ridge regression on the encoding and its pairwise products, alpha chosen by efficient
+    leave-one-out (fits in milliseconds on hundreds of archs)."""
+    return make_pipeline(
+        PolynomialFeatures(2, include_bias=False), RidgeCV(alphas=np.logspace(-3, 3, 13))
+    )
+
+
+class _Encoder:
+    """``SearchSpace.encode`` for a whole (n, dims) matrix of value indices at once."""
+
+    def __init__(self, space: SearchSpace):
+        self.sizes = np.array([len(v) for v in space.dims.values()])
+        self.ordinal = [space.is_ordinal(n) for n in space.names]
+
+    def __call__(self, idx: np.ndarray) -> np.ndarray:
+        cols = []
+        for j, (k, ordinal) in enumerate(zip(self.sizes, self.ordinal, strict=True)):
+            if ordinal:
+                cols.append((idx[:, j] / max(k - 1, 1))[:, None])  # (n, 1)
+            else:
+                cols.append(np.eye(k)[idx[:, j]])  # (n, k)
+        return np.hstack(cols)  # (n, encoding_size)
+
+
+def crowding_distance(points: np.ndarray, ranks: np.ndarray) -> np.ndarray:
+    """NSGA-II crowding distance of each row within its front (inf at the front's extremes)."""
+    out = np.zeros(len(points))
+    for r in np.unique(ranks):
+        members = np.flatnonzero(ranks == r)
+        if len(members) <= 2:
+            out[members] = np.inf
+            continue
+        front = points[members]  # (k, m)
+        for col in front.T:
+            order = np.argsort(col, kind="stable")
+            span = col[order[-1]] - col[order[0]]
+            gaps = np.empty(len(order))
+            gaps[[0, -1]] = np.inf
+            gaps[1:-1] = (col[order[2:]] - col[order[:-2]]) / (span if span > 0 else 1.0)
+            out[members[order]] += gaps
+    return out
+
+
+class PredictorStrategy(Strategy):
+    """DyNAS-T style predictor-guided search (see the module docstring).
+
+    Args:
+        batch_size: archs evaluated for real per cycle.
+        initial: random archs evaluated before the first predictor (default ``batch_size``).
+        inner_steps: predicted evaluations per cycle in the inner NSGA-II.
+        inner_population: the inner NSGA-II's population size.
+        predictor: a scikit-learn regressor, cloned per expensive objective (default
+            :func:`default_predictor`).
+        cheap_samples: random archs whose exact cheap objectives train the inner loop's
+            surrogate of them (besides every evaluated arch).
+    """
+
+    name = "predictor"
+
+    def __init__(
+        self,
+        batch_size: int = 16,
+        initial: int | None = None,
+        inner_steps: int = 5000,
+        inner_population: int = 100,
+        predictor: RegressorMixin | None = None,
+        cheap_samples: int = 256,
+    ):
+        for label, v, low in (
+            ("batch_size", batch_size, 1),
+            ("inner_steps", inner_steps, 1),
+            ("inner_population", inner_population, 4),
+            ("cheap_samples", cheap_samples, 0),
+        ):
+            if not isinstance(v, int) or v < low:
+                raise ConfigError(f"predictor: {label} must be an int >= {low}, got {v!r}")
+        if initial is not None and (not isinstance(initial, int) or initial < 2):
+            raise ConfigError(
+                f"predictor: initial must be an int >= 2 (a predictor needs data), got {initial!r}"
+            )
+        self.batch_size = batch_size
+        self.initial = initial if initial is not None else max(batch_size, 2)
+        self.inner_steps = inner_steps
+        self.inner_population = inner_population
+        self.predictor = predictor if predictor is not None else default_predictor()
+        self.cheap_samples = cheap_samples
+        self._queue: list[Arch] = []
+        self._batch: dict[
+            Arch, np.ndarray | None
+        ] = {}  # planned arch -> predicted expensive values
+        self._seen: list[tuple[np.ndarray, np.ndarray]] = []  # (predicted, real) for the batch
+        self._cycle = 0
+        self._trained_on = 0
+
+    def bind(self, context: SearchContext) -> None:
+        super().bind(context)
+        self._encode = _Encoder(context.space)
+        self._sizes = self._encode.sizes
+        self._signs = np.array([o.sign for o in context.objectives])
+        cheap = set(_cheap_names(context))
+        self._cheap = [i for i, o in enumerate(context.objectives) if o.name in cheap]
+        self._expensive = [i for i, o in enumerate(context.objectives) if o.name not in cheap]
+
+    def settings(self) -> dict[str, Any]:
+        return {
+            "strategy": self.name,
+            "batch_size": self.batch_size,
+            "initial": self.initial,
+            "inner_steps": self.inner_steps,
+            "inner_population": self.inner_population,
+            "cheap_samples": self.cheap_samples,
+        }
+
+    # ---- the cycle ---------------------------------------------------------------------------
+    def ask(self, n: int) -> list[Proposal]:
+        if not self._queue and not self._batch:
+            self._plan()
+        out = []
+        while self._queue and len(out) < n:
+            arch = self._queue.pop(0)
+            if not self.context.is_known(arch):
+                out.append(Proposal(arch))
+            else:
+                self._batch.pop(arch, None)
+        return out
+
+    def tell(self, arch: Arch, values: dict[str, float] | None) -> list[Event]:
+        if arch not in self._batch:
+            return []
+        predicted = self._batch.pop(arch)
+        if predicted is not None and values is not None:
+            real = np.array([values[self.context.objectives[i].name] for i in self._expensive])
+            self._seen.append((predicted, real))
+        if self._batch or self._queue or self._trained_on == 0:
+            return []
+        event = Event("cycle", self._quality())
+        self._seen = []
+        return [event]
+
+    def _quality(self) -> dict[str, Any]:
+        info: dict[str, Any] = {
+            "cycle": self._cycle,
+            "trained_on": self._trained_on,
+            "held_out": len(self._seen),
+        }
+        pred = np.array([p for p, _ in self._seen]).reshape(len(self._seen), len(self._expensive))
+        real = np.array([r for _, r in self._seen]).reshape(pred.shape)
+        for k, i in enumerate(self._expensive):
+            name = self.context.objectives[i].name
+            tau = kendalltau(pred[:, k], real[:, k]).statistic if len(real) >= 2 else float("nan")
+            mape = float(
+                np.mean(np.abs(pred[:, k] - real[:, k]) / np.maximum(np.abs(real[:, k]), 1e-12))
+                * 100
+            )
+            info[f"{name}_kendall_tau"] = float(tau) if np.isfinite(tau) else None
+            info[f"{name}_mape"] = mape if len(real) else None
+        return info
+
+    def _plan(self) -> None:
+        archs, values = self.context.history()
+        if len(archs) < self.initial:
+            chosen = self.context.random_unseen(self.initial - len(archs))
+            self._queue, self._batch = list(chosen), dict.fromkeys(chosen)
+            return
+        self._cycle += 1
+        self._trained_on = len(archs)
+        idx = np.array([self.context.space.index_of(a) for a in archs])  # (n, d)
+        models = self._fit(idx, values)
+        final = self._inner_nsga2(idx, models)
+        chosen, predicted = self._select(final, models)
+        self._queue = chosen
+        self._batch = dict(zip(chosen, predicted, strict=True))
+
+    # ---- predictors --------------------------------------------------------------------------
+    def _fit(self, idx: np.ndarray, values: np.ndarray) -> list[Any]:
+        """One fitted model per objective (cheap ones: a surrogate for the inner loop only)."""
+        X = self._encode(idx)
+        models: list[Any] = [None] * len(self.context.objectives)
+        for i in self._expensive:
+            models[i] = clone(self.predictor).fit(X, values[:, i])
+        if self._cheap:
+            if not hasattr(
+                self, "_cheap_extra"
+            ):  # drawn once; exact values are cached by the engine
+                self._cheap_extra = [
+                    self.context.space.sample(self.context.rng) for _ in range(self.cheap_samples)
+                ]
+            extra = self._cheap_extra
+            cheap_rows = [self.context.cheap(a) for a in extra]
+            Xc = np.vstack(
+                [
+                    X,
+                    self._encode(
+                        np.array([self.context.space.index_of(a) for a in extra]).reshape(
+                            -1, len(self._sizes)
+                        )
+                    ),
+                ]
+            )
+            for i in self._cheap:
+                name = self.context.objectives[i].name
+                y = np.concatenate([values[:, i], [row[name] for row in cheap_rows]])
+                models[i] = RidgeCV(alphas=np.logspace(-3, 3, 13)).fit(Xc, y)  # ranking aid only
+        return models
+
+    def _predict(self, models: list[Any], idx: np.ndarray) -> np.ndarray:
+        X = self._encode(idx)
+        return np.column_stack([m.predict(X) for m in models])  # (n, m), objective units
+
+    def _violation(self, F: np.ndarray) -> np.ndarray:
+        """Summed relative violation of the objective bounds (0 when feasible)."""
+        viol = np.zeros(len(F))
+        for i, o in enumerate(self.context.objectives):
+            if o.name in self.context.bounds:
+                bound = self.context.bounds[o.name]
+                viol += np.maximum(0.0, o.sign * (F[:, i] - bound)) / max(abs(bound), 1e-12)
+        return viol
+
+    def _order(self, F: np.ndarray) -> np.ndarray:
+        """Row order: feasible first, then by Pareto rank, then most isolated first."""
+        ranks = pareto_rank(F, [o.direction for o in self.context.objectives])
+        crowd = crowding_distance(F * self._signs, ranks)
+        return np.lexsort((-crowd, ranks, self._violation(F)))
+
+    # ---- the inner NSGA-II, vectorized on index matrices ------------------------------------
+    def _inner_nsga2(self, evaluated: np.ndarray, models: list[Any]) -> np.ndarray:
+        rng, P, d = self.context.rng, self.inner_population, len(self._sizes)
+        F_known = self._predict(models, evaluated)
+        seeds = evaluated[self._order(F_known)[:P]]
+        fill = rng.integers(0, self._sizes, size=(max(P - len(seeds), 0), d))
+        pop = np.vstack([seeds, fill])  # (P, d)
+        F = self._predict(models, pop)
+        for _ in range(max(self.inner_steps // P, 1)):
+            order = self._order(F)
+            position = np.empty(len(pop), dtype=np.int64)
+            position[order] = np.arange(len(pop))  # lower is better
+            a, b = rng.integers(0, len(pop), size=(2, P))  # binary tournaments
+            parents = np.where(position[a] < position[b], a, b)  # (P,)
+            mates = parents[rng.permutation(P)]
+            swap = rng.random((P, d)) < 0.5  # uniform crossover
+            children = np.where(swap, pop[mates], pop[parents])  # (P, d)
+            mutate = rng.random((P, d)) < 1.0 / d
+            children = np.where(mutate, rng.integers(0, self._sizes, size=(P, d)), children)
+            merged = np.unique(np.vstack([pop, children]), axis=0)  # (<= 2P, d)
+            F_merged = self._predict(models, merged)
+            keep = self._order(F_merged)[:P]
+            pop, F = merged[keep], F_merged[keep]
+        return pop[self._order(F)]
+
+    def _select(
+        self, final: np.ndarray, models: list[Any]
+    ) -> tuple[list[Arch], list[np.ndarray | None]]:
+        space = self.context.space
+        candidates = []
+        for row in final:
+            arch = space.from_indices(row)
+            if not self.context.is_known(arch) and self.context.is_feasible(arch):
+                candidates.append((row, arch))
+        chosen: list[Arch] = []
+        predicted: list[np.ndarray | None] = []
+        if candidates:
+            rows = np.array([r for r, _ in candidates])
+            F = self._predict(models, rows)
+            for i in self._cheap:  # exact values for the cheap objectives of real candidates
+                name = self.context.objectives[i].name
+                F[:, i] = [self.context.cheap(a)[name] for _, a in candidates]
+            for j in self._order(F)[: self.batch_size]:
+                chosen.append(candidates[j][1])
+                predicted.append(F[j, self._expensive])
+        if len(chosen) < self.batch_size:  # the predicted front is exhausted: explore
+            extra = [a for a in self.context.random_unseen(self.batch_size) if a not in chosen]
+            extra = extra[: self.batch_size - len(chosen)]
+            chosen += extra
+            predicted += [
+                self._predict(models, np.array([space.index_of(a)]))[0, self._expensive]
+                for a in extra
+            ]
+        return chosen, predicted
+
+
+def _cheap_names(context: SearchContext) -> list[str]:
+    """Cheap objectives that can be computed exactly without an evaluation."""
+    probe = context.space.smallest()
+    try:
+        return sorted(context.cheap(probe))
+    except Exception:  # a cheap objective that cannot run on its own is predicted instead
+        return []
+
+
+register_strategy("predictor", PredictorStrategy)

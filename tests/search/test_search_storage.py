@@ -1,0 +1,153 @@
+"""Persistence: storages, reloading, resuming, other spaces, and a search killed with SIGKILL."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import optuna
+import pytest
+from search_helpers import OBJECTIVES, SPACE, two_objectives
+
+from nasviz.errors import RunError, StorageError
+from nasviz.search import Search
+from nasviz.space import SearchSpace
+
+HERE = Path(__file__).parent
+
+
+def storage_for(kind: str, tmp_path: Path) -> str:
+    return {"journal": str(tmp_path / "s.journal"), "url": f"sqlite:///{tmp_path / 'u.db'}"}[kind]
+
+
+@pytest.mark.parametrize("kind", ["journal", "url"])
+def test_a_loaded_search_shows_the_same_results_and_resumes_without_repeats(kind, tmp_path):
+    storage = storage_for(kind, tmp_path)
+    search = Search(
+        two_objectives,
+        space=SPACE,
+        objectives=OBJECTIVES,
+        strategy="nsga2",
+        budget=6,
+        storage=storage,
+        seed=0,
+        strategy_options={"population_size": 4},
+    )
+    search.start().wait(timeout=60)
+    before = search.results
+
+    browsed = Search.load(storage)
+    assert browsed.space == SPACE and [o.name for o in browsed.objectives] == ["loss", "cost"]
+    assert browsed.results.drop(columns=["note"]).equals(before.drop(columns=["note"]))
+    assert browsed.results["note"].tolist() == before["note"].tolist()
+    assert browsed.hypervolume() == pytest.approx(search.hypervolume())
+    with pytest.raises(RunError, match="without its network or function"):
+        browsed.start()
+
+    resumed = Search.load(storage, two_objectives, budget=12)
+    assert resumed.strategy.name == "nsga2" and resumed.status.done == 6
+    assert resumed.strategy.population_size == 4  # stored settings come back
+    assert resumed.start().wait(timeout=60).done == 12
+    after = resumed.results
+    assert len(after) == 12 and not after[list(SPACE.names)].duplicated().any()
+    assert after.head(6).drop(columns=["note"]).equals(before.drop(columns=["note"]))
+
+
+def test_default_storage_is_a_journal_file_under_runs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    search = Search(two_objectives, space=SPACE, objectives=OBJECTIVES, strategy="random", budget=3)
+    search.start().wait(timeout=60)
+    files = list((tmp_path / "runs").glob("*.journal"))
+    assert len(files) == 1 and search.storage_name == str(files[0].relative_to(tmp_path))
+    assert len(Search.load(files[0]).results) == 3
+
+
+def test_storage_errors(tmp_path):
+    kwargs = {"space": SPACE, "objectives": OBJECTIVES, "budget": 2}
+    with pytest.raises(StorageError, match="does not exist"):
+        Search(two_objectives, storage=str(tmp_path / "missing" / "s.journal"), **kwargs)
+    with pytest.raises(StorageError, match="does not exist"):
+        Search(two_objectives, storage=f"sqlite:///{tmp_path}/missing/s.db", **kwargs)
+    with pytest.raises(StorageError, match="cannot tell what kind"):
+        Search(two_objectives, storage=str(tmp_path / "s.txt"), **kwargs)
+    with pytest.raises(StorageError, match="no stored search"):
+        Search.load(tmp_path / "absent.journal")
+    path = str(tmp_path / "s.journal")
+    Search(two_objectives, storage=path, **kwargs)
+    other = SearchSpace({"a": [0, 1], "b": [0, 1, 2, 3], "c": ["x", "y", "z"]})
+    with pytest.raises(StorageError, match="another space"):
+        Search(two_objectives, space=other, objectives=OBJECTIVES, storage=path)
+    with pytest.raises(StorageError, match="objectives"):
+        Search(
+            two_objectives,
+            space=SPACE,
+            objectives=[("loss", "maximize"), ("cost", "minimize")],
+            storage=path,
+        )
+    foreign = tmp_path / "foreign.journal"
+    optuna.create_study(
+        storage=optuna.storages.JournalStorage(
+            optuna.storages.journal.JournalFileBackend(str(foreign))
+        ),
+        study_name="x",
+    )
+    with pytest.raises(StorageError, match="not created by nasviz"):
+        Search.load(foreign)
+
+
+CHILD = textwrap.dedent(
+    """
+    import sys
+    sys.path.insert(0, {here!r})
+    from search_helpers import OBJECTIVES, SPACE, slow_two_objectives
+    from nasviz.search import Search
+
+    search = Search(slow_two_objectives, space=SPACE, objectives=OBJECTIVES, strategy="random", budget=40,
+                    storage={storage!r}, workers=3, seed=0)
+    search.subscribe(lambda e: print("result", e.data["trial"], flush=True) if e.kind == "result" else None)
+    search.start().wait()
+    """
+)
+
+
+def test_a_search_killed_with_sigkill_loses_nothing_and_resumes(tmp_path):
+    storage = str(tmp_path / "killed.journal")
+    code = CHILD.format(here=str(HERE), storage=storage)
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    reported = []
+    try:
+        for line in child.stdout:
+            reported.append(int(line.split()[1]))
+            if len(reported) == 8:
+                break
+        os.kill(child.pid, signal.SIGKILL)
+    finally:
+        child.wait(timeout=30)
+        child.stdout.close()
+    assert len(reported) == 8
+
+    loaded = Search.load(storage)
+    before = loaded.results
+    assert set(reported) <= set(before["trial"])  # reported => persisted
+    running = [t for t in loaded.study.get_trials() if t.state == optuna.trial.TrialState.RUNNING]
+
+    resumed = Search.load(storage, two_objectives, workers=2)
+    assert resumed.start().wait(timeout=60).state == "finished", resumed.traceback
+    frame = resumed.results
+    assert len(frame) == 40 and not frame[list(SPACE.names)].duplicated().any()
+    assert frame.head(len(before))["trial"].tolist() == before["trial"].tolist()
+    states = {t.number: t for t in resumed.study.get_trials()}
+    for t in running:  # left RUNNING by the kill: marked failed as interrupted, arch retried
+        assert states[t.number].state == optuna.trial.TrialState.FAIL
+        assert states[t.number].user_attrs["nasviz"]["interrupted"] is True
+        assert t.number not in set(frame["trial"])
+        assert ((frame[list(SPACE.names)] == pd_row(t)).all(axis=1)).sum() == 1
+    assert not any(t.state == optuna.trial.TrialState.RUNNING for t in resumed.study.get_trials())
+
+
+def pd_row(trial):
+    return [trial.params[n] for n in SPACE.names]
