@@ -63,11 +63,14 @@ dashboard = SearchDashboard(search)
 search.start()
 dashboard
 """),
-    code("""
+    code(
+        """
 search.wait()
 print(search.status)
 print(f"{len(search.pareto())} subnets on the front; hypervolume {search.hypervolume():.4g}")
-""", "nbval-ignore-output"),
+""",
+        "nbval-ignore-output",
+    ),
     md("""
 ## Your turn: a random-search baseline
 
