@@ -33,7 +33,21 @@ __version__ = "0.1.0"
 # name -> module that defines it; imported on first access (keeps `import nasviz` fast and
 # keeps widget libraries out of the core).
 _LAZY: dict[str, str] = {
+    "ElasticCNN": "nasviz.supernet",
+    "ElasticMLP": "nasviz.supernet",
+    "ElasticTransformer": "nasviz.supernet",
+    "train_supernet": "nasviz.supernet",
+    "recalibrate": "nasviz.supernet",
+    "load_supernet": "nasviz.supernet",
     "Masks": "nasviz.prune",
+    "RoutingHeatmap": "nasviz.ui",
+    "RoutingRecorder": "nasviz.moe",
+    "RoutingStats": "nasviz.moe",
+    "SearchDashboard": "nasviz.ui",
+    "ParetoExplorer": "nasviz.ui",
+    "ArchView": "nasviz.ui",
+    "TrainingMonitor": "nasviz.ui",
+    "SupernetBuilder": "nasviz.ui",
     "Search": "nasviz.search",
     "MaskViewer": "nasviz.ui",
 }

@@ -35,7 +35,7 @@ import pandas as pd
 import torch
 
 import nasviz
-from nasviz import accuracy, macs, params
+from nasviz import accuracy, latency, macs, params
 from nasviz.search import Search
 from nasviz.supernet import ElasticMLP, train_supernet
 from nasviz.ui import ParetoExplorer, SearchDashboard
@@ -44,7 +44,7 @@ torch.manual_seed(seed)
 out = Path(out_dir)
 out.mkdir(parents=True, exist_ok=True)
 data = nasviz.data.digits(seed=seed, flat=True)
-net = ElasticMLP()
+net = ElasticMLP(widths=(16, 32, 48, 64, 96, 128), depths=(1, 2, 3, 4))
 train_supernet(net, data, epochs=epochs, seed=seed).run()
 print(f"supernet with {net.space.size} subnets, trained for {epochs} epochs")
 """),
@@ -75,11 +75,12 @@ print(f"{len(search.pareto())} subnets on the front; hypervolume {search.hypervo
 ## Your turn: a random-search baseline
 
 This search is created but not started: press **Start**, watch points arrive, press **Stop**
-whenever you like. Random search is the honest baseline every Pareto plot should be compared to.
+whenever you like. Random search is the honest baseline every Pareto plot should be compared to;
+this one also measures each subnet's real latency.
 """),
     code("""
-baseline = Search(net, objectives=[accuracy(data.val), macs((1, 64)), params()], strategy="random",
-                  budget=400, storage=":memory:", workers=1, seed=seed + 1)
+baseline = Search(net, objectives=[accuracy(data.val), macs((1, 64)), latency((64,), batch=1, repeats=10)],
+                  strategy="random", budget=2000, storage=":memory:", workers=1, seed=seed + 1)
 SearchDashboard(baseline)
 """),
     md("""

@@ -1,4 +1,4 @@
-// nasviz mask canvas (anywidget ES module).
+// nasviz mask canvas (anywidget ES module: `export default { render }`, anywidget >= 0.9).
 //
 // Model state (set by nasviz/ui/_masks.py):
 //   layer (str), rows, cols (ints): the mask as a rows x cols grid
@@ -8,64 +8,24 @@
 // Sends back: window [r0, r1, c0, c1] (the zoomed region, in cells).
 //
 // Big grids are drawn as density tiles (fraction kept, or fraction disagreeing, per pixel);
-// zooming in (mouse wheel, drag to pan, double-click to reset) reaches exact bits.
+// zooming in (mouse wheel, drag to pan, double-click to reset) reaches exact bits. The canvas
+// may be shown scaled down by CSS; mouse positions are mapped through its on-screen size.
 
 const W = 560;
 const H = 360;
 
+// Binary traitlets arrive as a DataView (ipywidgets 8); accept any buffer-like value.
 function bytesOf(value) {
   if (!value) return new Uint8Array(0);
-  if (value instanceof DataView) return new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
+  if (value instanceof Uint8Array) return value;
   if (value instanceof ArrayBuffer) return new Uint8Array(value);
   if (ArrayBuffer.isView(value)) return new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
   return new Uint8Array(0);
 }
 
+// Bit i of a packbits buffer (0 past its end).
 function bitAt(bytes, i) {
-  return (bytes[i >> 3] >> (7 - (i & 7))) & 1;
-}
-
-function draw(ctx, model, view, info) {
-  const rows = model.get("rows");
-  const cols = model.get("cols");
-  const a = bytesOf(model.get("bits"));
-  const diff = model.get("mode") === "diff";
-  const b = diff ? bytesOf(model.get("other_bits")) : null;
-  const img = ctx.createImageData(W, H);
-  const px = img.data;
-  const rspan = view.r1 - view.r0;
-  const cspan = view.c1 - view.c0;
-  const value = (i) => (diff ? bitAt(a, i) ^ bitAt(b, i) : bitAt(a, i));
-  let exact = rspan <= H && cspan <= W;
-  if (exact) {
-    // every pixel samples the one cell under it: exact bits
-    for (let y = 0; y < H; y++) {
-      const r = view.r0 + Math.floor((y * rspan) / H);
-      for (let x = 0; x < W; x++) {
-        const c = view.c0 + Math.floor((x * cspan) / W);
-        paint(px, (y * W + x) * 4, value(r * cols + c), diff);
-      }
-    }
-  } else {
-    // every cell votes into the pixel bin it falls in: density tiles
-    const on = new Float32Array(W * H);
-    const all = new Float32Array(W * H);
-    for (let r = view.r0; r < view.r1; r++) {
-      const y = Math.min(H - 1, Math.floor(((r - view.r0) * H) / rspan));
-      for (let c = view.c0; c < view.c1; c++) {
-        const x = Math.min(W - 1, Math.floor(((c - view.c0) * W) / cspan));
-        const k = y * W + x;
-        on[k] += value(r * cols + c);
-        all[k] += 1;
-      }
-    }
-    for (let k = 0; k < W * H; k++) paint(px, k * 4, all[k] ? on[k] / all[k] : 0, diff, all[k] === 0);
-  }
-  ctx.putImageData(img, 0, 0);
-  const what = exact ? "exact bits" : "density tiles";
-  info.textContent =
-    `${model.get("layer")} — ${rows}×${cols}, rows ${view.r0}–${view.r1}, cols ${view.c0}–${view.c1} ` +
-    `(${what}; ${diff ? "red = masks disagree" : "dark = kept"}; wheel to zoom, drag to pan, double-click to reset)`;
+  return ((bytes[i >> 3] ?? 0) >> (7 - (i & 7))) & 1;
 }
 
 function paint(px, o, v, diff, empty = false) {
@@ -82,6 +42,54 @@ function paint(px, o, v, diff, empty = false) {
   px[o + 3] = 255;
 }
 
+function draw(ctx, model, view, info) {
+  const rows = model.get("rows");
+  const cols = model.get("cols");
+  const a = bytesOf(model.get("bits"));
+  const diff = model.get("mode") === "diff";
+  const b = diff ? bytesOf(model.get("other_bits")) : null;
+  const img = ctx.createImageData(W, H);
+  const px = img.data;
+  const rspan = view.r1 - view.r0;
+  const cspan = view.c1 - view.c0;
+  const value = diff ? (i) => bitAt(a, i) ^ bitAt(b, i) : (i) => bitAt(a, i);
+  const exact = rspan <= H && cspan <= W;
+  // Cells are binned into at most H x W bins (one bin per cell along an axis that fits, so
+  // exact bits there); each pixel shows its bin's density (fraction kept, or disagreeing).
+  // An axis with fewer cells than pixels is stretched, never drawn as thin lines.
+  const R = Math.min(H, rspan);
+  const C = Math.min(W, cspan);
+  const on = new Float32Array(R * C);
+  const all = new Float32Array(R * C);
+  if (rows * cols > 0) {
+    const xbin = new Int32Array(cspan);
+    for (let j = 0; j < cspan; j++) xbin[j] = Math.floor((j * C) / cspan);
+    for (let r = view.r0; r < view.r1; r++) {
+      const row = Math.floor(((r - view.r0) * R) / rspan) * C;
+      const base = r * cols + view.c0;
+      for (let j = 0; j < cspan; j++) {
+        const k = row + xbin[j];
+        on[k] += value(base + j);
+        all[k] += 1;
+      }
+    }
+  }
+  const xpix = new Int32Array(W);
+  for (let x = 0; x < W; x++) xpix[x] = Math.floor((x * C) / W);
+  for (let y = 0; y < H; y++) {
+    const row = Math.floor((y * R) / H) * C;
+    for (let x = 0; x < W; x++) {
+      const k = row + xpix[x];
+      paint(px, (y * W + x) * 4, all[k] ? on[k] / all[k] : 0, diff, all[k] === 0);
+    }
+  }
+  ctx.putImageData(img, 0, 0);
+  const what = exact ? "exact bits" : "density tiles";
+  info.textContent =
+    `${model.get("layer")} — ${rows}×${cols}, rows ${view.r0}–${view.r1}, cols ${view.c0}–${view.c1} ` +
+    `(${what}; ${diff ? "red = masks disagree" : "dark = kept"}; wheel to zoom, drag to pan, double-click to reset)`;
+}
+
 function render({ model, el }) {
   el.classList.add("nasviz-mask");
   const canvas = document.createElement("canvas");
@@ -89,67 +97,80 @@ function render({ model, el }) {
   canvas.height = H;
   const info = document.createElement("div");
   info.className = "nasviz-mask-info";
-  el.append(canvas, info);
+  el.replaceChildren(canvas, info);
   const ctx = canvas.getContext("2d");
+  const listeners = new AbortController();
+  const on = (target, type, fn, options = {}) =>
+    target.addEventListener(type, fn, { ...options, signal: listeners.signal });
   let view = null;
 
-  const reset = () => {
-    view = { r0: 0, r1: Math.max(1, model.get("rows")), c0: 0, c1: Math.max(1, model.get("cols")) };
-  };
-  const redraw = () => {
-    draw(ctx, model, view, info);
+  const whole = () => ({ r0: 0, r1: Math.max(1, model.get("rows")), c0: 0, c1: Math.max(1, model.get("cols")) });
+  const repaint = () => draw(ctx, model, view, info);
+  const show = (next) => {
+    view = next;
+    repaint();
     model.set("window", [view.r0, view.r1, view.c0, view.c1]);
     model.save_changes();
   };
   const clamp = (lo, span, n) => Math.max(0, Math.min(lo, n - span));
+  // mouse position as a fraction of the canvas as shown (it may be scaled by CSS)
+  const where = (e) => {
+    const box = canvas.getBoundingClientRect();
+    return {
+      fx: Math.min(1, Math.max(0, (e.clientX - box.left) / (box.width || W))),
+      fy: Math.min(1, Math.max(0, (e.clientY - box.top) / (box.height || H))),
+    };
+  };
 
-  canvas.addEventListener("wheel", (e) => {
+  on(canvas, "wheel", (e) => {
+    if (e.deltaY === 0) return;
     e.preventDefault();
     const rows = model.get("rows");
     const cols = model.get("cols");
     const f = e.deltaY < 0 ? 0.5 : 2;
-    const fy = e.offsetY / H;
-    const fx = e.offsetX / W;
+    const { fx, fy } = where(e);
     const rspan = Math.max(1, Math.min(rows, Math.round((view.r1 - view.r0) * f)));
     const cspan = Math.max(1, Math.min(cols, Math.round((view.c1 - view.c0) * f)));
     const rc = view.r0 + fy * (view.r1 - view.r0);
     const cc = view.c0 + fx * (view.c1 - view.c0);
     const r0 = clamp(Math.round(rc - fy * rspan), rspan, rows);
     const c0 = clamp(Math.round(cc - fx * cspan), cspan, cols);
-    view = { r0, r1: r0 + rspan, c0, c1: c0 + cspan };
-    redraw();
-  });
+    show({ r0, r1: r0 + rspan, c0, c1: c0 + cspan });
+  }, { passive: false });
   let drag = null;
-  canvas.addEventListener("mousedown", (e) => (drag = { x: e.offsetX, y: e.offsetY, v: { ...view } }));
-  window.addEventListener("mouseup", () => (drag = null));
-  canvas.addEventListener("mousemove", (e) => {
+  on(canvas, "mousedown", (e) => {
+    e.preventDefault(); // no text selection while panning
+    drag = { start: where(e), v: { ...view } };
+  });
+  on(window, "mouseup", () => {
+    drag = null;
+  });
+  on(canvas, "mousemove", (e) => {
     if (!drag) return;
+    const { fx, fy } = where(e);
     const rspan = drag.v.r1 - drag.v.r0;
     const cspan = drag.v.c1 - drag.v.c0;
-    const r0 = clamp(drag.v.r0 - Math.round(((e.offsetY - drag.y) * rspan) / H), rspan, model.get("rows"));
-    const c0 = clamp(drag.v.c0 - Math.round(((e.offsetX - drag.x) * cspan) / W), cspan, model.get("cols"));
-    view = { r0, r1: r0 + rspan, c0, c1: c0 + cspan };
-    redraw();
+    const r0 = clamp(drag.v.r0 - Math.round((fy - drag.start.fy) * rspan), rspan, model.get("rows"));
+    const c0 = clamp(drag.v.c0 - Math.round((fx - drag.start.fx) * cspan), cspan, model.get("cols"));
+    if (r0 !== view.r0 || c0 !== view.c0) show({ r0, r1: r0 + rspan, c0, c1: c0 + cspan });
   });
-  canvas.addEventListener("dblclick", () => {
-    reset();
-    redraw();
-  });
+  on(canvas, "dblclick", () => show(whole()));
 
-  const onLayer = () => {
-    reset();
-    redraw();
+  const onLayer = () => show(whole());
+  const events = {
+    "change:layer": onLayer,
+    "change:rows": onLayer,
+    "change:cols": onLayer,
+    "change:bits": repaint,
+    "change:other_bits": repaint,
+    "change:mode": repaint,
   };
-  model.on("change:layer", onLayer);
-  model.on("change:rows", onLayer);
-  model.on("change:cols", onLayer);
-  model.on("change:bits", () => draw(ctx, model, view, info));
-  model.on("change:other_bits", () => draw(ctx, model, view, info));
-  model.on("change:mode", () => draw(ctx, model, view, info));
-  reset();
-  draw(ctx, model, view, info);
+  for (const [event, fn] of Object.entries(events)) model.on(event, fn);
+  view = whole();
+  repaint();
   return () => {
-    model.off("change:layer", onLayer);
+    listeners.abort();
+    for (const [event, fn] of Object.entries(events)) model.off(event, fn);
   };
 }
 

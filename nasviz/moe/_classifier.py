@@ -22,7 +22,7 @@ __all__ = ["MoEClassifier", "train_moe"]
 
 
 class MoEClassifier(nn.Module):
-    """Token embedding -> ``num_layers`` x (LayerNorm -> MoE, residual) -> mean pool -> linear.
+    """Token embedding -> ``num_layers`` x (+ first-token context, LayerNorm -> MoE, residual) -> mean pool -> MLP head.
 
     Args:
         vocab_size: number of token ids.
@@ -34,6 +34,9 @@ class MoEClassifier(nn.Module):
         top_k: experts per token.
         num_layers: number of MoE blocks.
         temperature, capacity_factor: passed to each :class:`MoE`.
+        context: before each MoE block, add a linear map of the sequence's first token to every
+            token. In ``data.tasks()`` the first token is the task marker, so routers can see
+            the task (like a prompt seen through attention), which is what lets experts specialize.
     """
 
     def __init__(
@@ -44,7 +47,7 @@ class MoEClassifier(nn.Module):
         dim: int = 32,
         hidden: int = 64,
         num_experts: int = 4,
-        top_k: int = 1,
+        top_k: int = 2,
         num_layers: int = 2,
         temperature: float = 1.0,
         capacity_factor: float | None = None,
@@ -57,17 +60,24 @@ class MoEClassifier(nn.Module):
         self.embed = nn.Embedding(vocab_size, dim)
         self.pos = nn.Embedding(seq_len, dim)
         self.norms = nn.ModuleList(nn.LayerNorm(dim) for _ in range(num_layers))
-        self.context = nn.ModuleList(nn.Linear(dim, dim) for _ in range(num_layers)) if context else None
-        self.moes = nn.ModuleList(
-            MoE(dim, hidden, num_experts, top_k, temperature, capacity_factor) for _ in range(num_layers)
+        self.context = (
+            nn.ModuleList(nn.Linear(dim, dim) for _ in range(num_layers)) if context else None
         )
-        self.head = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, num_classes))
+        self.moes = nn.ModuleList(
+            MoE(dim, hidden, num_experts, top_k, temperature, capacity_factor)
+            for _ in range(num_layers)
+        )
+        self.head = nn.Sequential(
+            nn.LayerNorm(dim), nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, num_classes)
+        )
 
     @classmethod
     def for_dataset(cls, data: Any, **kwargs: Any) -> MoEClassifier:
         """A classifier sized for a token :class:`~nasviz.data.Dataset` (e.g. ``data.tasks()``)."""
         if data.vocab_size is None:
-            raise ConfigError(f"MoEClassifier needs token data (a vocab_size); dataset {data.name!r} has none")
+            raise ConfigError(
+                f"MoEClassifier needs token data (a vocab_size); dataset {data.name!r} has none"
+            )
         return cls(data.vocab_size, data.num_classes, data.input_shape[0], **kwargs)
 
     @property
@@ -77,12 +87,16 @@ class MoEClassifier(nn.Module):
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         if tokens.dim() != 2 or tokens.shape[1] > self.seq_len:
-            raise ShapeError(f"MoEClassifier expects token ids (B, T<={self.seq_len}), got shape {tuple(tokens.shape)}")
+            raise ShapeError(
+                f"MoEClassifier expects token ids (B, T<={self.seq_len}), got shape {tuple(tokens.shape)}"
+            )
         positions = torch.arange(tokens.shape[1], device=tokens.device)
         x = self.embed(tokens) + self.pos(positions)  # (B, T, D)
         for i, (norm, moe) in enumerate(zip(self.norms, self.moes, strict=True)):
-            if self.context is not None:  # every token sees a summary of its sequence (and its task marker)
-                x = x + self.context[i](x.mean(dim=1, keepdim=True))  # (B, T, D)
+            if (
+                self.context is not None
+            ):  # every token also sees its sequence's first token (a prompt)
+                x = x + self.context[i](x[:, :1])  # (B, T, D)
             x = x + moe(norm(x))  # (B, T, D)
         return self.head(x.mean(dim=1))  # (B, C)
 
@@ -118,12 +132,17 @@ def train_moe(
         batches = 0
         for X, y in data.train.loader(batch_size, shuffle=True, seed=seed + epoch):
             logits = model(X)
-            aux = model.aux_loss if hasattr(model, "aux_loss") else torch.zeros(())
+            aux = getattr(model, "aux_loss", None)
+            aux = (aux() if callable(aux) else aux) if aux is not None else torch.zeros(())
             loss = F.cross_entropy(logits, y) + aux_weight * aux
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            total, aux_total, batches = total + float(loss.detach()), aux_total + float(aux.detach()), batches + 1
+            total, aux_total, batches = (
+                total + float(loss.detach()),
+                aux_total + float(aux.detach()),
+                batches + 1,
+            )
         rows.append(
             {
                 "epoch": epoch + 1,

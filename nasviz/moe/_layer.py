@@ -30,7 +30,7 @@ from torch.utils.hooks import RemovableHandle
 
 from nasviz.errors import ConfigError, MoEError, ShapeError
 
-__all__ = ["MoE", "Expert", "Routing", "route", "load_balancing_loss"]
+__all__ = ["Expert", "MoE", "Routing", "load_balancing_loss", "route"]
 
 
 class Routing(NamedTuple):
@@ -38,7 +38,8 @@ class Routing(NamedTuple):
 
     Attributes:
         logits: router logits, (N, E) with ``E`` the active number of experts.
-        probs: softmax of ``logits / temperature``, (N, E).
+        probs: softmax of ``logits / temperature``, (N, E); None from Hugging Face routers, whose
+            probabilities are the plain softmax of ``logits``, taken when a recording is read.
         experts: chosen expert indices, best first, (N, k), int64.
         gates: renormalized gate weights of the chosen experts, (N, k); an assignment dropped
             by the capacity limit has gate 0.
@@ -46,13 +47,15 @@ class Routing(NamedTuple):
     """
 
     logits: torch.Tensor
-    probs: torch.Tensor
+    probs: torch.Tensor | None
     experts: torch.Tensor
     gates: torch.Tensor
     shape: tuple[int, ...]
 
 
-def route(logits: torch.Tensor, top_k: int, temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def route(
+    logits: torch.Tensor, top_k: int, temperature: float = 1.0
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Top-k softmax routing.
 
     Args:
@@ -132,7 +135,9 @@ class MoE(nn.Module):
         dim: token width ``D`` (input and output).
         hidden: hidden width of each expert.
         num_experts: number of experts ``E`` (>= 1).
-        top_k: experts per token, ``1 <= top_k <= num_experts``.
+        top_k: experts per token, ``1 <= top_k <= num_experts``. With ``top_k=1`` the
+            renormalized gate is always 1, so the router learns only from the load-balancing
+            loss; use ``top_k >= 2`` when the router should learn from the task.
         temperature: router softmax temperature (> 0).
         capacity_factor: if set, each expert takes at most
             ``ceil(capacity_factor * N * top_k / E)`` assignments per forward; later ones (first
@@ -168,7 +173,12 @@ class MoE(nn.Module):
             raise ConfigError(f"MoE temperature must be > 0, got {temperature}")
         if capacity_factor is not None and capacity_factor <= 0:
             raise ConfigError(f"MoE capacity_factor must be > 0 or None, got {capacity_factor}")
-        self.dim, self.hidden, self.num_experts, self.top_k = int(dim), int(hidden), int(num_experts), int(top_k)
+        self.dim, self.hidden, self.num_experts, self.top_k = (
+            int(dim),
+            int(hidden),
+            int(num_experts),
+            int(top_k),
+        )
         self.temperature = float(temperature)
         self.capacity_factor = None if capacity_factor is None else float(capacity_factor)
         self.router = nn.Linear(dim, num_experts, bias=False)
@@ -194,7 +204,9 @@ class MoE(nn.Module):
         self._routing_hooks[handle.id] = hook
         return handle
 
-    def _check_elastic(self, num_experts: int | None, top_k: int | None, hidden: int | None) -> tuple[int, int, int | None]:
+    def _check_elastic(
+        self, num_experts: int | None, top_k: int | None, hidden: int | None
+    ) -> tuple[int, int, int | None]:
         e = self.num_experts if num_experts is None else int(num_experts)
         if not 1 <= e <= self.num_experts:
             raise MoEError(f"num_experts must be in 1..{self.num_experts}, got {num_experts}")
@@ -211,7 +223,9 @@ class MoE(nn.Module):
         capacity = math.ceil(self.capacity_factor * n * k / num_experts)
         order = experts.t().reshape(-1)  # (k*N,) first choices of every token, then second...
         onehot = F.one_hot(order, num_experts)  # (k*N, E)
-        position = (onehot.cumsum(dim=0) * onehot).sum(dim=-1) - 1  # (k*N,) place in its expert's queue
+        position = (onehot.cumsum(dim=0) * onehot).sum(
+            dim=-1
+        ) - 1  # (k*N,) place in its expert's queue
         return (position < capacity).reshape(k, n).t()  # (N, k)
 
     def forward(
@@ -226,7 +240,9 @@ class MoE(nn.Module):
         ``num_experts``, ``top_k``, ``hidden``: elastic sizes (None: the full layer).
         """
         if x.shape[-1] != self.dim:
-            raise ShapeError(f"MoE expects inputs with last dimension {self.dim}, got shape {tuple(x.shape)}")
+            raise ShapeError(
+                f"MoE expects inputs with last dimension {self.dim}, got shape {tuple(x.shape)}"
+            )
         e, k, h = self._check_elastic(num_experts, top_k, hidden)
         lead = tuple(x.shape[:-1])
         flat = x.reshape(-1, self.dim)  # (N, D)
@@ -236,7 +252,9 @@ class MoE(nn.Module):
             gates = gates * self._capacity_keep(experts, e).to(gates.dtype)
         self._aux.set(load_balancing_loss(probs, experts))
         if self._routing_hooks:
-            routing = Routing(logits.detach(), probs.detach(), experts.detach(), gates.detach(), lead)
+            routing = Routing(
+                logits.detach(), probs.detach(), experts.detach(), gates.detach(), lead
+            )
             for hook in list(self._routing_hooks.values()):
                 hook(self, routing)
         physical = experts if self.expert_map is None else self.expert_map[experts]  # (N, k)
@@ -253,7 +271,9 @@ class MoE(nn.Module):
         e, k, _ = self._check_elastic(num_experts, top_k, hidden)
         hidden = int(hidden)
         if self.expert_map is not None:
-            raise MoEError("sliced() is not defined for a layer whose experts were merged (expert_map set)")
+            raise MoEError(
+                "sliced() is not defined for a layer whose experts were merged (expert_map set)"
+            )
         new = MoE(self.dim, hidden, e, k, self.temperature, self.capacity_factor).to(
             device=self.router.weight.device, dtype=self.router.weight.dtype
         )

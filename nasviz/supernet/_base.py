@@ -37,7 +37,9 @@ from nasviz.space import Arch, SearchSpace
 __all__ = ["ForwardState", "Supernet"]
 
 #: id(supernet) -> ForwardState of the subnet active in the current context (thread or task).
-_ACTIVE: ContextVar[Mapping[int, ForwardState]] = ContextVar("nasviz_active_subnets", default=MappingProxyType({}))
+_ACTIVE: ContextVar[Mapping[int, ForwardState]] = ContextVar(
+    "nasviz_active_subnets", default=MappingProxyType({})
+)
 
 BNStats = Mapping[str, tuple[torch.Tensor, torch.Tensor]]
 
@@ -113,11 +115,14 @@ class Supernet(nn.Module, ABC):
     family: ClassVar[str] = "Supernet"
     config_class: ClassVar[type]
     shrink_order: ClassVar[tuple[str, ...]] = ()
+    default_epochs: ClassVar[int] = 20  # train_supernet's default recipe for this family
 
     def __init__(self, config: Any):
         super().__init__()
         if not dataclasses.is_dataclass(config) or not config.__dataclass_params__.frozen:
-            raise ConfigError(f"a supernet config must be a frozen dataclass, got {type(config).__name__}")
+            raise ConfigError(
+                f"a supernet config must be a frozen dataclass, got {type(config).__name__}"
+            )
         self.config = config
         self.space: SearchSpace
         self.calibration_inputs: torch.Tensor | None = None
@@ -139,7 +144,9 @@ class Supernet(nn.Module, ABC):
     def from_config(cls, config: Any) -> Supernet:
         """Builds a supernet from its config dataclass."""
         if not isinstance(config, cls.config_class):
-            raise ConfigError(f"{cls.__name__} needs a {cls.config_class.__name__}, got {type(config).__name__}")
+            raise ConfigError(
+                f"{cls.__name__} needs a {cls.config_class.__name__}, got {type(config).__name__}"
+            )
         return cls(**dataclasses.asdict(config))
 
     # ---- archs ---------------------------------------------------------------------------
@@ -149,11 +156,19 @@ class Supernet(nn.Module, ABC):
     def smallest(self) -> Arch:
         return self.space.smallest()
 
-    def sample(self, rng: np.random.Generator | int | None = None, n: int | None = None) -> Arch | list[Arch]:
+    def sample(
+        self, rng: np.random.Generator | int | None = None, n: int | None = None
+    ) -> Arch | list[Arch]:
         """Uniformly random arch(s) of :attr:`space`."""
         return self.space.sample(rng, n)
 
     def _plan(self, arch: Mapping[str, Any]) -> Any:
+        plan = None
+        if isinstance(arch, Arch):  # validated archs are cached as they are: skip validation
+            with self._plans_lock:
+                plan = self._plans.get(arch)
+            if plan is not None:
+                return plan
         arch = self.space.validate(arch)
         with self._plans_lock:
             plan = self._plans.get(arch)
@@ -221,7 +236,9 @@ class Supernet(nn.Module, ABC):
         if not isinstance(x, torch.Tensor):
             raise ShapeError(f"{self.family} expects a tensor {what}, got {type(x).__name__}")
         if x.ndim != len(shape) + 1 or tuple(x.shape[1:]) != shape:
-            raise ShapeError(f"{self.family} expects input of shape (batch, {', '.join(map(str, shape))}) {what}; got {tuple(x.shape)}")
+            raise ShapeError(
+                f"{self.family} expects input of shape (batch, {', '.join(map(str, shape))}) {what}; got {tuple(x.shape)}"
+            )
 
     # ---- export and cost -----------------------------------------------------------------
     @torch.no_grad()

@@ -42,7 +42,7 @@ class CNNConfig:
     input_size: int = 8
     stem_channels: int = 16
     stage_channels: tuple[int, ...] = (16, 24, 32)
-    strides: tuple[int, ...] = (1, 2, 2)
+    strides: tuple[int, ...] = (2, 1, 2)
     kernels: tuple[int, ...] = (3, 5, 7)
     expands: tuple[int, ...] = (3, 4, 6)
     depths: tuple[int, ...] = (2, 3, 4)
@@ -70,13 +70,21 @@ class _Block(nn.Module):
         self.residual = stride == 1 and cin == cout
         self.expand = ElasticConv2d(cin, hidden, (1,))
         self.bn1 = ElasticBatchNorm2d(hidden)
-        self.dw = ElasticConv2d(hidden, hidden, config.kernels, stride, depthwise=True,
-                                kernel_transform=config.kernel_transform)
+        self.dw = ElasticConv2d(
+            hidden,
+            hidden,
+            config.kernels,
+            stride,
+            depthwise=True,
+            kernel_transform=config.kernel_transform,
+        )
         self.bn2 = ElasticBatchNorm2d(hidden)
         self.project = ElasticConv2d(hidden, cout, (1,))
         self.bn3 = ElasticBatchNorm2d(cout)
 
-    def forward(self, x: torch.Tensor, kernel: int, expand: int, state: ForwardState, stats: BNStats | None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, kernel: int, expand: int, state: ForwardState, stats: BNStats | None
+    ) -> torch.Tensor:
         # x: (B, cin, H, W) -> (B, cout, H/s, W/s)
         hidden = self.cin * expand
         c = state.collect
@@ -86,17 +94,34 @@ class _Block(nn.Module):
         return x + h if self.residual else h
 
 
-def _bn(bn: ElasticBatchNorm2d, x: torch.Tensor, stats: BNStats | None, collect: dict | None) -> torch.Tensor:
+def _bn(
+    bn: ElasticBatchNorm2d, x: torch.Tensor, stats: BNStats | None, collect: dict | None
+) -> torch.Tensor:
     return bn(x, None if stats is None else stats[bn.key], collect)
 
 
 class InvertedResidual(nn.Module):
     """A static (exported) inverted-residual block of plain torch layers."""
 
-    def __init__(self, expand: nn.Conv2d, bn1: nn.BatchNorm2d, dw: nn.Conv2d, bn2: nn.BatchNorm2d,
-                 project: nn.Conv2d, bn3: nn.BatchNorm2d, residual: bool):
+    def __init__(
+        self,
+        expand: nn.Conv2d,
+        bn1: nn.BatchNorm2d,
+        dw: nn.Conv2d,
+        bn2: nn.BatchNorm2d,
+        project: nn.Conv2d,
+        bn3: nn.BatchNorm2d,
+        residual: bool,
+    ):
         super().__init__()
-        self.expand, self.bn1, self.dw, self.bn2, self.project, self.bn3 = expand, bn1, dw, bn2, project, bn3
+        self.expand, self.bn1, self.dw, self.bn2, self.project, self.bn3 = (
+            expand,
+            bn1,
+            dw,
+            bn2,
+            project,
+            bn3,
+        )
         self.residual = residual
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -125,6 +150,7 @@ class ElasticCNN(Supernet):
     family = "ElasticCNN"
     config_class = CNNConfig
     shrink_order = ("kernel", "depth", "expand")
+    default_epochs = 10
 
     def __init__(
         self,
@@ -133,20 +159,28 @@ class ElasticCNN(Supernet):
         input_size: int = 8,
         stem_channels: int = 16,
         stage_channels: Sequence[int] = (16, 24, 32),
-        strides: Sequence[int] = (1, 2, 2),
+        strides: Sequence[int] = (2, 1, 2),
         kernels: Sequence[int] = (3, 5, 7),
         expands: Sequence[int] = (3, 4, 6),
         depths: Sequence[int] = (2, 3, 4),
         kernel_transform: bool = False,
     ):
         config = CNNConfig(
-            int(in_channels), int(num_classes), int(input_size), int(stem_channels),
-            tuple(map(int, stage_channels)), tuple(map(int, strides)),
-            tuple(sorted(set(map(int, kernels)))), tuple(sorted(set(map(int, expands)))),
-            tuple(sorted(set(map(int, depths)))), bool(kernel_transform),
+            int(in_channels),
+            int(num_classes),
+            int(input_size),
+            int(stem_channels),
+            tuple(map(int, stage_channels)),
+            tuple(map(int, strides)),
+            tuple(sorted(set(map(int, kernels)))),
+            tuple(sorted(set(map(int, expands)))),
+            tuple(sorted(set(map(int, depths)))),
+            bool(kernel_transform),
         )
         if len(config.stage_channels) != len(config.strides) or not config.stage_channels:
-            raise ConfigError(f"stage_channels and strides need one entry per stage, got {stage_channels} and {strides}")
+            raise ConfigError(
+                f"stage_channels and strides need one entry per stage, got {stage_channels} and {strides}"
+            )
         if min(config.depths) < 1 or min(config.expands) < 1:
             raise ConfigError(f"depths and expand ratios must be >= 1, got {depths} and {expands}")
         super().__init__(config)
@@ -154,17 +188,22 @@ class ElasticCNN(Supernet):
         self.stem_bn = ElasticBatchNorm2d(stem_channels)
         self.stages = nn.ModuleList()
         cin = stem_channels
-        for cout, stride in zip(config.stage_channels, config.strides):
-            blocks = [_Block(cin if b == 0 else cout, cout, stride if b == 0 else 1, config) for b in range(max(config.depths))]
+        for cout, stride in zip(config.stage_channels, config.strides, strict=False):
+            blocks = [
+                _Block(cin if b == 0 else cout, cout, stride if b == 0 else 1, config)
+                for b in range(max(config.depths))
+            ]
             self.stages.append(nn.ModuleList(blocks))
             cin = cout
         self.head = ElasticLinear(cin, num_classes)
         n = len(config.stage_channels)
-        self.space = SearchSpace({
-            **SearchSpace.repeated("kernel", n, config.kernels),
-            **SearchSpace.repeated("expand", n, config.expands),
-            **SearchSpace.repeated("depth", n, config.depths),
-        })
+        self.space = SearchSpace(
+            {
+                **SearchSpace.repeated("kernel", n, config.kernels),
+                **SearchSpace.repeated("expand", n, config.expands),
+                **SearchSpace.repeated("depth", n, config.depths),
+            }
+        )
         self._finish_init()
 
     @classmethod
@@ -172,11 +211,13 @@ class ElasticCNN(Supernet):
         """An ElasticCNN sized for a nasviz Dataset of ``(C, H, H)`` images."""
         shape = tuple(data.input_shape)
         if len(shape) != 3 or shape[1] != shape[2]:
-            raise ConfigError(f"ElasticCNN needs square images (C, H, H); the dataset has input_shape {shape}")
+            raise ConfigError(
+                f"ElasticCNN needs square images (C, H, H); the dataset has input_shape {shape}"
+            )
         return cls(shape[0], data.num_classes, shape[1], **kwargs)
 
     def _make_plan(self, arch: Arch) -> _Plan:
-        stages = zip(arch.group("depth"), arch.group("kernel"), arch.group("expand"))
+        stages = zip(arch.group("depth"), arch.group("kernel"), arch.group("expand"), strict=False)
         return _Plan(arch, tuple(_Stage(*s) for s in stages))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -185,7 +226,7 @@ class ElasticCNN(Supernet):
         state = self._state()
         stats = self._stats(state)
         x = F.relu(_bn(self.stem_bn, self.stem(x), stats, state.collect))  # (B, stem, H, W)
-        for blocks, stage in zip(self.stages, state.plan.stages):
+        for blocks, stage in zip(self.stages, state.plan.stages, strict=False):
             for block in blocks[: stage.depth]:
                 x = block(x, stage.kernel, stage.expand, state, stats)  # (B, c_stage, H_s, W_s)
         x = x.mean((2, 3))  # (B, c_last)
@@ -197,24 +238,36 @@ class ElasticCNN(Supernet):
 
         cfg = self.config
         modules: list[nn.Module] = [
-            export_conv(self.stem, cfg.in_channels, cfg.stem_channels, 3), bn(self.stem_bn, cfg.stem_channels), nn.ReLU(),
+            export_conv(self.stem, cfg.in_channels, cfg.stem_channels, 3),
+            bn(self.stem_bn, cfg.stem_channels),
+            nn.ReLU(),
         ]
-        for blocks, stage in zip(self.stages, plan.stages):
+        for blocks, stage in zip(self.stages, plan.stages, strict=False):
             for b in blocks[: stage.depth]:
                 hidden = b.cin * stage.expand
-                modules.append(InvertedResidual(
-                    export_conv(b.expand, b.cin, hidden, 1), bn(b.bn1, hidden),
-                    export_conv(b.dw, hidden, hidden, stage.kernel), bn(b.bn2, hidden),
-                    export_conv(b.project, hidden, b.cout, 1), bn(b.bn3, b.cout), b.residual,
-                ))
-        modules += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), export_linear(self.head, self.head.in_features, cfg.num_classes)]
+                modules.append(
+                    InvertedResidual(
+                        export_conv(b.expand, b.cin, hidden, 1),
+                        bn(b.bn1, hidden),
+                        export_conv(b.dw, hidden, hidden, stage.kernel),
+                        bn(b.bn2, hidden),
+                        export_conv(b.project, hidden, b.cout, 1),
+                        bn(b.bn3, b.cout),
+                        b.residual,
+                    )
+                )
+        modules += [
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            export_linear(self.head, self.head.in_features, cfg.num_classes),
+        ]
         return nn.Sequential(*modules)
 
     def count_params(self, arch: Mapping[str, Any]) -> int:
         plan = self._plan(arch)
         cfg = self.config
         total = cfg.stem_channels * cfg.in_channels * 9 + 2 * cfg.stem_channels
-        for blocks, stage in zip(self.stages, plan.stages):
+        for blocks, stage in zip(self.stages, plan.stages, strict=False):
             for b in blocks[: stage.depth]:
                 hidden = b.cin * stage.expand
                 total += b.cin * hidden + hidden * stage.kernel**2 + hidden * b.cout  # convs

@@ -57,6 +57,7 @@ class ElasticMLP(Supernet):
     family = "ElasticMLP"
     config_class = MLPConfig
     shrink_order = ("depth", "width")
+    default_epochs = 30
 
     def __init__(
         self,
@@ -67,16 +68,22 @@ class ElasticMLP(Supernet):
     ):
         widths, depths = tuple(sorted(set(map(int, widths)))), tuple(sorted(set(map(int, depths))))
         if in_features < 1 or num_classes < 2:
-            raise ConfigError(f"need in_features >= 1 and num_classes >= 2, got {in_features}, {num_classes}")
+            raise ConfigError(
+                f"need in_features >= 1 and num_classes >= 2, got {in_features}, {num_classes}"
+            )
         if not widths or widths[0] < 1 or not depths or depths[0] < 1:
-            raise ConfigError(f"widths and depths must be non-empty positive ints, got {widths}, {depths}")
+            raise ConfigError(
+                f"widths and depths must be non-empty positive ints, got {widths}, {depths}"
+            )
         super().__init__(MLPConfig(int(in_features), int(num_classes), widths, depths))
         max_width, max_depth = widths[-1], depths[-1]
         self.layers = nn.ModuleList(
             ElasticLinear(in_features if i == 0 else max_width, max_width) for i in range(max_depth)
         )
         self.head = ElasticLinear(max_width, num_classes)
-        self.space = SearchSpace({"depth": list(depths), **SearchSpace.repeated("width", max_depth, widths)})
+        self.space = SearchSpace(
+            {"depth": list(depths), **SearchSpace.repeated("width", max_depth, widths)}
+        )
         self._finish_init()
 
     @classmethod
@@ -97,16 +104,18 @@ class ElasticMLP(Supernet):
                 )
             x = x.flatten(1)  # (B, F)
         elif x.shape[1] != self.config.in_features:
-            raise ShapeError(f"ElasticMLP expects input of shape (batch, {self.config.in_features}); got {tuple(x.shape)}")
+            raise ShapeError(
+                f"ElasticMLP expects input of shape (batch, {self.config.in_features}); got {tuple(x.shape)}"
+            )
         plan = self._state().plan
-        for layer, width in zip(self.layers, plan.widths):
+        for layer, width in zip(self.layers, plan.widths, strict=False):
             x = F.relu(layer(x, width))  # (B, width)
         return self.head(x)  # (B, num_classes)
 
     def _export(self, plan: _Plan, stats: BNStats | None) -> nn.Module:
         modules: list[nn.Module] = [nn.Flatten()]
         width_in = self.config.in_features
-        for layer, width in zip(self.layers, plan.widths):
+        for layer, width in zip(self.layers, plan.widths, strict=False):
             modules += [export_linear(layer, width_in, width), nn.ReLU()]
             width_in = width
         modules.append(export_linear(self.head, width_in, self.config.num_classes))

@@ -12,6 +12,7 @@ stateless about the subnet: the active sizes come in as forward arguments.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import torch
@@ -25,6 +26,7 @@ __all__ = [
     "ElasticConv2d",
     "ElasticLayerNorm",
     "ElasticLinear",
+    "depthwise_matmul",
     "export_bn",
     "export_conv",
     "export_linear",
@@ -82,20 +84,34 @@ class ElasticConv2d(nn.Conv2d):
         if not sizes or any(k < 1 or k % 2 == 0 for k in sizes):
             raise ConfigError(f"kernel sizes must be odd positive ints, got {list(kernel_sizes)}")
         if depthwise and in_channels != out_channels:
-            raise ConfigError(f"a depthwise conv has in == out channels, got {in_channels} and {out_channels}")
+            raise ConfigError(
+                f"a depthwise conv has in == out channels, got {in_channels} and {out_channels}"
+            )
         k = sizes[-1]
-        super().__init__(in_channels, out_channels, k, stride, k // 2, groups=in_channels if depthwise else 1, bias=False)
+        super().__init__(
+            in_channels,
+            out_channels,
+            k,
+            stride,
+            k // 2,
+            groups=in_channels if depthwise else 1,
+            bias=False,
+        )
         self.kernel_sizes = tuple(sizes)
         self.depthwise = depthwise
         self.transforms = nn.ParameterDict()
         if kernel_transform:
-            for big, small in zip(sizes[::-1], sizes[-2::-1]):
+            for big, small in zip(sizes[::-1], sizes[-2::-1], strict=False):
                 self.transforms[f"{big}to{small}"] = nn.Parameter(torch.eye(small * small))
 
     def active_weight(self, in_channels: int, out_channels: int, kernel_size: int) -> torch.Tensor:
         """The (out, in/groups, k, k) weight of a subnet: a view, or computed from views when
         kernel transforms are on and ``kernel_size`` is not the largest."""
-        w = self.weight[:out_channels] if self.depthwise else self.weight[:out_channels, :in_channels]
+        w = (
+            self.weight[:out_channels]
+            if self.depthwise
+            else self.weight[:out_channels, :in_channels]
+        )
         big = self.kernel_sizes[-1]
         if kernel_size == big:
             return w
@@ -111,21 +127,75 @@ class ElasticConv2d(nn.Conv2d):
             w = F.linear(crop.reshape(*crop.shape[:2], size * size), matrix).reshape_as(crop)
         return w
 
-    def forward(self, x: torch.Tensor, out_channels: int | None = None, kernel_size: int | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, out_channels: int | None = None, kernel_size: int | None = None
+    ) -> torch.Tensor:
         # x: (B, c, H, W) -> (B, o, H/stride, W/stride)
         c = x.shape[1]
         o = c if self.depthwise else (self.out_channels if out_channels is None else out_channels)
         k = self.kernel_sizes[-1] if kernel_size is None else kernel_size
         w = self.active_weight(c, o, k)
+        if (
+            self.depthwise
+            and k > 1
+            and x.shape[2] * x.shape[3] <= SMALL_MAP
+            and torch.is_grad_enabled()
+        ):
+            # training on small maps: the library's depthwise backward is slow there
+            return depthwise_matmul(x, w, self.stride[0])
         return F.conv2d(x, w, None, self.stride, k // 2, 1, c if self.depthwise else 1)
 
 
-def export_conv(conv: ElasticConv2d, in_channels: int, out_channels: int, kernel_size: int) -> nn.Conv2d:
+#: feature maps up to this many pixels use :func:`depthwise_matmul` for depthwise convolutions.
+SMALL_MAP = 64
+
+
+@functools.lru_cache(maxsize=64)
+def _tap_index(height: int, width: int, kernel: int, stride: int) -> tuple[torch.Tensor, int, int]:
+    """For each (output pixel, input pixel) pair, the kernel tap linking them (k*k: none)."""
+    pad = kernel // 2
+    out_h, out_w = (
+        (height + 2 * pad - kernel) // stride + 1,
+        (width + 2 * pad - kernel) // stride + 1,
+    )
+    oy, ox = torch.meshgrid(torch.arange(out_h), torch.arange(out_w), indexing="ij")
+    iy, ix = torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij")
+    dy = iy.reshape(1, -1) - (oy.reshape(-1, 1) * stride - pad)  # (HWo, HWi) tap row
+    dx = ix.reshape(1, -1) - (ox.reshape(-1, 1) * stride - pad)  # (HWo, HWi) tap column
+    inside = (dy >= 0) & (dy < kernel) & (dx >= 0) & (dx < kernel)
+    return torch.where(inside, dy * kernel + dx, kernel * kernel), out_h, out_w
+
+
+def depthwise_matmul(x: torch.Tensor, weight: torch.Tensor, stride: int = 1) -> torch.Tensor:
+    """A "same"-padded depthwise convolution as one batched matrix product per channel.
+
+    On the small feature maps of CPU-sized supernets (8x8 and below) this is several times
+    faster than the library convolution, whose backward pass for large kernels on tiny maps is
+    slow; it equals ``F.conv2d(x, weight, None, stride, k // 2, groups=C)`` up to rounding.
+    """
+    # x: (B, C, H, W), weight: (C, 1, k, k) -> (B, C, Ho, Wo)
+    B, C, H, W = x.shape
+    k = weight.shape[-1]
+    index, out_h, out_w = _tap_index(H, W, k, stride)
+    taps = F.pad(weight.reshape(C, k * k), (0, 1))  # (C, k*k + 1), last tap is zero
+    matrix = taps[:, index]  # (C, HWo, HWi)
+    out = torch.bmm(x.reshape(B, C, H * W).transpose(0, 1), matrix.transpose(1, 2))  # (C, B, HWo)
+    return out.transpose(0, 1).reshape(B, C, out_h, out_w)
+
+
+def export_conv(
+    conv: ElasticConv2d, in_channels: int, out_channels: int, kernel_size: int
+) -> nn.Conv2d:
     """A plain ``nn.Conv2d`` holding a copy of a subnet's weight."""
     channels = in_channels if conv.depthwise else out_channels
     new = nn.Conv2d(
-        in_channels, channels, kernel_size, conv.stride, kernel_size // 2,
-        groups=in_channels if conv.depthwise else 1, bias=False,
+        in_channels,
+        channels,
+        kernel_size,
+        conv.stride,
+        kernel_size // 2,
+        groups=in_channels if conv.depthwise else 1,
+        bias=False,
     )
     new.weight.data.copy_(conv.active_weight(in_channels, channels, kernel_size))
     return new.to(conv.weight.dtype)
@@ -160,16 +230,27 @@ class ElasticBatchNorm2d(nn.BatchNorm2d):
             return F.batch_norm(x, None, None, weight, bias, True, 0.0, self.eps)
         if self.training:
             return F.batch_norm(
-                x, self.running_mean[:c], self.running_var[:c], weight, bias, True, self.momentum, self.eps
+                x,
+                self.running_mean[:c],
+                self.running_var[:c],
+                weight,
+                bias,
+                True,
+                self.momentum,
+                self.eps,
             )
         mean, var = stats if stats is not None else (self.running_mean[:c], self.running_var[:c])
         return F.batch_norm(x, mean, var, weight, bias, False, 0.0, self.eps)
 
 
-def export_bn(bn: ElasticBatchNorm2d, channels: int, stats: tuple[torch.Tensor, torch.Tensor] | None) -> nn.BatchNorm2d:
+def export_bn(
+    bn: ElasticBatchNorm2d, channels: int, stats: tuple[torch.Tensor, torch.Tensor] | None
+) -> nn.BatchNorm2d:
     """A plain ``nn.BatchNorm2d`` with the first ``channels`` channels (and ``stats`` when given)."""
     new = nn.BatchNorm2d(channels, eps=bn.eps, momentum=bn.momentum)
-    mean, var = stats if stats is not None else (bn.running_mean[:channels], bn.running_var[:channels])
+    mean, var = (
+        stats if stats is not None else (bn.running_mean[:channels], bn.running_var[:channels])
+    )
     new.weight.data.copy_(bn.weight[:channels])
     new.bias.data.copy_(bn.bias[:channels])
     new.running_mean.copy_(mean)

@@ -39,13 +39,19 @@ def calibration_inputs(data: Any, samples: int = 2000) -> torch.Tensor:
             f"calibration data must be a nasviz Dataset or Split, an (X, y) pair or a tensor; got {type(data).__name__}"
         )
     if samples < 1 or len(data) == 0:
-        raise ConfigError(f"need at least one calibration input, got samples={samples} and {len(data)} inputs")
+        raise ConfigError(
+            f"need at least one calibration input, got samples={samples} and {len(data)} inputs"
+        )
     return data[:samples]
 
 
 @torch.no_grad()
 def recalibrate(
-    net: Supernet, arch: Mapping[str, Any], data: Any = None, samples: int = 2000, batch_size: int = 500
+    net: Supernet,
+    arch: Mapping[str, Any],
+    data: Any = None,
+    samples: int = 2000,
+    batch_size: int = 500,
 ) -> BNStats:
     """Re-computes the BN statistics of subnet ``arch`` and stores them in ``net`` for that arch.
 
@@ -66,7 +72,9 @@ def recalibrate(
         return {}
     if data is None:
         if net.calibration_inputs is None:
-            raise ConfigError("recalibrate needs data: pass training inputs or set net.calibration_inputs")
+            raise ConfigError(
+                "recalibrate needs data: pass training inputs or set net.calibration_inputs"
+            )
         data = net.calibration_inputs
     inputs = calibration_inputs(data, samples)
     collect: dict[str, list] = {}

@@ -15,6 +15,7 @@ _LAZY: dict[str, str] = {
     "ArchView": "nasviz.ui._arch",
     "MaskViewer": "nasviz.ui._masks",
     "ParetoExplorer": "nasviz.ui._explorer",
+    "RoutingHeatmap": "nasviz.ui._routing",
     "SearchDashboard": "nasviz.ui._dashboard",
     "SupernetBuilder": "nasviz.ui._builder",
     "TrainingMonitor": "nasviz.ui._training",

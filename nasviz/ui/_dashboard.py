@@ -270,6 +270,10 @@ class SearchDashboard(View):
         self.front_trace.y = self._values[idx, iy].tolist()
         self.front_trace.customdata = self._trials[idx].tolist()
         self.front_trace.line.shape = "hv" if self._dirs[ix] == "minimize" else "vh"
+        failed = f", {self._failed} failed" if self._failed else ""
+        title = f"Pareto front — {len(self._values)} evaluated, {len(idx)} on the front{failed}"
+        if self.pareto.layout.title.text != title:
+            self.pareto.layout.title.text = title
 
     def _update_hv(self, n_new: int) -> None:
         """Extends the hypervolume curve by ``n_new`` evaluations (failures count as evaluations)."""

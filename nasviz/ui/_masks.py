@@ -26,6 +26,8 @@ from nasviz.viz._masks import layer_sparsity_figure, layer_sparsity_info, mask_g
 
 __all__ = ["MaskCanvas", "MaskViewer", "pack_mask", "unpack_mask"]
 
+_BARS_WIDTH = 380  # px of the sparsity bar chart
+
 
 def pack_mask(mask: Any) -> tuple[int, int, bytes]:
     """``(rows, cols, bits)``: the mask's 2-D grid packed 8 weights per byte, MSB first."""
@@ -102,6 +104,8 @@ class MaskViewer(View):
             raise ConfigError(f"layer {self.layer!r} is not masked; masked: {list(self.masks)[:8]}")
         self.canvas = MaskCanvas()
         self.bars = go.FigureWidget(layer_sparsity_figure(layer_sparsity_info(self.masks)))
+        # a fixed width next to the 560 px canvas; the row wraps where the output is narrower
+        self.bars.layout.width = _BARS_WIDTH
         live = model is not None
         self.slider = w.FloatSlider(
             value=start,
@@ -124,7 +128,11 @@ class MaskViewer(View):
         self.mode.observe(lambda ch: self.set_mode(ch["new"]), names="value")
         self.bars.data[0].on_click(self._on_bar_click)
         controls = w.HBox([self.picker, self.slider, self.layers, self.mode])
-        self.widget = w.VBox([controls, self.summary, w.HBox([self.canvas, self.bars])])
+        views = w.HBox(
+            [self.canvas, self.bars],
+            layout=w.Layout(flex_flow="row wrap", align_items="flex-start"),
+        )
+        self.widget = w.VBox([controls, self.summary, views])
         self._send()
 
     # ---- public actions (also what the controls call) --------------------------------------

@@ -46,12 +46,19 @@ class RoutingHeatmap(View):
         max_listed: rows shown when a cell is clicked.
     """
 
-    def __init__(self, source: RoutingStats | RoutingRecorder, model: nn.Module | None = None, data: Any = None,
-                 max_listed: int = 20) -> None:
+    def __init__(
+        self,
+        source: RoutingStats | RoutingRecorder,
+        model: nn.Module | None = None,
+        data: Any = None,
+        max_listed: int = 20,
+    ) -> None:
         if isinstance(source, RoutingRecorder):
             source = source.stats()
         if not isinstance(source, RoutingStats):
-            raise MoEError(f"RoutingHeatmap needs a RoutingStats or RoutingRecorder, got {type(source).__name__}")
+            raise MoEError(
+                f"RoutingHeatmap needs a RoutingStats or RoutingRecorder, got {type(source).__name__}"
+            )
         self.stats, self.model, self.data, self.max_listed = source, model, data, max_listed
         self.listed: pd.DataFrame | None = None
         self.last_drop: pd.DataFrame | None = None
@@ -60,8 +67,9 @@ class RoutingHeatmap(View):
         views += [(f"{name} x expert", f"label:{name}") for name in self.stats.labels]
         views += [("sequence", "sequence")]
         self.view_picker = w.Dropdown(options=views, value="load", description="view")
-        self.example = w.BoundedIntText(value=0, min=0, max=max(self.stats.recording.num_examples - 1, 0),
-                                        description="example")
+        self.example = w.BoundedIntText(
+            value=0, min=0, max=max(self.stats.recording.num_examples - 1, 0), description="example"
+        )
         self.figure = go.FigureWidget(routing_grid_figure(routing_load_info(self.stats)))
         self.figure.data[0].on_click(self._on_click)
         self.listing = w.HTML("<i>click a cell to list the tokens routed there</i>")
@@ -74,10 +82,15 @@ class RoutingHeatmap(View):
         self.view_picker.observe(lambda _: self.show(self.view_picker.value), names="value")
         self.example.observe(lambda _: self._example_changed(), names="value")
         self._refresh_drop_options()
-        self.widget = w.VBox([
-            w.HBox([self.view_picker, self.example]), self.figure, self.listing,
-            w.HBox([self.drop_layer, self.drop_select, self.drop_button]), self.drop_result,
-        ])
+        self.widget = w.VBox(
+            [
+                w.HBox([self.view_picker, self.example]),
+                self.figure,
+                self.listing,
+                w.HBox([self.drop_layer, self.drop_select, self.drop_button]),
+                self.drop_result,
+            ]
+        )
         self._view = "load"
 
     def __repr__(self) -> str:
@@ -94,7 +107,9 @@ class RoutingHeatmap(View):
             return routing_sequence_info(self.stats, int(self.example.value))
         if view.startswith("label:"):
             return routing_label_info(self.stats, view.split(":", 1)[1])
-        raise MoEError(f"view must be 'load', 'sequence' or 'label:<name>' with a recorded label, got {view!r}")
+        raise MoEError(
+            f"view must be 'load', 'sequence' or 'label:<name>' with a recorded label, got {view!r}"
+        )
 
     def show(self, view: str) -> None:
         """Switches the heatmap to ``view``."""
@@ -102,8 +117,19 @@ class RoutingHeatmap(View):
         self._view = view
         with self.figure.batch_update():
             heat = self.figure.data[0]
-            for key in ("z", "x", "y", "text", "customdata", "texttemplate", "colorscale", "zmin", "zmax",
-                        "hovertemplate", "colorbar"):
+            for key in (
+                "z",
+                "x",
+                "y",
+                "text",
+                "customdata",
+                "texttemplate",
+                "colorscale",
+                "zmin",
+                "zmax",
+                "hovertemplate",
+                "colorbar",
+            ):
                 setattr(heat, key, getattr(fig.data[0], key))
             self.figure.layout.update(fig.layout)
         if self.view_picker.value != view:
@@ -122,16 +148,21 @@ class RoutingHeatmap(View):
         self.listed = self.stats.tokens(layer, expert, limit=self.max_listed)
         name = self.stats.recording.layer(layer).name
         total = int(self.stats.counts(layer)[expert])
-        self.listing.value = (f"<b>{html.escape(name)}, expert {expert}</b>: {total} assignments, strongest "
-                              f"{len(self.listed)} shown{_table_html(self.listed)}")
+        self.listing.value = (
+            f"<b>{html.escape(name)}, expert {expert}</b>: {total} assignments, strongest "
+            f"{len(self.listed)} shown{_table_html(self.listed)}"
+        )
         return self.listed
 
     def _on_click(self, trace: Any, points: Any, state: Any = None) -> None:
         """plotly click callback: in the load view a cell is (layer, expert)."""
         if not points.point_inds or self._view != "load":
             return
-        row, col = points.point_inds[0] if isinstance(points.point_inds[0], (tuple, list)) else (
-            points.ys[0], points.xs[0])
+        row, col = (
+            points.point_inds[0]
+            if isinstance(points.point_inds[0], (tuple, list))
+            else (points.ys[0], points.xs[0])
+        )
         layer = row if isinstance(row, int) else self.stats.layers.index(str(row))
         expert = col if isinstance(col, int) else int(str(col).split()[-1])
         if expert < self.stats.recording.layer(layer).num_experts:
@@ -154,8 +185,11 @@ class RoutingHeatmap(View):
             if self._baseline_accuracy is None:
                 self._baseline_accuracy = evaluate_accuracy(self.model, self.data)
             after = evaluate_accuracy(drop_experts(self.model, {name: list(experts)}), self.data)
-            result = result.assign(accuracy_before=self._baseline_accuracy, accuracy_after=after,
-                                   accuracy_change=after - self._baseline_accuracy)
+            result = result.assign(
+                accuracy_before=self._baseline_accuracy,
+                accuracy_after=after,
+                accuracy_change=after - self._baseline_accuracy,
+            )
         self.last_drop = result
         summary = f"<b>{html.escape(name)} without experts {sorted(experts)}</b>"
         if "accuracy_change" in result:

@@ -28,6 +28,14 @@ from nasviz.viz._pareto import (
     predictor_figure,
     predictor_info,
 )
+from nasviz.viz._routing import (
+    RoutingGridInfo,
+    compression_figure,
+    routing_grid_figure,
+    routing_label_info,
+    routing_load_info,
+    routing_sequence_info,
+)
 from nasviz.viz._training import LossInfo, accuracy_figure, loss_figure, loss_info
 
 __all__ = [
@@ -38,9 +46,11 @@ __all__ = [
     "MaskHeatmapInfo",
     "ParetoInfo",
     "PredictorInfo",
+    "RoutingGridInfo",
     "accuracy_figure",
     "arch_figure",
     "arch_info",
+    "compression_figure",
     "hypervolume_figure",
     "hypervolume_info",
     "layer_sparsity_figure",
@@ -54,4 +64,8 @@ __all__ = [
     "pareto_info",
     "predictor_figure",
     "predictor_info",
+    "routing_grid_figure",
+    "routing_label_info",
+    "routing_load_info",
+    "routing_sequence_info",
 ]

@@ -7,6 +7,7 @@ Where chromium, Playwright or JupyterLab is missing the tests skip with a messag
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -84,9 +85,19 @@ def lab(tmp_path_factory) -> Iterator[Lab]:
     )
     port, token = _free_port(), secrets.token_hex(16)
     log = root / "lab.log"
+    settings = tmp_path_factory.mktemp("lab-settings")
+    # render every cell (no windowing: off-screen widgets stay in the DOM) and fetch no news
+    for plugin, values in (
+        ("notebook-extension/tracker", {"windowingMode": "none"}),
+        ("apputils-extension/notification", {"fetchNews": "false", "checkForUpdates": False}),
+    ):
+        path = settings / "@jupyterlab" / f"{plugin}.jupyterlab-settings"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(values))
     env = {
         **os.environ,
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        "JUPYTERLAB_SETTINGS_DIR": str(settings),
     }
     with log.open("w") as out:
         proc = subprocess.Popen(

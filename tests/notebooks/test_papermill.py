@@ -18,9 +18,11 @@ NOTEBOOKS = Path(__file__).parents[2] / "notebooks"
 # tests/test_pipeline_chain.py (None here).
 NON_DEFAULT: dict[str, dict | None] = {
     "00_tour.ipynb": {"seed": 3, "n_samples": 2},
+    "01_supernet.ipynb": {"seed": 1, "epochs": 5},
     "02_search.ipynb": {"strategy": "random", "budget": 8, "seed": 1},
     "03_pareto.ipynb": {"seed": 1, "budget": 12, "strategy": "random", "workers": 1},
     "04_prune.ipynb": {"seed": 1, "epochs": 5, "lottery_rounds": 2},
+    "05_moe.ipynb": {"seed": 1, "epochs": 3, "keep": 3},
     "pipeline/1_train_supernet.ipynb": None,
     "pipeline/2_search.ipynb": None,
     "pipeline/3_compress_best.ipynb": None,

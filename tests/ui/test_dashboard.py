@@ -158,3 +158,14 @@ def test_update_messages_stay_bounded_as_points_accumulate():
     assert dash.drawn_points == 200
     # an update's size depends on new points and the front, not on all points drawn so far
     assert max(sizes[-5:]) < 3 * max(sizes[:5])
+
+
+def test_title_counts_follow_the_search():
+    search = make_search(fn=failing_sometimes, budget=20)
+    dash = SearchDashboard(search)
+    assert dash.pareto.layout.title.text.startswith("Pareto front — 0 evaluated")
+    search.start().wait(30)
+    dash.throttle.flush_now()
+    failed = int((search.results["state"] == "FAIL").sum())
+    expected = f"Pareto front — {20 - failed} evaluated, {len(search.pareto())} on the front, {failed} failed"
+    assert dash.pareto.layout.title.text == expected

@@ -1,0 +1,60 @@
+"""Weight-sharing supernets: elastic layers, three ready supernets, training and exact export.
+
+Every supernet follows one protocol: ``.space`` (a :class:`~nasviz.SearchSpace`),
+``with net.subnet(arch): net(x)`` (per thread), ``net.export(arch)`` (plain torch modules),
+``net.count_params(arch)``, ``largest()``/``smallest()``/``sample()``, ``net.config`` and
+``save``/``load``. :func:`train_supernet` trains one in the background with the sandwich rule.
+"""
+
+from __future__ import annotations
+
+from nasviz.supernet._attention import ElasticAttention, StaticAttention
+from nasviz.supernet._base import ForwardState, Supernet
+from nasviz.supernet._checkpoint import (
+    FAMILIES,
+    load_subnet,
+    load_supernet,
+    load_weights,
+    save_subnet,
+    save_supernet,
+)
+from nasviz.supernet._cnn import CNNConfig, ElasticCNN, InvertedResidual
+from nasviz.supernet._mlp import ElasticMLP, MLPConfig
+from nasviz.supernet._ops import (
+    ElasticBatchNorm2d,
+    ElasticConv2d,
+    ElasticLayerNorm,
+    ElasticLinear,
+)
+from nasviz.supernet._recalibrate import recalibrate
+from nasviz.supernet._train import SupernetTrainer, TrainingRun, train_supernet
+from nasviz.supernet._transformer import ElasticTransformer, StaticTransformer, TransformerConfig
+
+__all__ = [
+    "FAMILIES",
+    "CNNConfig",
+    "ElasticAttention",
+    "ElasticBatchNorm2d",
+    "ElasticCNN",
+    "ElasticConv2d",
+    "ElasticLayerNorm",
+    "ElasticLinear",
+    "ElasticMLP",
+    "ElasticTransformer",
+    "ForwardState",
+    "InvertedResidual",
+    "MLPConfig",
+    "StaticAttention",
+    "StaticTransformer",
+    "Supernet",
+    "SupernetTrainer",
+    "TrainingRun",
+    "TransformerConfig",
+    "load_subnet",
+    "load_supernet",
+    "load_weights",
+    "recalibrate",
+    "save_subnet",
+    "save_supernet",
+    "train_supernet",
+]

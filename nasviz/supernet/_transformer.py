@@ -1,0 +1,295 @@
+"""``ElasticTransformer``: a token-sequence classifier with elastic layers, heads and FFN width,
+and optionally a mixture-of-experts FFN whose kept experts and top-k are searched too."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nasviz.errors import ConfigError, ShapeError
+from nasviz.moe import MoE
+from nasviz.space import Arch, SearchSpace
+from nasviz.supernet._attention import ElasticAttention
+from nasviz.supernet._base import BNStats, Supernet
+from nasviz.supernet._ops import (
+    ElasticLayerNorm,
+    ElasticLinear,
+    export_linear,
+    importance_order,
+    permute_rows,
+)
+
+__all__ = ["ElasticTransformer", "StaticTransformer", "TransformerConfig"]
+
+
+@dataclass(frozen=True)
+class TransformerConfig:
+    """Configuration of an :class:`ElasticTransformer` (see its arguments)."""
+
+    vocab_size: int
+    seq_len: int
+    num_classes: int
+    dim: int = 64
+    head_dim: int = 16
+    layers: tuple[int, ...] = (1, 2, 3)
+    heads: tuple[int, ...] = (1, 2, 4)
+    ffn: tuple[int, ...] = (64, 128, 256)
+    moe: bool = False
+    experts: tuple[int, ...] = (2, 4)
+    top_k: tuple[int, ...] = (1, 2)
+
+
+class _Layer(NamedTuple):
+    heads: int
+    ffn: int
+    experts: int | None
+    top_k: int | None
+
+
+class _Plan(NamedTuple):
+    arch: Arch
+    layers: tuple[_Layer, ...]
+
+
+class _Block(nn.Module):
+    """Pre-norm block: ``x + attn(ln1(x))``, then ``x + ffn(ln2(x))``."""
+
+    def __init__(self, cfg: TransformerConfig):
+        super().__init__()
+        self.ln1 = ElasticLayerNorm(cfg.dim)
+        self.attn = ElasticAttention(cfg.dim, max(cfg.heads), cfg.head_dim)
+        self.ln2 = ElasticLayerNorm(cfg.dim)
+        if cfg.moe:
+            self.moe = MoE(cfg.dim, max(cfg.ffn), max(cfg.experts), top_k=max(cfg.top_k))
+        else:
+            self.fc1 = ElasticLinear(cfg.dim, max(cfg.ffn))
+            self.fc2 = ElasticLinear(max(cfg.ffn), cfg.dim)
+
+    def forward(self, x: torch.Tensor, layer: _Layer) -> torch.Tensor:
+        # x: (B, T, D) -> (B, T, D)
+        x = x + self.attn(self.ln1(x), layer.heads)
+        h = self.ln2(x)  # (B, T, D)
+        if layer.experts is not None:
+            return x + self.moe(h, layer.experts, layer.top_k, layer.ffn)
+        return x + self.fc2(F.gelu(self.fc1(h, layer.ffn)))  # (B, T, D)
+
+
+class _StaticBlock(nn.Module):
+    def __init__(self, ln1: nn.LayerNorm, attn: nn.Module, ln2: nn.LayerNorm, ffn: nn.Module):
+        super().__init__()
+        self.ln1, self.attn, self.ln2, self.ffn = ln1, attn, ln2, ffn
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # x: (B, T, D) -> (B, T, D)
+        x = x + self.attn(self.ln1(x))
+        return x + self.ffn(self.ln2(x))
+
+
+class StaticTransformer(nn.Module):
+    """An exported ElasticTransformer subnet: plain torch layers (and nasviz ``MoE`` FFNs)."""
+
+    def __init__(
+        self,
+        embed: nn.Embedding,
+        pos: torch.Tensor,
+        blocks: Sequence[nn.Module],
+        norm: nn.LayerNorm,
+        head: nn.Linear,
+    ):
+        super().__init__()
+        self.embed = embed
+        self.pos = nn.Parameter(pos)
+        self.blocks = nn.ModuleList(blocks)
+        self.norm, self.head = norm, head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # x: (B, T) token ids -> (B, num_classes)
+        h = self.embed(x) + self.pos[: x.shape[1]]  # (B, T, D)
+        for block in self.blocks:
+            h = block(h)
+        return self.head(self.norm(h).mean(1))  # (B, C)
+
+
+def _layer_norm(ln: nn.LayerNorm) -> nn.LayerNorm:
+    new = nn.LayerNorm(ln.normalized_shape, eps=ln.eps)
+    new.load_state_dict(ln.state_dict())
+    return new
+
+
+class ElasticTransformer(Supernet):
+    """Token embedding + learned positions, elastic pre-norm blocks, mean pooling, classifier.
+
+    Search space: ``layers`` (blocks run), per block ``heads.i`` (attention heads) and ``ffn.i``
+    (FFN hidden width; with ``moe``, each expert's hidden width), and with ``moe`` per block
+    ``experts.i`` (experts kept: the router only scores the first ones) and ``top_k.i``.
+
+    Args:
+        vocab_size, seq_len, num_classes: the token data (see :func:`nasviz.data.tasks`).
+        dim: model width; head_dim: width of one head.
+        layers, heads, ffn: allowed values.
+        moe: use a :class:`nasviz.moe.MoE` FFN in every block.
+        experts, top_k: allowed experts kept and experts per token (max top_k <= min experts).
+    """
+
+    family = "ElasticTransformer"
+    config_class = TransformerConfig
+    shrink_order = ("layers", "heads", "ffn", "experts", "top_k")
+    default_epochs = 20
+
+    def __init__(
+        self,
+        vocab_size: int,
+        seq_len: int,
+        num_classes: int,
+        dim: int = 64,
+        head_dim: int = 16,
+        layers: Sequence[int] = (1, 2, 3),
+        heads: Sequence[int] = (1, 2, 4),
+        ffn: Sequence[int] = (64, 128, 256),
+        moe: bool = False,
+        experts: Sequence[int] = (2, 4),
+        top_k: Sequence[int] = (1, 2),
+    ):
+        def values(v: Sequence[int]) -> tuple[int, ...]:
+            return tuple(sorted(set(map(int, v))))
+
+        cfg = TransformerConfig(
+            int(vocab_size),
+            int(seq_len),
+            int(num_classes),
+            int(dim),
+            int(head_dim),
+            values(layers),
+            values(heads),
+            values(ffn),
+            bool(moe),
+            values(experts),
+            values(top_k),
+        )
+        if min(cfg.vocab_size, cfg.seq_len, cfg.dim, cfg.head_dim) < 1 or cfg.num_classes < 2:
+            raise ConfigError(
+                f"vocab_size, seq_len, dim, head_dim must be >= 1 and num_classes >= 2: {cfg}"
+            )
+        if min(cfg.layers + cfg.heads + cfg.ffn + cfg.experts + cfg.top_k) < 1:
+            raise ConfigError(f"layers, heads, ffn, experts and top_k values must be >= 1: {cfg}")
+        if cfg.moe and max(cfg.top_k) > min(cfg.experts):
+            raise ConfigError(
+                f"top_k values {cfg.top_k} must not exceed the fewest experts kept {min(cfg.experts)}"
+            )
+        super().__init__(cfg)
+        self.embed = nn.Embedding(cfg.vocab_size, cfg.dim)
+        self.pos = nn.Parameter(torch.randn(cfg.seq_len, cfg.dim) * 0.02)
+        self.blocks = nn.ModuleList(_Block(cfg) for _ in range(max(cfg.layers)))
+        self.norm = ElasticLayerNorm(cfg.dim)
+        self.head = ElasticLinear(cfg.dim, cfg.num_classes)
+        n = max(cfg.layers)
+        dims = {
+            "layers": list(cfg.layers),
+            **SearchSpace.repeated("heads", n, cfg.heads),
+            **SearchSpace.repeated("ffn", n, cfg.ffn),
+        }
+        if cfg.moe:
+            dims |= SearchSpace.repeated("experts", n, cfg.experts) | SearchSpace.repeated(
+                "top_k", n, cfg.top_k
+            )
+        self.space = SearchSpace(dims)
+        self._finish_init()
+
+    @classmethod
+    def for_data(cls, data: Any, **kwargs: Any) -> ElasticTransformer:
+        """An ElasticTransformer sized for a token Dataset (vocabulary, length, classes)."""
+        if data.vocab_size is None or len(data.input_shape) != 1:
+            raise ConfigError(
+                f"ElasticTransformer needs token sequences; {data!r} has no vocab_size or is not 1-D"
+            )
+        return cls(data.vocab_size, data.input_shape[0], data.num_classes, **kwargs)
+
+    def _make_plan(self, arch: Arch) -> _Plan:
+        n = arch["layers"]
+        heads, ffn = arch.group("heads")[:n], arch.group("ffn")[:n]
+        experts = arch.group("experts")[:n] if self.config.moe else (None,) * n
+        top_k = arch.group("top_k")[:n] if self.config.moe else (None,) * n
+        return _Plan(arch, tuple(_Layer(*v) for v in zip(heads, ffn, experts, top_k, strict=False)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # x: (B, T) int64 token ids, T <= seq_len
+        if (
+            not isinstance(x, torch.Tensor)
+            or x.ndim != 2
+            or x.is_floating_point()
+            or x.shape[1] > self.config.seq_len
+        ):
+            got = f"{tuple(x.shape)} {x.dtype}" if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ShapeError(
+                f"ElasticTransformer expects int64 token ids of shape (batch, T <= {self.config.seq_len}); got {got}"
+            )
+        plan = self._state().plan
+        h = self.embed(x) + self.pos[: x.shape[1]]  # (B, T, D)
+        for block, layer in zip(self.blocks, plan.layers, strict=False):
+            h = block(h, layer)  # (B, T, D)
+        return self.head(self.norm(h).mean(1))  # (B, C)
+
+    def aux_loss(self) -> torch.Tensor:
+        """Sum of the load-balancing losses of the active MoE layers' most recent forward in
+        this thread (0 without MoE)."""
+        if not self.config.moe:
+            return self.pos.new_zeros(())
+        layers = len(self._state().plan.layers)
+        return sum((b.moe.aux_loss for b in self.blocks[:layers]), self.pos.new_zeros(()))
+
+    def _export(self, plan: _Plan, stats: BNStats | None) -> nn.Module:
+        cfg = self.config
+        embed = nn.Embedding(cfg.vocab_size, cfg.dim)
+        embed.weight.data.copy_(self.embed.weight)
+        blocks = []
+        for b, layer in zip(self.blocks, plan.layers, strict=False):
+            if layer.experts is not None:
+                ffn: nn.Module = b.moe.sliced(layer.experts, layer.top_k, layer.ffn)
+            else:
+                ffn = nn.Sequential(
+                    export_linear(b.fc1, cfg.dim, layer.ffn),
+                    nn.GELU(),
+                    export_linear(b.fc2, layer.ffn, cfg.dim),
+                )
+            blocks.append(
+                _StaticBlock(
+                    _layer_norm(b.ln1), b.attn.export(layer.heads), _layer_norm(b.ln2), ffn
+                )
+            )
+        head = export_linear(self.head, cfg.dim, cfg.num_classes)
+        return StaticTransformer(
+            embed, self.pos.detach().clone(), blocks, _layer_norm(self.norm), head
+        )
+
+    def count_params(self, arch: Mapping[str, Any]) -> int:
+        plan = self._plan(arch)
+        d = self.config.dim
+        total = (
+            (self.config.vocab_size + self.config.seq_len) * d
+            + 2 * d
+            + d * self.config.num_classes
+            + self.config.num_classes
+        )
+        for b, layer in zip(self.blocks, plan.layers, strict=False):
+            ffn = d * layer.ffn + layer.ffn + layer.ffn * d + d
+            if layer.experts is not None:
+                ffn = layer.experts * (ffn + d)  # each expert's FFN plus its router row
+            total += 4 * d + b.attn.count_params(layer.heads) + ffn
+        return total
+
+    @torch.no_grad()
+    def reorder_channels(self) -> None:
+        """Sorts attention heads and FFN hidden units (each expert's too) by L1 importance."""
+        for b in self.blocks:
+            b.attn.reorder_heads()
+            pairs = [(e.fc1, e.fc2) for e in b.moe.experts] if self.config.moe else [(b.fc1, b.fc2)]
+            for fc1, fc2 in pairs:
+                order = importance_order(fc2.weight.abs().sum(0))
+                permute_rows(fc1.weight, order)
+                permute_rows(fc1.bias, order)
+                permute_rows(fc2.weight, order, dim=1)

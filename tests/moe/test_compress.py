@@ -1,0 +1,181 @@
+"""Expert pruning and merging from routing statistics."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from nasviz.errors import MoEError
+from nasviz.moe import (
+    MoE,
+    RoutingRecorder,
+    compression_report,
+    drop_experts,
+    merge_experts,
+    prune_experts,
+)
+
+
+def _state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def _same(model: nn.Module, state: dict[str, torch.Tensor]) -> bool:
+    now = model.state_dict()
+    return now.keys() == state.keys() and all(torch.equal(now[k], v) for k, v in state.items())
+
+
+def test_prune_keeps_most_used_and_leaves_input_unchanged(recorded):
+    model, stats = recorded
+    state = _state(model)
+    pruned = prune_experts(model, stats, keep=2)
+    assert _same(model, state)
+    for i, layer in enumerate(m for m in pruned.modules() if isinstance(m, MoE)):
+        assert (
+            layer.num_experts == 2 and len(layer.experts) == 2 and layer.router.weight.shape[0] == 2
+        )
+        original = model.moes[i]
+        top = np.sort(np.argsort(-stats.counts(i), kind="stable")[:2])
+        assert torch.equal(layer.router.weight, original.router.weight[torch.as_tensor(top)])
+        assert torch.equal(layer.experts[0].fc1.weight, original.experts[int(top[0])].fc1.weight)
+
+
+def test_dropping_never_chosen_experts_keeps_outputs(tiny_tasks):
+    """Gates are renormalized top-k probabilities, so removing experts that no token chose
+    changes nothing on the recorded data."""
+    torch.manual_seed(0)
+    moe = MoE(4, 8, 5, 2)
+    with torch.no_grad():
+        moe.router.weight.abs_()
+        moe.router.weight[3:] *= -1  # positive inputs: experts 3 and 4 never win
+    x = torch.randn(30, 4).abs()
+    with torch.no_grad(), RoutingRecorder(moe) as rec:
+        before = moe(x)
+    unused = [e for e in range(5) if rec.stats().counts(0)[e] == 0]
+    assert unused
+    pruned = prune_experts(moe, rec.stats(), keep=5 - len(unused))
+    assert pruned is not moe and pruned.num_experts == 5 - len(unused)
+    torch.testing.assert_close(pruned(x), before)
+
+
+def test_per_label_pruning_ranks_by_that_labels_tokens(recorded):
+    model, stats = recorded
+    pruned = prune_experts(model, stats, keep=1, per_label=("task", 2))
+    for i, layer in enumerate(m for m in pruned.modules() if isinstance(m, MoE)):
+        favourite = int(stats.by_label("task", layer=i, normalize=False).loc[2].to_numpy().argmax())
+        assert torch.equal(layer.router.weight[0], model.moes[i].router.weight[favourite])
+        assert layer.top_k == 1
+    with pytest.raises(MoEError, match="no value"):
+        prune_experts(model, stats, keep=1, per_label=("task", 99))
+
+
+@pytest.mark.parametrize("keep", [0, 5, -1, {"moes.0": 9}, {"nope": 1}])
+def test_bad_keep_is_moe_error_and_model_unchanged(recorded, keep):
+    model, stats = recorded
+    state = _state(model)
+    with pytest.raises(MoEError):
+        prune_experts(model, stats, keep=keep)
+    with pytest.raises(MoEError):
+        merge_experts(model, stats, groups=keep)
+    assert _same(model, state)
+
+
+def test_stats_from_another_model_is_moe_error(recorded, tiny_tasks):
+    model, stats = recorded
+    other = copy.deepcopy(model)
+    other.moes = nn.ModuleList([*other.moes, copy.deepcopy(other.moes[0])])
+    other.norms = nn.ModuleList([*other.norms, nn.LayerNorm(16)])
+    state = _state(other)
+    with pytest.raises(MoEError, match="another model"):
+        prune_experts(other, stats, keep=2)
+    with pytest.raises(MoEError, match="another model"):
+        merge_experts(other, stats, groups=2)
+    assert _same(other, state)
+
+
+def test_model_without_moe_is_moe_error(recorded):
+    _, stats = recorded
+    with pytest.raises(MoEError, match="no nasviz MoE layers"):
+        prune_experts(nn.Linear(2, 2), stats, keep=1)
+
+
+def test_drop_experts_validates():
+    moe = MoE(4, 8, 3, 1)
+    with pytest.raises(MoEError):
+        drop_experts(moe, {"MoE": [0, 1, 2]})
+    with pytest.raises(MoEError):
+        drop_experts(moe, {"MoE": [3]})
+    assert drop_experts(moe, {"MoE": [1]}).num_experts == 2
+
+
+def test_merge_keeps_routing_and_reduces_experts(recorded, tiny_tasks):
+    model, stats = recorded
+    state = _state(model)
+    merged = merge_experts(model, stats, groups=2)
+    assert _same(model, state)
+    X = tiny_tasks.test.X
+    with torch.no_grad(), RoutingRecorder(merged) as rec:
+        merged(X)
+    for i, layer in enumerate(m for m in merged.modules() if isinstance(m, MoE)):
+        assert len(layer.experts) == 2 and layer.num_experts == 4
+        assert layer.expert_map.tolist().count(0) >= 1 and set(layer.expert_map.tolist()) == {0, 1}
+        dominant = np.argsort(-stats.counts(i), kind="stable")[:2]
+        assert layer.expert_map[torch.as_tensor(dominant)].tolist() == [0, 1]
+    # the router is untouched: the first layer sees the same inputs, so it routes identically
+    assert np.array_equal(rec.recording().layers[0].experts, stats.recording.layers[0].experts)
+    assert sum(p.numel() for p in merged.parameters()) < sum(p.numel() for p in model.parameters())
+
+
+def test_merge_with_all_groups_is_identity(recorded, tiny_tasks):
+    model, stats = recorded
+    merged = merge_experts(model, stats, groups=4)
+    with torch.no_grad():
+        assert torch.equal(merged(tiny_tasks.test.X), model(tiny_tasks.test.X))
+
+
+def test_merge_aligns_permuted_neurons():
+    """A member that is a hidden-neuron permutation of its dominant merges back to the dominant."""
+    torch.manual_seed(0)
+    moe = MoE(4, 6, 2, 1)
+    perm = torch.randperm(6)
+    with torch.no_grad():
+        src, dst = moe.experts[0], moe.experts[1]
+        dst.fc1.weight.copy_(src.fc1.weight[perm])
+        dst.fc1.bias.copy_(src.fc1.bias[perm])
+        dst.fc2.weight.copy_(src.fc2.weight[:, perm])
+        dst.fc2.bias.copy_(src.fc2.bias)
+        moe.router.weight[0] = moe.router.weight[1] + 0.1  # expert 0 is the more used one
+    x = torch.randn(50, 4)
+    with torch.no_grad(), RoutingRecorder(moe) as rec:
+        before = moe(x)
+    assert rec.stats().counts(0)[0] > rec.stats().counts(0)[1]
+    merged = merge_experts(moe, rec.stats(), groups=1)
+    torch.testing.assert_close(merged.experts[0].fc1.weight, src.fc1.weight)
+    torch.testing.assert_close(merged(x), before)
+
+
+def test_compression_report_on_pareto_axes(recorded, tiny_tasks):
+    model, stats = recorded
+    report = compression_report(
+        {
+            "original": model,
+            "pruned": prune_experts(model, stats, keep=2),
+            "merged": merge_experts(model, stats, groups=2),
+        },
+        tiny_tasks.test,
+    )
+    assert {"name", "accuracy", "params", "memory_bytes", "accuracy_change", "params_saved"} <= set(
+        report.columns
+    )
+    base = report.set_index("name").loc["original"]
+    assert base.accuracy_change == 0 and base.params_saved == 0
+    assert (report.set_index("name").loc[["pruned", "merged"], "params_saved"] > 0).all()
+    assert (report.memory_bytes == report.params * 4).all() or (
+        report.memory_bytes >= report.params * 4
+    ).all()
+    with pytest.raises(MoEError):
+        compression_report({"a": model}, tiny_tasks.test, baseline="b")

@@ -1,0 +1,63 @@
+"""Checkpoints: config + tensors, weights_only loading, mismatches named."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from supernet_helpers import make_net
+
+from nasviz.errors import CheckpointError
+from nasviz.supernet import (
+    ElasticCNN,
+    ElasticMLP,
+    Supernet,
+    load_subnet,
+    load_supernet,
+    save_subnet,
+)
+
+
+@pytest.mark.parametrize("family", ["mlp", "cnn-transform", "moe"])
+def test_supernet_round_trip(tmp_path, family):
+    net, x = make_net(family)
+    net.calibration_inputs = None if family != "cnn-transform" else torch.randn(20, 1, 8, 8)
+    path = net.save(tmp_path / "net.pt")
+    torch.load(path, weights_only=True)  # loadable without unpickling code
+    loaded = Supernet.load(path)
+    assert type(loaded) is type(net) and loaded.config == net.config
+    arch = net.sample(3)
+    net.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.export(arch)(x), net.export(arch)(x))
+    if net.calibration_inputs is not None:
+        assert torch.equal(loaded.calibration_inputs, net.calibration_inputs)
+
+
+def test_subnet_round_trip(tmp_path):
+    net, x = make_net("cnn")
+    arch = net.sample(5)
+    path = save_subnet(net, arch, tmp_path / "sub.pt")
+    static = load_subnet(path)
+    assert static.arch == arch
+    torch.testing.assert_close(static(x), net.export(arch)(x))
+
+
+def test_mismatches_are_named(tmp_path):
+    mlp = ElasticMLP(widths=(16, 32))
+    path = mlp.save(tmp_path / "mlp.pt")
+    with pytest.raises(
+        CheckpointError, match=r"widths=\[16, 32\] in the checkpoint but \[32, 64, 128\]"
+    ):
+        ElasticMLP().load_weights(path)
+    with pytest.raises(CheckpointError, match="holds an ElasticMLP .* expected an ElasticCNN"):
+        ElasticCNN.load(path)
+    with pytest.raises(CheckpointError, match="holds a supernet"):
+        load_subnet(path)
+    save_subnet(mlp, mlp.smallest(), tmp_path / "sub.pt")
+    with pytest.raises(CheckpointError, match="holds an exported subnet"):
+        load_supernet(tmp_path / "sub.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="weights_only"):
+        load_supernet(tmp_path / "junk.pt")
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        load_supernet(tmp_path / "missing.pt")
