@@ -155,6 +155,18 @@ def _example_input(
     return torch.randn(input_shape, generator=torch.Generator().manual_seed(0), dtype=dtype)
 
 
+def _eval_mode(model: nn.Module) -> Callable[[], None]:
+    """Puts ``model`` in eval mode; returns the function that restores its mode.
+
+    A model already in eval mode is not touched at all, so concurrent evaluations of one
+    (supernet) model from several threads never flip each other's mode.
+    """
+    if not model.training:
+        return lambda: None
+    model.eval()
+    return lambda: model.train(True)
+
+
 # ---- params -------------------------------------------------------------------------------
 def count_params(model: nn.Module, trainable_only: bool = False) -> int:
     """Number of parameters (shared tensors counted once)."""
@@ -201,8 +213,7 @@ def count_macs(
             f"input_shape must be a tuple of positive ints including the batch, got {input_shape!r}"
         )
     x = _example_input(model, tuple(input_shape), dtype)
-    was_training = model.training
-    model.eval()
+    restore = _eval_mode(model)
     counter = FlopCounterMode(display=False)
     try:
         with torch.no_grad(), _active(model, arch), counter:
@@ -212,7 +223,7 @@ def count_macs(
             f"forward pass on an input of shape {tuple(input_shape)} failed: {exc}"
         ) from exc
     finally:
-        model.train(was_training)
+        restore()
     return counter.get_total_flops() // 2
 
 
@@ -262,8 +273,7 @@ def measure_latency(
     before = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
-    was_training = model.training
-    model.eval()
+    restore = _eval_mode(model)
     times = []
     try:
         with torch.no_grad():
@@ -275,7 +285,7 @@ def measure_latency(
                 times.append((time.perf_counter() - t0) * 1e3)
         used = torch.get_num_threads()
     finally:
-        model.train(was_training)
+        restore()
         torch.set_num_threads(before)
     q = statistics.quantiles(times, n=10) if len(times) > 1 else [times[0]] * 9
     return LatencyMeasurement(
@@ -331,8 +341,7 @@ def evaluate_accuracy(
     model: nn.Module, data: Any, arch: Any = None, batch_size: int = 512
 ) -> float:
     """Top-1 accuracy in percent of ``model`` (or of subnet ``arch``) on ``data``."""
-    was_training = model.training
-    model.eval()
+    restore = _eval_mode(model)
     correct = total = 0
     try:
         with _active(model, arch):
@@ -342,7 +351,7 @@ def evaluate_accuracy(
                 correct += int((logits.argmax(-1) == y).sum())
                 total += len(y)
     finally:
-        model.train(was_training)
+        restore()
     if total == 0:
         raise ConfigError("accuracy data is empty")
     return 100.0 * correct / total

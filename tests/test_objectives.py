@@ -98,3 +98,18 @@ def test_token_models_get_token_ids():
     model = nn.Sequential(nn.Embedding(10, 8), nn.Flatten(), nn.Linear(8 * 5, 2))
     assert macs((1, 5))(model) == 8 * 5 * 2
     assert latency((5,), batch=2, repeats=2)(model) > 0
+
+
+def test_measuring_restores_train_mode_and_leaves_eval_mode_untouched():
+    model = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4))
+    X, y = torch.randn(8, 4), torch.zeros(8, dtype=torch.long)
+    accuracy((X, y))(model)
+    macs((2, 4))(model)
+    assert model.training and model[1].training  # restored
+    model.eval()
+    calls = []
+    model.train = lambda mode=True: calls.append(mode)  # any mode flip would be recorded
+    accuracy((X, y))(model)
+    macs((2, 4))(model)
+    latency((4,), batch=2, repeats=2)(model)
+    assert calls == []
