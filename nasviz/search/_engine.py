@@ -11,6 +11,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import traceback
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -35,6 +36,16 @@ MAX_REJECTS = 64
 ENUMERABLE = 200_000
 
 
+@dataclass(frozen=True)
+class _InFlight:
+    """An evaluation submitted to the executor: its trial and whether a sampler proposed it."""
+
+    number: int
+    trial_id: int
+    arch: Arch
+    sampled: bool
+
+
 class SearchEngine(Engine):
     """Runs a search on an Optuna study.
 
@@ -42,7 +53,9 @@ class SearchEngine(Engine):
         study: the study (created or loaded by the caller; its user attrs hold the space).
         space, objectives: what is searched and measured.
         strategy: proposes archs (bound here).
-        evaluator: picklable ``evaluator(arch) -> (values, extras)`` with ``cheap(arch)``.
+        evaluator: picklable ``evaluator(arch) -> (values, extras)`` (called from executor
+            workers, concurrently) with ``cheap(arch)``, ``cheap_names()`` and ``start()`` /
+            ``end()`` (called by the run thread around each run's evaluations).
         budget: evaluations to reach (counting those already in the study).
         executor: where evaluations run; None creates a thread pool per start.
         workers: evaluations in flight at once.
@@ -83,7 +96,7 @@ class SearchEngine(Engine):
         self._dists = distributions(space)
         self._rng = as_rng(seed)
         self._known: set[Arch] = set()
-        self._pending: dict[cf.Future, tuple[int, Arch]] = {}
+        self._pending: dict[cf.Future, _InFlight] = {}
         self._retry: list[Arch] = []
         self._stale: list[optuna.trial.FrozenTrial] = []
         self._cheap_cache: dict[Arch, dict[str, float]] = {}
@@ -201,6 +214,7 @@ class SearchEngine(Engine):
                 self._retry.append(arch)
         self._stale = []
         self._exhausted = False
+        self.evaluator.start()
         self._executor = self._user_executor or cf.ThreadPoolExecutor(
             self.workers, thread_name_prefix="nasviz-eval"
         )
@@ -211,20 +225,21 @@ class SearchEngine(Engine):
             return []
         done, _ = cf.wait(list(self._pending), return_when=cf.FIRST_COMPLETED)
         events: list[Event] = []
-        for future in sorted(done, key=lambda f: self._pending[f][0]):
+        for future in sorted(done, key=lambda f: self._pending[f].number):
             events += self._record(future)
         return events
 
     def teardown(self, reason: str) -> None:
         try:
-            for future in sorted(self._pending, key=lambda f: self._pending[f][0]):
+            for future in sorted(self._pending, key=lambda f: self._pending[f].number):
                 future.exception()  # wait: an evaluation in flight is persisted, never lost
-            for future in sorted(self._pending, key=lambda f: self._pending[f][0]):
+            for future in sorted(self._pending, key=lambda f: self._pending[f].number):
                 self._record(future, check=False)
         finally:
             if self._executor is not None and self._user_executor is None:
                 self._executor.shutdown(wait=True)
             self._executor = None
+            self.evaluator.end()
 
     # ---- proposing -------------------------------------------------------------------------
     def _fill(self) -> None:
@@ -277,14 +292,24 @@ class SearchEngine(Engine):
             )
             number = self.study._storage.get_trial_number_from_id(trial_id)
         else:
-            number = proposal.trial.number
+            trial_id, number = proposal.trial._trial_id, proposal.trial.number
         self._known.add(arch)
         future = self._executor.submit(evaluate, self.evaluator, arch)
-        self._pending[future] = (number, arch)
+        self._pending[future] = _InFlight(number, trial_id, arch, proposal.trial is not None)
 
     # ---- recording -------------------------------------------------------------------------
+    def _finish(self, flight: _InFlight, state: TrialState, values: list[float] | None) -> None:
+        """Ends a trial: through ``study.tell`` when an Optuna sampler proposed it (the sampler
+        learns in ``after_trial``), else with one storage write (the study's placeholder
+        sampler never saw the trial; ``tell`` would only re-read and deep-copy it)."""
+        if flight.sampled:
+            self.study.tell(flight.number, values=values, state=state)
+        else:
+            self.study._storage.set_trial_state_values(flight.trial_id, state, values)
+
     def _record(self, future: cf.Future, check: bool = True) -> list[Event]:
-        number, arch = self._pending.pop(future)
+        flight = self._pending.pop(future)
+        trial_id, arch = flight.trial_id, flight.arch
         try:
             outcome = future.result()
         except Exception as exc:  # the executor itself failed (a worker died, pickling)
@@ -295,9 +320,6 @@ class SearchEngine(Engine):
                 0.0,
                 "",
             )
-        trial_id = self.study._storage.get_trial_id_from_study_id_trial_number(
-            self.study._study_id, number
-        )
         record: dict[str, Any] = {"duration": outcome.duration, "worker": outcome.worker}
         if outcome.extras:
             record["extras"] = outcome.extras
@@ -310,9 +332,9 @@ class SearchEngine(Engine):
                 trial = optuna.Trial(self.study, trial_id)
                 for k, b in self._post_bounds.items():
                     trial.set_constraint(k, self._signs[k] * (outcome.values[k] - b))
-            self.study.tell(number, values=values)
+            self._finish(flight, TrialState.COMPLETE, values)
         else:
-            self.study.tell(number, state=TrialState.FAIL)
+            self._finish(flight, TrialState.FAIL, None)
             if self._first_error is None:
                 self._first_error = outcome
         self._count(

@@ -89,6 +89,12 @@ class FunctionEvaluator:
     def cheap_names(self) -> list[str]:
         return [o.name for o in self.objectives if o.cheap and o.fn is not None]
 
+    def start(self) -> None:
+        """Nothing to prepare for a function (see :meth:`SupernetEvaluator.start`)."""
+
+    def end(self) -> None:
+        """Nothing to restore for a function."""
+
     def __call__(self, arch: Arch) -> tuple[dict[str, float], dict[str, Any]]:
         out = self.fn(arch)
         if not isinstance(out, Mapping):
@@ -114,11 +120,18 @@ class FunctionEvaluator:
 
 
 class SupernetEvaluator:
-    """Evaluates every objective as ``objective(net, arch)`` on a supernet.
+    """Evaluates every objective as ``objective(net, arch)`` on a supernet, from many threads.
 
-    A supernet is one module whose active subnet is a setting, so evaluations that share one
-    copy of it (threads of one process) run one at a time under a lock. Executors with worker
-    processes (Dask) each get their own copy (the lock is not pickled) and run in parallel.
+    No lock: a supernet keeps the active subnet per thread (a context variable, see
+    :mod:`nasviz.supernet._base`), its eval-mode forward writes no shared state, and BN
+    re-calibration fills per-pass accumulators and a lock-protected per-arch cache. What is not
+    thread-safe is the train/eval *mode*: the built-in objectives switch the net to eval and
+    back, which races when the net is in train mode (one thread restores train mode while
+    another is mid-forward, and train-mode batch norm updates shared running statistics).
+    :meth:`start` therefore puts the net in eval mode once, before any evaluation runs, and the
+    objectives' own switching becomes eval -> eval; :meth:`end` restores the previous mode.
+    Nothing may train the net while a search evaluates it. Executors with worker processes
+    (Dask) get a pickled copy, already in eval mode.
     """
 
     def __init__(self, net: Any, objectives: list[Objective]):
@@ -130,22 +143,26 @@ class SupernetEvaluator:
             )
         self.net = net
         self.objectives = objectives
-        self._lock = threading.Lock()
+        self._was_training: bool | None = None
 
-    def __getstate__(self) -> dict[str, Any]:
-        return {"net": self.net, "objectives": self.objectives}
+    def start(self) -> None:
+        """Called by the search's run thread before a run's first evaluation."""
+        if hasattr(self.net, "eval") and hasattr(self.net, "training"):
+            if self._was_training is None:
+                self._was_training = bool(self.net.training)
+            self.net.eval()
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._lock = threading.Lock()
+    def end(self) -> None:
+        """Called by the run thread after a run's last evaluation finished."""
+        if self._was_training is not None:
+            self.net.train(self._was_training)
+            self._was_training = None
 
     def cheap(self, arch: Arch) -> dict[str, float]:
-        with self._lock:
-            return {o.name: o(self.net, arch) for o in self.objectives if o.cheap}
+        return {o.name: o(self.net, arch) for o in self.objectives if o.cheap}
 
     def cheap_names(self) -> list[str]:
         return [o.name for o in self.objectives if o.cheap]
 
     def __call__(self, arch: Arch) -> tuple[dict[str, float], dict[str, Any]]:
-        with self._lock:
-            return {o.name: o(self.net, arch) for o in self.objectives}, {}
+        return {o.name: o(self.net, arch) for o in self.objectives}, {}

@@ -13,7 +13,9 @@ Each cycle:
        evaluation as the next batch, and repeat.
 
 Predictor quality is measured on each batch before the predictors see it: Kendall tau and MAPE
-between the predictions that chose the batch and the real values (a ``"cycle"`` event).
+between the predictions that chose the batch and the real values, plus both lists themselves
+(``<objective>_predicted`` and ``<objective>_measured``, same archs in the same order), in a
+``"cycle"`` event.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import kendalltau
 from sklearn.base import RegressorMixin, clone
+from sklearn.ensemble import GradientBoostingRegressor
 from sklearn.linear_model import RidgeCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import PolynomialFeatures
@@ -33,10 +36,25 @@ from nasviz.search._pareto import pareto_rank
 from nasviz.search._strategy import Proposal, SearchContext, Strategy, register_strategy
 from nasviz.space import Arch, SearchSpace
 
-__all__ = ["PredictorStrategy", "crowding_distance", "default_predictor"]
+__all__ = ["PredictorStrategy", "crowding_distance", "default_predictor", "ridge_predictor"]
+
+#: Random draws per exploration slot; those with new costs are preferred (see ``_explore``).
+EXPLORE = 4
 
 
 def default_predictor() -> RegressorMixin:
+    """Gradient-boosted trees (200 depth-3 trees, learning rate 0.05, 80% row subsampling,
+    seeded): fits in ~0.1 s on hundreds of archs and models the interactions that supernet
+    spaces are full of (a layer's width matters only when the layer runs). On a tabulated
+    ElasticMLP supernet (bench/bench_search.py, seeds other than the benchmark's) it needed
+    about 1.6x fewer evaluations than ridge regression on pairwise products, the previous
+    default, which remains available as :func:`ridge_predictor`."""
+    return GradientBoostingRegressor(
+        n_estimators=200, learning_rate=0.05, subsample=0.8, random_state=0
+    )
+
+
+def ridge_predictor() -> RegressorMixin:
     """Ridge regression on the encoding and its pairwise products, alpha chosen by efficient
     leave-one-out (fits in milliseconds on hundreds of archs)."""
     return make_pipeline(
@@ -193,6 +211,8 @@ class PredictorStrategy(Strategy):
             )
             info[f"{name}_kendall_tau"] = float(tau) if np.isfinite(tau) else None
             info[f"{name}_mape"] = mape if len(real) else None
+            info[f"{name}_predicted"] = [float(v) for v in pred[:, k]]  # held-out, tell order
+            info[f"{name}_measured"] = [float(v) for v in real[:, k]]  # same archs, same order
         return info
 
     def _plan(self) -> None:
@@ -205,8 +225,8 @@ class PredictorStrategy(Strategy):
         self._trained_on = len(archs)
         idx = np.array([self.context.space.index_of(a) for a in archs])  # (n, d)
         models = self._fit(idx, values)
-        final = self._inner_nsga2(idx, models)
-        chosen, predicted = self._select(final, models)
+        visited = self._inner_nsga2(idx, models)
+        chosen, predicted = self._select(visited, models, values)
         self._queue = chosen
         self._batch = dict(zip(chosen, predicted, strict=True))
 
@@ -286,9 +306,23 @@ class PredictorStrategy(Strategy):
             pop, F = merged[keep], F_merged[keep]
         return pop[self._order(F)]
 
+    def _order_against(self, F: np.ndarray, measured: np.ndarray) -> np.ndarray:
+        """Candidate order next to the measured archs: Pareto rank and crowding are computed on
+        candidates and feasible measured archs together, so a candidate predicted to extend or
+        fill a gap in the measured front comes before one predicted to be dominated by an arch
+        already measured (such as a twin of a measured arch: same cost, same prediction)."""
+        measured = measured[self._violation(measured) == 0]
+        union = np.vstack([measured, F])  # (k + n, m)
+        ranks = pareto_rank(union, [o.direction for o in self.context.objectives])
+        crowd = crowding_distance(union * self._signs, ranks)
+        k = len(measured)
+        return np.lexsort((-crowd[k:], ranks[k:], self._violation(F)))
+
     def _select(
-        self, final: np.ndarray, models: list[Any]
+        self, final: np.ndarray, models: list[Any], measured: np.ndarray
     ) -> tuple[list[Arch], list[np.ndarray | None]]:
+        """The next batch: the unevaluated, feasible archs of the inner search's final population
+        predicted to improve most on the measured front; random exploration fills the rest."""
         space = self.context.space
         candidates = []
         for row in final:
@@ -303,18 +337,35 @@ class PredictorStrategy(Strategy):
             for i in self._cheap:  # exact values for the cheap objectives of real candidates
                 name = self.context.objectives[i].name
                 F[:, i] = [self.context.cheap(a)[name] for _, a in candidates]
-            for j in self._order(F)[: self.batch_size]:
+            for j in self._order_against(F, measured)[: self.batch_size]:
                 chosen.append(candidates[j][1])
                 predicted.append(F[j, self._expensive])
         if len(chosen) < self.batch_size:  # the predicted front is exhausted: explore
-            extra = [a for a in self.context.random_unseen(self.batch_size) if a not in chosen]
-            extra = extra[: self.batch_size - len(chosen)]
+            extra = self._explore(self.batch_size - len(chosen), chosen)
             chosen += extra
             predicted += [
                 self._predict(models, np.array([space.index_of(a)]))[0, self._expensive]
                 for a in extra
             ]
         return chosen, predicted
+
+    def _explore(self, n: int, chosen: list[Arch]) -> list[Arch]:
+        """``n`` random unseen archs, preferring new costs: among ``EXPLORE`` x n random draws,
+        archs whose exact cheap objectives differ from every evaluated or chosen arch's come
+        first (an arch that only differs in a dimension with no effect, such as the width of a
+        layer past the depth, has the same cost and usually the same value)."""
+        pool = [a for a in self.context.random_unseen(EXPLORE * n) if a not in chosen]
+        if not self._cheap:
+            return pool[:n]
+        names = [self.context.objectives[i].name for i in self._cheap]
+        seen = {tuple(self.context.cheap(a)[k] for k in names) for a in chosen}
+        seen |= {tuple(v[i] for i in self._cheap) for v in self.context.history()[1].tolist()}
+        novel, rest = [], []
+        for arch in pool:
+            cost = tuple(self.context.cheap(arch)[k] for k in names)
+            (rest if cost in seen else novel).append(arch)
+            seen.add(cost)
+        return (novel + rest)[:n]
 
 
 def _cheap_names(context: SearchContext) -> list[str]:

@@ -108,6 +108,10 @@ class Search:
         study_name: the Optuna study's name in the storage.
         strategy_options: keyword arguments for a strategy given by name (e.g.
             ``{"population_size": 30}`` for nsga2).
+        durability: for journal-file storages, ``"process"`` (default: each write reaches the
+            OS before it returns, so a killed kernel or process loses nothing evaluated) or
+            ``"os"`` (each write is also fsynced, surviving an OS crash; several ms per write).
+            See :mod:`nasviz.search._storage`.
 
     Example:
         >>> search = Search(lambda a: {"loss": a["x"], "cost": 3 - a["x"]}, space=SearchSpace({"x": [0, 1, 2, 3]}),
@@ -131,6 +135,7 @@ class Search:
         constraints: Constraint | Sequence[Constraint] | None = None,
         study_name: str = STUDY_NAME,
         strategy_options: Mapping[str, Any] | None = None,
+        durability: str = "process",
         *,
         _study: optuna.Study | None = None,
     ):
@@ -178,9 +183,10 @@ class Search:
                 f"net_or_fn must be a supernet (.space, .subnet, .export) or a function arch -> dict, "
                 f"got {type(net_or_fn).__name__}"
             )
+        self._net = net_or_fn if supernet else None
         self.budget = budget
         if _study is None:
-            optuna_storage, self.storage_name = make_storage(storage)
+            optuna_storage, self.storage_name = make_storage(storage, durability)
             _study = open_study(
                 optuna_storage,
                 self.space,
@@ -211,6 +217,11 @@ class Search:
         self.run = Run(self._engine, name=f"search[{self.strategy.name}]")
         self.run.subscribe(self._on_event)
 
+    @property
+    def net(self) -> Any:
+        """The supernet being searched, or None for a function search (or a browsed one)."""
+        return self._net
+
     # ---- loading ---------------------------------------------------------------------------
     @classmethod
     def load(
@@ -233,7 +244,7 @@ class Search:
             and "://" not in str(storage)
         ) and not Path(storage).expanduser().is_file():
             raise StorageError(f"no stored search at {str(storage)!r} (no such file)")
-        optuna_storage, where = make_storage(storage)
+        optuna_storage, where = make_storage(storage, kwargs.get("durability", "process"))
         study = load_existing(optuna_storage, study_name, where)
         space, stored = read_spec(study)
         settings = dict(study.user_attrs.get(SETTINGS_KEY, {}))
@@ -390,9 +401,12 @@ class Search:
 
     @property
     def cycles(self) -> pd.DataFrame:
-        """Predictor quality per cycle (predictor strategy): one row per cycle with the number
-        of evaluations it was fitted on and, per predicted objective, Kendall tau and MAPE on
-        the next batch (held out: those archs were not in its training set)."""
+        """Predictor quality per cycle (predictor strategy): one row per cycle with ``cycle``,
+        ``trained_on`` (evaluations it was fitted on), ``held_out`` and, per predicted objective
+        ``<name>``: ``<name>_kendall_tau`` and ``<name>_mape`` on the next batch (held out: those
+        archs were not in its training set), and ``<name>_predicted`` / ``<name>_measured``,
+        lists of floats holding the predictions and the measured values of that batch, in the
+        same order."""
         rows = [v for k, v in sorted(self.study.user_attrs.items()) if k.startswith(CYCLE_PREFIX)]
         return pd.DataFrame(rows)
 
@@ -408,6 +422,12 @@ class _NoEvaluator:
 
     def cheap(self, arch: Arch) -> dict[str, float]:
         return {}
+
+    def start(self) -> None:
+        raise RunError("this search has no function to evaluate archs")
+
+    def end(self) -> None:
+        pass
 
     def __call__(self, arch: Arch):
         raise RunError("this search has no function to evaluate archs")

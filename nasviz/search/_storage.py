@@ -4,11 +4,20 @@ Accepted ``storage`` values:
     * ``None``: a new journal file ``runs/search-<date>-<time>.journal`` (the folder ``runs/``
       under the working directory is created).
     * A path ending in ``.journal`` or ``.log``: Optuna's journal file (an embedded, append-only
-      log; every write is flushed before the call returns).
+      log), written with the chosen ``durability`` (see :data:`DURABILITY`).
     * A path ending in ``.db``, ``.sqlite`` or ``.sqlite3``: SQLite through Optuna's RDB storage.
     * Any RDB URL (``sqlite:///...``, ``postgresql://...``, ``mysql://...``).
     * ``":memory:"``: Optuna's in-memory storage (nothing survives the process).
     * An ``optuna.storages.BaseStorage`` instance (e.g. a gRPC proxy client): used as is.
+
+Durability of journal files (``durability=``):
+    * ``"process"`` (default): every append is written to the operating system before the call
+      returns (no fsync). A killed kernel or process (even SIGKILL) loses nothing already
+      evaluated, since the data is in the OS's page cache; an OS crash or power loss may lose
+      the last writes.
+    * ``"os"``: every append is also fsynced, as Optuna's own backend does; it survives an OS
+      crash too, at several milliseconds per write.
+SQLite and other RDB storages keep their own (fsyncing) settings; ``durability`` does not apply.
 
 A study stores what nasviz needs to rebuild a search in its user attributes (``nasviz:space``,
 ``nasviz:objectives``), so :func:`open_study` can refuse a storage that holds another space.
@@ -25,12 +34,22 @@ from typing import Any
 import optuna
 from optuna.storages import BaseStorage, InMemoryStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
+from optuna.storages.journal._file import get_lock_file
 
 from nasviz.errors import ConfigError, StorageError
 from nasviz.objectives import Objective
 from nasviz.space import SearchSpace
 
-__all__ = ["DEFAULT_FOLDER", "STUDY_NAME", "make_storage", "open_study", "read_spec"]
+__all__ = [
+    "DEFAULT_FOLDER",
+    "DURABILITY",
+    "STUDY_NAME",
+    "JournalFile",
+    "check_durability",
+    "make_storage",
+    "open_study",
+    "read_spec",
+]
 
 DEFAULT_FOLDER = "runs"
 STUDY_NAME = "nasviz-search"
@@ -38,14 +57,29 @@ SPACE_KEY = "nasviz:space"
 OBJECTIVES_KEY = "nasviz:objectives"
 _JOURNAL = (".journal", ".log")
 _SQLITE = (".db", ".sqlite", ".sqlite3")
+#: Accepted ``durability`` values for journal files (see the module docstring).
+DURABILITY = ("process", "os")
 
 
 def _describe(storage: Any) -> str:
     return storage if isinstance(storage, str) else type(storage).__name__
 
 
-def make_storage(storage: str | Path | BaseStorage | None) -> tuple[BaseStorage, str]:
-    """An Optuna storage for ``storage`` (see the module docstring) and a printable name."""
+def check_durability(durability: Any) -> str:
+    if durability not in DURABILITY:
+        raise ConfigError(
+            f"durability must be one of {DURABILITY} ('process': a killed process loses nothing; "
+            f"'os': fsync every write, survives an OS crash too), got {durability!r}"
+        )
+    return durability
+
+
+def make_storage(
+    storage: str | Path | BaseStorage | None, durability: str = "process"
+) -> tuple[BaseStorage, str]:
+    """An Optuna storage for ``storage`` and a printable name; ``durability`` applies to journal
+    files (see the module docstring)."""
+    check_durability(durability)
     if isinstance(storage, BaseStorage):
         return storage, type(storage).__name__
     if storage is None:
@@ -55,7 +89,7 @@ def make_storage(storage: str | Path | BaseStorage | None) -> tuple[BaseStorage,
             folder
             / f"search-{time.strftime('%Y%m%d-%H%M%S')}-{time.monotonic_ns() % 10**6:06d}.journal"
         )
-        return _journal(path), str(path)
+        return _journal(path, durability), str(path)
     if isinstance(storage, Path):
         storage = str(storage)
     if not isinstance(storage, str) or not storage:
@@ -73,7 +107,7 @@ def make_storage(storage: str | Path | BaseStorage | None) -> tuple[BaseStorage,
             raise StorageError(f"cannot open the RDB storage {storage!r}: {exc}") from exc
     path = Path(storage).expanduser()
     if path.suffix in _JOURNAL:
-        return _journal(path), storage
+        return _journal(path, durability), storage
     if path.suffix in _SQLITE:
         _check_folder(path, storage)
         return RDBStorage(f"sqlite:///{path}"), storage
@@ -97,10 +131,37 @@ def _check_folder(path: Path, given: str) -> None:
 LOCK_GRACE_S = 3
 
 
-def _journal(path: Path) -> JournalStorage:
+class JournalFile(JournalFileBackend):
+    """Optuna's journal file backend, fsyncing each append only when ``durability="os"``.
+
+    Upstream ``append_logs`` (optuna 5.0.0, pinned) writes, flushes and ``os.fsync``s every
+    append; the fsync costs milliseconds and only guards against an OS crash. With
+    ``durability="process"`` this override does the same write under the same lock but skips
+    the fsync: closing the file hands the bytes to the OS, so a killed process loses nothing.
+
+    Relies on these optuna 5.0.0 internals (re-check them when upgrading optuna): the
+    attributes ``_file_path`` and ``_lock`` set by ``JournalFileBackend.__init__``, the helper
+    ``optuna.storages.journal._file.get_lock_file``, and the log format (one compact JSON
+    object per line) that ``read_logs`` parses.
+    """
+
+    def __init__(self, file_path: str, lock_obj: Any = None, durability: str = "process"):
+        super().__init__(file_path, lock_obj=lock_obj)
+        self.durability = check_durability(durability)
+
+    def append_logs(self, logs: list[dict[str, Any]]) -> None:
+        if self.durability == "os":
+            super().append_logs(logs)
+            return
+        data = "".join(json.dumps(log, separators=(",", ":")) + "\n" for log in logs)
+        with get_lock_file(self._lock), open(self._file_path, "ab") as f:
+            f.write(data.encode("utf-8"))  # closing flushes to the OS before the lock is released
+
+
+def _journal(path: Path, durability: str = "process") -> JournalStorage:
     _check_folder(path, str(path))
     lock = JournalFileSymlinkLock(str(path), grace_period=LOCK_GRACE_S)
-    return JournalStorage(JournalFileBackend(str(path), lock_obj=lock))
+    return JournalStorage(JournalFile(str(path), lock_obj=lock, durability=durability))
 
 
 def _objectives_spec(objectives: list[Objective]) -> list[dict[str, Any]]:

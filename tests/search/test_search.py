@@ -160,6 +160,19 @@ def test_supernet_objectives_and_cheap_bounds_checked_before_evaluating():
     assert len(cycles) >= 2 and {"acc_kendall_tau", "acc_mape"} <= set(cycles.columns)
     assert "size_kendall_tau" not in cycles.columns  # cheap objectives are never predicted
     assert (np.diff(cycles["trained_on"]) > 0).all()
+    assert "size_predicted" not in cycles.columns
+    truth = dict(zip(frame["trial"], frame["acc"], strict=True))
+    for row in cycles.itertuples():
+        predicted, measured = row.acc_predicted, row.acc_measured
+        assert isinstance(predicted, list) and len(predicted) == len(measured) == row.held_out
+        assert all(isinstance(v, float) for v in predicted + measured)
+        assert set(measured) <= set(truth.values())  # real measurements of evaluated archs
+        if len(measured) >= 2 and row.acc_kendall_tau is not None:  # same order as the tau
+            from scipy.stats import kendalltau
+
+            assert kendalltau(predicted, measured).statistic == pytest.approx(row.acc_kendall_tau)
+        mape = np.mean(np.abs(np.subtract(predicted, measured)) / np.abs(measured)) * 100
+        assert mape == pytest.approx(row.acc_mape)
 
 
 def test_any_optuna_sampler_is_a_strategy():

@@ -13,7 +13,7 @@ import optuna
 import pytest
 from search_helpers import OBJECTIVES, SPACE, two_objectives
 
-from nasviz.errors import RunError, StorageError
+from nasviz.errors import ConfigError, RunError, StorageError
 from nasviz.search import Search
 from nasviz.space import SearchSpace
 
@@ -151,3 +151,41 @@ def test_a_search_killed_with_sigkill_loses_nothing_and_resumes(tmp_path):
 
 def pd_row(trial):
     return [trial.params[n] for n in SPACE.names]
+
+
+@pytest.mark.parametrize(("durability", "fsyncs"), [("process", False), ("os", True)])
+def test_journal_durability_decides_whether_appends_are_fsynced(
+    durability, fsyncs, tmp_path, monkeypatch
+):
+    calls = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (calls.append(fd), real_fsync(fd))[1])
+    storage = str(tmp_path / "d.journal")
+    search = Search(
+        two_objectives,
+        space=SPACE,
+        objectives=OBJECTIVES,
+        strategy="random",
+        budget=5,
+        storage=storage,
+        seed=0,
+        durability=durability,
+    )
+    search.start().wait(timeout=60)
+    assert bool(calls) is fsyncs
+    assert (
+        Search.load(storage)
+        .results.drop(columns=["note"])
+        .equals(search.results.drop(columns=["note"]))
+    )  # what was written reads back the same either way
+
+
+def test_unknown_durability_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="durability must be one of"):
+        Search(
+            two_objectives,
+            space=SPACE,
+            objectives=OBJECTIVES,
+            storage=str(tmp_path / "x.journal"),
+            durability="disk",
+        )
