@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 
 import nbformat
@@ -71,7 +72,11 @@ def test_notebook_runs_under_papermill_with_non_default_parameters(name, tmp_pat
     nb = nbformat.read(out, as_version=4)
     injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
     assert len(injected) == 1
-    for key, value in NON_DEFAULT[name].items():
-        assert f"{key} = {value!r}" in injected[0].source
+    assigned = {
+        node.targets[0].id: ast.literal_eval(node.value)
+        for node in ast.parse(injected[0].source).body
+        if isinstance(node, ast.Assign)
+    }
+    assert assigned == NON_DEFAULT[name]
     errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors
