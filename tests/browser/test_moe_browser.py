@@ -41,10 +41,10 @@ def test_routing_heatmap_cell_click_lists_its_tokens(lab, session):
     text = cell.locator(".widget-html").filter(has_text="assignments")
     _wait_for(lambda: text.count() == 1)
     listed = text.text_content()
-    match = re.search(r"expert (\d+)</?b?>?: (\d+) assignments|expert (\d+): (\d+) assignments", listed)
-    assert match, listed
-    expert = match.group(1) or match.group(3)
-    assert f"expert {expert}" in hover or f"{expert}" in hover  # the clicked cell is the hovered one
+    hovered = re.search(r"(\S+), expert (\d+): [\d.]+ \((\d+) tokens\)", hover)
+    clicked = re.search(r"(\S+), expert (\d+): (\d+) assignments", listed)
+    assert hovered and clicked, (hover, listed)
+    assert clicked.groups() == hovered.groups()  # the listing is exactly the clicked cell's
     assert text.locator("table tr").count() > 1  # a table of tokens
     session.shot("heatmap-clicked")
     assert session.errors == []
