@@ -18,8 +18,13 @@ NOTEBOOKS = Path(__file__).parents[1] / "notebooks"
 
 
 def _measure(notebook: Path, cwd: Path) -> dict:
-    out = subprocess.run([sys.executable, "-m", "bench._run_notebook", str(notebook), str(cwd)],
-                         capture_output=True, text=True, check=True, cwd=Path(__file__).parents[1])
+    out = subprocess.run(
+        [sys.executable, "-m", "bench._run_notebook", str(notebook), str(cwd)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).parents[1],
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -35,9 +40,21 @@ def run() -> list[Figure]:
             name = notebook.stem if notebook in standalone else f"pipeline.{notebook.stem}"
             limit = 120 if notebook.stem == "00_tour" else 60
             figures += [
-                Figure(f"notebooks.{name}.wall_s", m["wall_s"], "s", "papermill on one CPU, default parameters",
-                       f"<= {limit}", m["wall_s"] <= limit),
-                Figure(f"notebooks.{name}.peak_mb", m["peak_mb"], "MB", "largest process RSS (the kernel)",
-                       "<= 1536", m["peak_mb"] <= 1536),
+                Figure(
+                    f"notebooks.{name}.wall_s",
+                    m["wall_s"],
+                    "s",
+                    "papermill on one CPU, default parameters",
+                    f"<= {limit}",
+                    m["wall_s"] <= limit,
+                ),
+                Figure(
+                    f"notebooks.{name}.peak_mb",
+                    m["peak_mb"],
+                    "MB",
+                    "largest process RSS (the kernel)",
+                    "<= 1536",
+                    m["peak_mb"] <= 1536,
+                ),
             ]
     return figures

@@ -30,8 +30,20 @@ def _rows(n: int, seed: int = 0) -> list[dict]:
     for t in range(n):
         arch = {k: int(v) for k, v in zip(SPACE.names, rng.integers(0, 10, 5), strict=True)}
         a, b = rng.random(2)
-        rows.append({"trial": t, "state": "COMPLETE", **arch, "loss": float(a), "cost": float(1 - a**0.5 + 0.3 * b),
-                     "feasible": True, "error": "", "traceback": "", "duration": 0.01, "worker": "w"})
+        rows.append(
+            {
+                "trial": t,
+                "state": "COMPLETE",
+                **arch,
+                "loss": float(a),
+                "cost": float(1 - a**0.5 + 0.3 * b),
+                "feasible": True,
+                "error": "",
+                "traceback": "",
+                "duration": 0.01,
+                "worker": "w",
+            }
+        )
     return rows
 
 
@@ -47,8 +59,13 @@ def _counting(widget, sink: list[int]) -> None:
 
 def _update_cost(n: int, new: int = 10, repeats: int = 7) -> tuple[float, float]:
     """(ms per update, bytes per update) for updates of ``new`` points after ``n`` are drawn."""
-    search = Search(lambda a: {"loss": 0.0, "cost": 0.0}, space=SPACE,
-                    objectives=[("loss", "minimize"), ("cost", "minimize")], budget=1, storage=":memory:")
+    search = Search(
+        lambda a: {"loss": 0.0, "cost": 0.0},
+        space=SPACE,
+        objectives=[("loss", "minimize"), ("cost", "minimize")],
+        budget=1,
+        storage=":memory:",
+    )
     dash = SearchDashboard(search)
     rows = _rows(n + new * repeats)
     dash._pending.extend(rows[:n])
@@ -109,7 +126,9 @@ def _responsiveness(n: int = 40) -> tuple[float, float, int]:
             if msg["msg_type"] == "stream":
                 text.append(msg["content"]["text"])
 
-        client.execute_interactive("search.stop(); print(search.status.done)", timeout=120, output_hook=hook)
+        client.execute_interactive(
+            "search.stop(); print(search.status.done)", timeout=120, output_hook=hook
+        )
         evaluated = int("".join(text).split()[0])
     finally:
         client.stop_channels()
@@ -119,22 +138,45 @@ def _responsiveness(n: int = 40) -> tuple[float, float, int]:
 
 def run() -> list[Figure]:
     figures = []
-    base_ms, base_bytes = _update_cost(100)
+    _, base_bytes = _update_cost(100)
     for n in (100, 1_000, 10_000):
         ms, size = _update_cost(n)
         figures += [
-            Figure(f"widgets.update_ms.{n}", ms, "ms", "one throttled update adding 10 points", "<= 20", ms <= 20),
+            Figure(
+                f"widgets.update_ms.{n}",
+                ms,
+                "ms",
+                "one throttled update adding 10 points",
+                "<= 20",
+                ms <= 20,
+            ),
             Figure(f"widgets.update_bytes.{n}", size, "bytes", "bytes sent by that update"),
-            Figure(f"widgets.update_bytes_ratio.{n}", size / base_bytes, "x",
-                   f"the same update with 100 points drawn ({base_bytes:.0f} bytes)", "O(new points): <= 2",
-                   size / base_bytes <= 2),
+            Figure(
+                f"widgets.update_bytes_ratio.{n}",
+                size / base_bytes,
+                "x",
+                f"the same update with 100 points drawn ({base_bytes:.0f} bytes)",
+                "O(new points): <= 2",
+                size / base_bytes <= 2,
+            ),
         ]
     idle, busy, evaluated = _responsiveness()
     ratio = busy / idle
     figures += [
         Figure("widgets.cell_ms.idle", idle, "ms", "trivial cell round trip, no search"),
-        Figure("widgets.cell_ms.search", busy, "ms", f"same, 4-worker search running ({evaluated} evaluated)"),
-        Figure("widgets.responsiveness_ratio", ratio, "x", "trivial cell latency with / without a running search",
-               "<= 1.5", ratio <= 1.5),
+        Figure(
+            "widgets.cell_ms.search",
+            busy,
+            "ms",
+            f"same, 4-worker search running ({evaluated} evaluated)",
+        ),
+        Figure(
+            "widgets.responsiveness_ratio",
+            ratio,
+            "x",
+            "trivial cell latency with / without a running search",
+            "<= 1.5",
+            ratio <= 1.5,
+        ),
     ]
     return figures

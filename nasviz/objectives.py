@@ -145,7 +145,9 @@ def _example_input(
         dtype = getattr(model, "input_dtype", None)
     if dtype is None:  # token models start with an embedding: feed token ids
         leaves = (m for m in model.modules() if not next(m.children(), None))
-        first_layer = next((m for m in leaves if next(m.parameters(recurse=False), None) is not None), None)
+        first_layer = next(
+            (m for m in leaves if next(m.parameters(recurse=False), None) is not None), None
+        )
         dtype = torch.long if isinstance(first_layer, nn.Embedding) else None
     if dtype is None:
         first = next(iter(model.parameters()), None)

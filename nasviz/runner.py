@@ -16,6 +16,8 @@ Threads:
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 import time
 import traceback
@@ -27,12 +29,38 @@ from typing import Any
 
 from nasviz.errors import NasvizWarning, RunError
 
-__all__ = ["Engine", "Event", "Progress", "Run", "RunStatus"]
+__all__ = [
+    "BACKGROUND_NICE",
+    "Engine",
+    "Event",
+    "Progress",
+    "Run",
+    "RunStatus",
+    "lower_thread_priority",
+]
 
 #: States a run moves through. ``finished``: the engine has no more work; ``stopped``: a user
 #: stopped it (``start()`` continues it); ``failed``: the engine raised (see ``Run.error``).
 STATES = ("idle", "running", "paused", "stopping", "stopped", "finished", "failed")
 _ACTIVE = ("running", "paused", "stopping")
+
+
+#: OS niceness of background work (run threads, evaluation workers): the lowest priority, so
+#: the notebook's kernel threads win the CPU (and with it the GIL) whenever they need it.
+BACKGROUND_NICE = 19
+
+
+def lower_thread_priority(nice: int = BACKGROUND_NICE) -> bool:
+    """Lowers the OS scheduling priority of the *calling thread* (Linux schedules threads one
+    by one; elsewhere this is a no-op). Returns whether it took effect."""
+    get_id = getattr(threading, "get_native_id", None)
+    if get_id is None or not hasattr(os, "setpriority") or not sys.platform.startswith("linux"):
+        return False
+    try:
+        os.setpriority(os.PRIO_PROCESS, get_id(), nice)
+    except OSError:
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -238,7 +266,9 @@ class Run:
         with self._lock:
             self._check_startable()
             self._prepare()
-            self._thread = threading.Thread(target=self._main, name=self.name, daemon=True)
+            self._thread = threading.Thread(
+                target=self._background_main, name=self.name, daemon=True
+            )
             self._thread.start()
         return self
 
@@ -338,6 +368,10 @@ class Run:
                     break
 
     # ---- the loop ------------------------------------------------------------------------
+    def _background_main(self) -> None:
+        lower_thread_priority()
+        self._main()
+
     def _main(self) -> None:
         reason = "finished"
         try:

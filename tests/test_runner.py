@@ -9,7 +9,7 @@ import pytest
 
 from nasviz import Engine, Event, Run, RunError
 from nasviz.errors import NasvizWarning
-from nasviz.runner import Progress
+from nasviz.runner import BACKGROUND_NICE, Progress
 
 
 class Counter(Engine):
@@ -186,3 +186,21 @@ def test_wait_with_progress_bar(capsys):
     run = Run(Counter(total=3)).start()
     assert run.wait(10, progress=True).state == "finished"
     assert "3/3" in capsys.readouterr().err
+
+
+def test_background_runs_and_their_workers_yield_the_cpu_to_the_kernel():
+    import os
+
+    seen = {}
+
+    class Probe(Counter):
+        def step(self):
+            seen["nice"] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+            return super().step()
+
+    before = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    Run(Probe(total=1)).start().wait(10)
+    assert seen["nice"] == BACKGROUND_NICE  # the run's own thread
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == before  # not the caller's
+    Run(Probe(total=2)).run()  # run() in the caller's thread leaves its priority alone
+    assert seen["nice"] == before

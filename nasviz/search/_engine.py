@@ -20,7 +20,7 @@ from optuna.trial import TrialState, create_trial
 
 from nasviz.errors import RunError
 from nasviz.objectives import Objective
-from nasviz.runner import Engine, Event, Progress
+from nasviz.runner import Engine, Event, Progress, lower_thread_priority
 from nasviz.search._evaluate import Outcome, evaluate
 from nasviz.search._storage import RECORD_KEY, distributions, is_result, trial_row
 from nasviz.search._strategy import Proposal, SearchContext, Strategy
@@ -216,7 +216,7 @@ class SearchEngine(Engine):
         self._exhausted = False
         self.evaluator.start()
         self._executor = self._user_executor or cf.ThreadPoolExecutor(
-            self.workers, thread_name_prefix="nasviz-eval"
+            self.workers, thread_name_prefix="nasviz-eval", initializer=lower_thread_priority
         )
 
     def step(self) -> list[Event]:

@@ -16,12 +16,22 @@ __all__ = ["SupernetBuilder"]
 
 # family -> elastic choices: name -> (options offered, default selection)
 CHOICES: dict[str, dict[str, tuple[tuple[int, ...], tuple[int, ...]]]] = {
-    "ElasticMLP": {"widths": ((16, 32, 64, 128, 256), (32, 64, 128)), "depths": ((1, 2, 3, 4, 5), (1, 2, 3))},
-    "ElasticCNN": {"kernels": ((3, 5, 7), (3, 5, 7)), "expands": ((2, 3, 4, 6), (3, 4, 6)),
-                   "depths": ((1, 2, 3, 4), (2, 3, 4))},
-    "ElasticTransformer": {"layers": ((1, 2, 3, 4), (1, 2, 3)), "heads": ((1, 2, 4, 8), (1, 2, 4)),
-                           "ffn": ((32, 64, 128, 256, 512), (64, 128, 256)), "experts": ((2, 4, 8), (2, 4)),
-                           "top_k": ((1, 2), (1, 2))},
+    "ElasticMLP": {
+        "widths": ((16, 32, 64, 128, 256), (32, 64, 128)),
+        "depths": ((1, 2, 3, 4, 5), (1, 2, 3)),
+    },
+    "ElasticCNN": {
+        "kernels": ((3, 5, 7), (3, 5, 7)),
+        "expands": ((2, 3, 4, 6), (3, 4, 6)),
+        "depths": ((1, 2, 3, 4), (2, 3, 4)),
+    },
+    "ElasticTransformer": {
+        "layers": ((1, 2, 3, 4), (1, 2, 3)),
+        "heads": ((1, 2, 4, 8), (1, 2, 4)),
+        "ffn": ((32, 64, 128, 256, 512), (64, 128, 256)),
+        "experts": ((2, 4, 8), (2, 4)),
+        "top_k": ((1, 2), (1, 2)),
+    },
 }
 
 
@@ -47,8 +57,16 @@ class SupernetBuilder(View):
     def __init__(self, family: str = "ElasticCNN", data: Mapping[str, int] | None = None):
         if family not in CHOICES:
             raise ConfigError(f"unknown family {family!r}; families: {list(CHOICES)}")
-        self.data = {"in_features": 64, "in_channels": 1, "input_size": 8, "num_classes": 10,
-                     "vocab_size": 53, "seq_len": 16, "tasks_classes": 2, **(data or {})}
+        self.data = {
+            "in_features": 64,
+            "in_channels": 1,
+            "input_size": 8,
+            "num_classes": 10,
+            "vocab_size": 53,
+            "seq_len": 16,
+            "tasks_classes": 2,
+            **(data or {}),
+        }
         self.net: Any = None
         self.space: Any = None
         self.facts: dict[str, int] | None = None
@@ -62,16 +80,28 @@ class SupernetBuilder(View):
         self.build_button = W.Button(description="Build", button_style="primary")
         self.build_button.on_click(lambda _b: self._build_clicked())
         self.message = W.HTML()
-        self.widget = W.VBox([self.family_picker, self.controls_box, self.summary,
-                              W.HBox([self.build_button, self.message])])
+        self.widget = W.VBox(
+            [
+                self.family_picker,
+                self.controls_box,
+                self.summary,
+                W.HBox([self.build_button, self.message]),
+            ]
+        )
         self._rebuild_controls()
 
     def _rebuild_controls(self) -> None:
         family = self.family_picker.value
         self.controls = {}
         for name, (options, default) in CHOICES[family].items():
-            box = W.SelectMultiple(options=options, value=default, description=name, rows=len(options),
-                                   layout=W.Layout(width="190px"), style={"description_width": "60px"})
+            box = W.SelectMultiple(
+                options=options,
+                value=default,
+                description=name,
+                rows=len(options),
+                layout=W.Layout(width="190px"),
+                style={"description_width": "60px"},
+            )
             box.observe(lambda _c: self.update(), names="value")
             self.controls[name] = box
         extra = [self.moe] if family == "ElasticTransformer" else []
@@ -86,10 +116,18 @@ class SupernetBuilder(View):
         if family == "ElasticMLP":
             kwargs.update(in_features=d["in_features"], num_classes=d["num_classes"])
         elif family == "ElasticCNN":
-            kwargs.update(in_channels=d["in_channels"], num_classes=d["num_classes"], input_size=d["input_size"])
+            kwargs.update(
+                in_channels=d["in_channels"],
+                num_classes=d["num_classes"],
+                input_size=d["input_size"],
+            )
         else:
-            kwargs.update(vocab_size=d["vocab_size"], seq_len=d["seq_len"], num_classes=d["tasks_classes"],
-                          moe=self.moe.value)
+            kwargs.update(
+                vocab_size=d["vocab_size"],
+                seq_len=d["seq_len"],
+                num_classes=d["tasks_classes"],
+                moe=self.moe.value,
+            )
             if not self.moe.value:
                 kwargs.pop("experts"), kwargs.pop("top_k")
         return kwargs
@@ -99,8 +137,11 @@ class SupernetBuilder(View):
         import nasviz.supernet as supernet
 
         empty = [name for name, box in self.controls.items() if not box.value]
-        if empty and not (self.family_picker.value == "ElasticTransformer" and not self.moe.value
-                          and set(empty) <= {"experts", "top_k"}):
+        if empty and not (
+            self.family_picker.value == "ElasticTransformer"
+            and not self.moe.value
+            and set(empty) <= {"experts", "top_k"}
+        ):
             raise ConfigError(f"choose at least one value for {empty}")
         return getattr(supernet, self.family_picker.value)(**self.choices())
 
@@ -110,8 +151,10 @@ class SupernetBuilder(View):
         small, large = net.space.smallest(), net.space.largest()
         return {
             "size": net.space.size,
-            "params_min": net.count_params(small), "params_max": net.count_params(large),
-            "macs_min": count_macs(net, shape, small), "macs_max": count_macs(net, shape, large),
+            "params_min": net.count_params(small),
+            "params_max": net.count_params(large),
+            "macs_min": count_macs(net, shape, small),
+            "macs_max": count_macs(net, shape, large),
         }
 
     def update(self) -> dict[str, int] | None:
@@ -141,7 +184,9 @@ class SupernetBuilder(View):
         """Builds the supernet: available as ``builder.net`` (and its space as ``builder.space``)."""
         self.net = self.make()
         self.space = self.net.space
-        self.message.value = f"built <code>{type(self.net).__name__}</code>: <code>builder.net</code>"
+        self.message.value = (
+            f"built <code>{type(self.net).__name__}</code>: <code>builder.net</code>"
+        )
         return self.net
 
     def __repr__(self) -> str:

@@ -26,17 +26,26 @@ class RunControls:
         self.run = run
         self.label = label
         self._on_change = on_change
-        self.buttons = {name: W.Button(description=name.title(), layout=W.Layout(width="90px")) for name in BUTTONS}
+        self.buttons = {
+            name: W.Button(description=name.title(), layout=W.Layout(width="90px"))
+            for name in BUTTONS
+        }
         for name, button in self.buttons.items():
             button.on_click(lambda _b, n=name: self.press(n))
         self.status_line = W.HTML()
         self.error_box = W.HTML()
-        self.widget = W.VBox([W.HBox(list(self.buttons.values())), self.status_line, self.error_box])
+        self.widget = W.VBox(
+            [W.HBox(list(self.buttons.values())), self.status_line, self.error_box]
+        )
 
     def press(self, button: str) -> None:
         """What clicking ``button`` does (also callable from code and tests)."""
-        actions = {"start": self.run.start, "pause": self.run.pause, "resume": self.run.resume,
-                   "stop": lambda: self.run.stop(wait=False)}
+        actions = {
+            "start": self.run.start,
+            "pause": self.run.pause,
+            "resume": self.run.resume,
+            "stop": lambda: self.run.stop(wait=False),
+        }
         if button not in actions:
             raise ConfigError(f"unknown button {button!r}; buttons: {list(actions)}")
         try:
@@ -49,11 +58,17 @@ class RunControls:
     def draw(self, status: Any, extra: str = "") -> None:
         """Enables the buttons that make sense now and shows the status and any error."""
         state = status.state
-        enabled = {"start": state in ("idle", "stopped"), "pause": state == "running",
-                   "resume": state == "paused", "stop": state in ("running", "paused")}
+        enabled = {
+            "start": state in ("idle", "stopped"),
+            "pause": state == "running",
+            "resume": state == "paused",
+            "stop": state in ("running", "paused"),
+        }
         for name, button in self.buttons.items():
             button.disabled = not enabled[name]
-        self.status_line.value = f"<b>{html.escape(self.label)}</b> {html.escape(str(status))}{extra}"
+        self.status_line.value = (
+            f"<b>{html.escape(self.label)}</b> {html.escape(str(status))}{extra}"
+        )
         error = self.run.error
         if error is not None:
             self.error_box.value = (

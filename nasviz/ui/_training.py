@@ -41,7 +41,12 @@ class TrainingMonitor(View):
         history = run.history
         if not history.empty:  # a resumed or finished run: draw what it has
             for step, group in history.groupby("step", sort=True):
-                self._pending.append({"step": int(step), "losses": dict(zip(group["member"], group["loss"], strict=True))})
+                self._pending.append(
+                    {
+                        "step": int(step),
+                        "losses": dict(zip(group["member"], group["loss"], strict=True)),
+                    }
+                )
             self._evals_dirty = True
         self.throttle = Throttle(self._flush, rate)
         self._unsubscribe = run.subscribe(self._on_event)
@@ -74,7 +79,10 @@ class TrainingMonitor(View):
                 if member not in self.series:
                     color = MEMBER_COLORS.get(member, "#9467bd")
                     self.series[member] = ChunkedSeries(
-                        self.loss_fig, {"mode": "lines", "name": member, "line": {"color": color}}, continuous=True)
+                        self.loss_fig,
+                        {"mode": "lines", "name": member, "line": {"color": color}},
+                        continuous=True,
+                    )
                 self.series[member].append(xs, ys)
         if self._evals_dirty:
             self._evals_dirty = False

@@ -24,7 +24,9 @@ def loss_info(history: pd.DataFrame) -> LossInfo:
     """From ``TrainingRun.history`` (step, epoch, member, loss, lr)."""
     if history is None or history.empty:
         return LossInfo({}, {})
-    frame = history.assign(member=history["member"].where(~history["member"].str.startswith("random"), "random (mean)"))
+    frame = history.assign(
+        member=history["member"].where(~history["member"].str.startswith("random"), "random (mean)")
+    )
     mean = frame.groupby(["member", "step"], sort=True)["loss"].mean()
     steps, losses = {}, {}
     for member in mean.index.get_level_values(0).unique():
@@ -37,10 +39,22 @@ def loss_info(history: pd.DataFrame) -> LossInfo:
 def loss_figure(info: LossInfo) -> go.Figure:
     fig = go.Figure()
     for member, steps in info.steps.items():
-        fig.add_scatter(x=steps, y=info.losses[member], mode="lines", name=member,
-                        line={"color": MEMBER_COLORS.get(member, "#9467bd")})
-    fig.update_layout(title="Training loss per sandwich member", xaxis_title="step", yaxis_title="loss",
-                      template="plotly_white", height=320, width=560, margin={"l": 50, "r": 10, "t": 40, "b": 40})
+        fig.add_scatter(
+            x=steps,
+            y=info.losses[member],
+            mode="lines",
+            name=member,
+            line={"color": MEMBER_COLORS.get(member, "#9467bd")},
+        )
+    fig.update_layout(
+        title="Training loss per sandwich member",
+        xaxis_title="step",
+        yaxis_title="loss",
+        template="plotly_white",
+        height=320,
+        width=560,
+        margin={"l": 50, "r": 10, "t": 40, "b": 40},
+    )
     return fig
 
 
@@ -51,8 +65,20 @@ def accuracy_figure(evaluations: pd.DataFrame) -> go.Figure:
         for member in ("largest", "smallest"):
             column = f"val_{member}"
             if column in evaluations:
-                fig.add_scatter(x=evaluations["epoch"], y=evaluations[column], mode="lines+markers", name=member,
-                                line={"color": MEMBER_COLORS[member]})
-    fig.update_layout(title="Validation accuracy (%)", xaxis_title="epoch", yaxis_title="accuracy (%)",
-                      template="plotly_white", height=320, width=420, margin={"l": 50, "r": 10, "t": 40, "b": 40})
+                fig.add_scatter(
+                    x=evaluations["epoch"],
+                    y=evaluations[column],
+                    mode="lines+markers",
+                    name=member,
+                    line={"color": MEMBER_COLORS[member]},
+                )
+    fig.update_layout(
+        title="Validation accuracy (%)",
+        xaxis_title="epoch",
+        yaxis_title="accuracy (%)",
+        template="plotly_white",
+        height=320,
+        width=420,
+        margin={"l": 50, "r": 10, "t": 40, "b": 40},
+    )
     return fig

@@ -26,8 +26,11 @@ def test_routing_heatmap_cell_click_lists_its_tokens(lab, session):
     page = session.page
     open_notebook(session, lab, "05_moe.ipynb")
     run_all(session, timeout_ms=420_000)
-    cell = page.locator(".jp-CodeCell").filter(
-        has=page.locator(".jp-InputArea", has_text="heatmap = RoutingHeatmap(stats")).first
+    cell = (
+        page.locator(".jp-CodeCell")
+        .filter(has=page.locator(".jp-InputArea", has_text="heatmap = RoutingHeatmap(stats"))
+        .first
+    )
     plot = cell.locator(".js-plotly-plot").first
     plot.scroll_into_view_if_needed()
     assert plot.locator(".heatmaplayer, .hm").count() >= 1  # the heatmap is drawn
@@ -36,7 +39,11 @@ def test_routing_heatmap_cell_click_lists_its_tokens(lab, session):
     area = plot.locator("rect.nsewdrag").first.bounding_box()
     x, y = area["x"] + area["width"] * 0.1, area["y"] + area["height"] * 0.5
     page.mouse.move(x, y)
-    hover = _wait_for(lambda: plot.locator(".hovertext").count() and plot.locator(".hovertext").first.text_content())
+    hover = _wait_for(
+        lambda: (
+            plot.locator(".hovertext").count() and plot.locator(".hovertext").first.text_content()
+        )
+    )
     page.mouse.click(x, y)
     text = cell.locator(".widget-html").filter(has_text="assignments")
     _wait_for(lambda: text.count() == 1)
