@@ -18,7 +18,7 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState, create_trial
 
-from nasviz.errors import RunError
+from nasviz.errors import ConfigError, RunError
 from nasviz.objectives import Objective
 from nasviz.runner import Engine, Event, Progress, lower_thread_priority
 from nasviz.search._evaluate import Outcome, evaluate
@@ -62,6 +62,10 @@ class SearchEngine(Engine):
         seed: seed of the strategy's generator.
         bounds: objective name -> bound (see :class:`~nasviz.search._strategy.SearchContext`).
         predicates: ``predicate(arch) -> bool`` constraints checked before evaluating.
+        canonical: ``canonical(arch) -> arch``, the representative of the archs that compute
+            the same subnet (e.g. ``ElasticMLP.canonical``), or None (every arch is its own).
+            Only canonical archs are evaluated and stored, and an arch whose canonical form is
+            known is never evaluated.
     """
 
     def __init__(
@@ -77,6 +81,7 @@ class SearchEngine(Engine):
         seed: int | None,
         bounds: dict[str, float],
         predicates: list[Callable[[Arch], bool]],
+        canonical: Callable[[Arch], Arch] | None = None,
     ):
         self.study = study
         self.space = space
@@ -95,7 +100,9 @@ class SearchEngine(Engine):
         self._signs = {o.name: o.sign for o in objectives}
         self._dists = distributions(space)
         self._rng = as_rng(seed)
-        self._known: set[Arch] = set()
+        self._canonical_fn = canonical
+        self._canon_cache: dict[Arch, Arch] = {}
+        self._known: set[Arch] = set()  # canonical archs evaluated, in flight or rejected
         self._pending: dict[cf.Future, _InFlight] = {}
         self._retry: list[Arch] = []
         self._stale: list[optuna.trial.FrozenTrial] = []
@@ -114,12 +121,14 @@ class SearchEngine(Engine):
                 seed=seed,
                 rng=self._rng,
                 study=study,
-                is_known=self._known.__contains__,
+                is_known=self.is_known,
                 is_feasible=self.is_feasible,
                 cheap=self.cheap,
                 bounds=dict(bounds),
                 history=self.history,
                 random_unseen=self.random_unseen,
+                canonical=self.canonical,
+                equivalences=canonical is not None,
             )
         )
         sampler = strategy.sampler()
@@ -132,8 +141,9 @@ class SearchEngine(Engine):
                 self._stale.append(t)
                 continue
             arch = self._arch_of(t)
-            if arch is None:
-                continue
+            if arch is None or t.user_attrs.get(RECORD_KEY, {}).get("skipped") == "equivalent":
+                continue  # a sampler's trial replaced by one of its canonical form (scanned too)
+            arch = self.canonical(arch)  # stored canonical; older storages may hold others
             self._known.add(arch)
             if is_result(t):
                 self._count(t.state == TrialState.COMPLETE, arch, t.values)
@@ -158,6 +168,41 @@ class SearchEngine(Engine):
         )
         return list(self._hist_archs), values
 
+    # ---- equivalent archs ----------------------------------------------------------------
+    def canonical(self, arch: Arch) -> Arch:
+        """The canonical form of ``arch`` (cached; ``arch`` itself without a mapping).
+
+        Raises:
+            ConfigError: the mapping failed, returned no arch of the space, or is not
+                idempotent (the canonical form of a canonical arch must be itself).
+        """
+        if self._canonical_fn is None:
+            return arch
+        out = self._canon_cache.get(arch)
+        if out is None:
+            out = self._map(arch)
+            if self._map(out) != out:
+                raise ConfigError(
+                    f"canonical() is not idempotent: {dict(arch)} -> {dict(out)} -> "
+                    f"{dict(self._map(out))}; the canonical form of a canonical arch must be itself"
+                )
+            self._canon_cache[arch] = out
+            self._canon_cache.setdefault(out, out)
+        return out
+
+    def _map(self, arch: Arch) -> Arch:
+        try:
+            return self.space.validate(self._canonical_fn(arch))
+        except Exception as exc:
+            raise ConfigError(
+                f"canonical({dict(arch)}) must return an arch of the search space "
+                f"({self.space!r}); it gave {type(exc).__name__}: {exc}"
+            ) from exc
+
+    def is_known(self, arch: Arch) -> bool:
+        """True when ``arch`` or an equivalent arch was evaluated, is in flight or was rejected."""
+        return self.canonical(arch) in self._known
+
     # ---- constraints and cheap objectives -----------------------------------------------
     def cheap(self, arch: Arch) -> dict[str, float]:
         if arch not in self._cheap_cache:
@@ -174,18 +219,22 @@ class SearchEngine(Engine):
         return self._feasible_cache[arch]
 
     def random_unseen(self, n: int) -> list[Arch]:
+        """Up to ``n`` canonical archs drawn as the space samples them (uniform over archs, then
+        mapped to their canonical form), feasible, unknown and pairwise not equivalent."""
         out: list[Arch] = []
+        taken: set[Arch] = set()
         for _ in range(200 * n):
             if len(out) == n:
                 return out
-            arch = self.space.sample(self._rng)
-            if arch not in self._known and arch not in out and self.is_feasible(arch):
+            arch = self.canonical(self.space.sample(self._rng))
+            if arch not in self._known and arch not in taken and self.is_feasible(arch):
                 out.append(arch)
+                taken.add(arch)
         if self.space.size <= ENUMERABLE:
             rest = [
                 a
-                for a in self.space
-                if a not in self._known and a not in out and self.is_feasible(a)
+                for a in dict.fromkeys(self.canonical(a) for a in self.space)
+                if a not in self._known and a not in taken and self.is_feasible(a)
             ]
             picks = self._rng.permutation(len(rest))[: n - len(out)]
             out += [rest[i] for i in sorted(picks)]
@@ -210,8 +259,9 @@ class SearchEngine(Engine):
             )
             self.study.tell(t.number, state=TrialState.FAIL)
             arch = self._arch_of(t)
-            if arch is not None and arch not in self._known:
-                self._retry.append(arch)
+            if arch is not None and not self.is_known(arch):
+                arch = self.canonical(arch)
+                self._retry += [] if arch in self._retry else [arch]
         self._stale = []
         self._exhausted = False
         self.evaluator.start()
@@ -264,33 +314,50 @@ class SearchEngine(Engine):
                     rejects = MAX_REJECTS
                     continue
             for p in proposals:
-                if slots > 0 and p.arch not in self._known and self.is_feasible(p.arch):
-                    self._launch(p)
+                arch = self.canonical(p.arch)
+                if slots > 0 and arch not in self._known and self.is_feasible(arch):
+                    self._launch(p, arch)
                     slots -= 1
                     rejects = 0
                 else:
                     if slots <= 0:
                         why = "surplus"  # a strategy gave more than asked
-                    elif p.arch in self._known:
+                    elif arch in self._known:
                         why, rejects = "duplicate", rejects + 1
                     else:
                         why, rejects = "infeasible", rejects + 1
-                        self._known.add(p.arch)
+                        self._known.add(arch)
                     if p.trial is not None:
                         p.trial.set_user_attr(RECORD_KEY, {"skipped": why})
                         self.study.tell(p.trial, state=TrialState.PRUNED)
 
-    def _launch(self, proposal: Proposal) -> None:
-        arch = proposal.arch
-        if proposal.trial is None:
+    def _launch(self, proposal: Proposal, arch: Arch) -> None:
+        """Evaluates ``arch``, the canonical form of ``proposal.arch``."""
+        if proposal.trial is None or arch != proposal.arch:
             # One storage write per new trial (Study.ask + suggest would be one per dimension).
+            # A sampler's trial for a non-canonical arch gives way to a trial of its canonical
+            # form carrying the sampler's attributes (e.g. NSGA-II's generation), which the
+            # sampler then learns from; the sampler's own trial is pruned, not a result.
+            system_attrs = (
+                {}
+                if proposal.trial is None
+                else self.study._storage.get_trial_system_attrs(proposal.trial._trial_id)
+            )
             template = create_trial(
-                state=TrialState.RUNNING, params=dict(arch), distributions=self._dists
+                state=TrialState.RUNNING,
+                params=dict(arch),
+                distributions=self._dists,
+                system_attrs=dict(system_attrs),
             )
             trial_id = self.study._storage.create_new_trial(
                 self.study._study_id, template_trial=template
             )
             number = self.study._storage.get_trial_number_from_id(trial_id)
+            if proposal.trial is not None:
+                proposal.trial.set_user_attr(
+                    RECORD_KEY, {"skipped": "equivalent", "evaluated_as": number}
+                )
+                self.study.tell(proposal.trial, state=TrialState.PRUNED)
         else:
             trial_id, number = proposal.trial._trial_id, proposal.trial.number
         self._known.add(arch)

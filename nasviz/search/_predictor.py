@@ -12,6 +12,11 @@ Each cycle:
     4. send the best-ranked unevaluated, feasible archs of its final population to real
        evaluation as the next batch, and repeat.
 
+When the search has equivalent archs (``Search(canonical=...)``, a supernet's ``canonical``),
+everything happens in canonical space: archs are sampled, encoded and bred as their canonical
+forms, so the predictors see one consistent encoding per subnet and the inner NSGA-II does not
+spend its population or its steps on equivalents of one arch.
+
 Predictor quality is measured on each batch before the predictors see it: Kendall tau and MAPE
 between the predictions that chose the batch and the real values, plus both lists themselves
 (``<objective>_predicted`` and ``<objective>_measured``, same archs in the same order), in a
@@ -148,6 +153,7 @@ class PredictorStrategy(Strategy):
         self._seen: list[tuple[np.ndarray, np.ndarray]] = []  # (predicted, real) for the batch
         self._cycle = 0
         self._trained_on = 0
+        self._canon_rows: dict[tuple[int, ...], tuple[int, ...]] = {}
 
     def bind(self, context: SearchContext) -> None:
         super().bind(context)
@@ -223,7 +229,7 @@ class PredictorStrategy(Strategy):
             return
         self._cycle += 1
         self._trained_on = len(archs)
-        idx = np.array([self.context.space.index_of(a) for a in archs])  # (n, d)
+        idx = self._canonical(np.array([self.context.space.index_of(a) for a in archs]))  # (n, d)
         models = self._fit(idx, values)
         visited = self._inner_nsga2(idx, models)
         chosen, predicted = self._select(visited, models, values)
@@ -242,7 +248,8 @@ class PredictorStrategy(Strategy):
                 self, "_cheap_extra"
             ):  # drawn once; exact values are cached by the engine
                 self._cheap_extra = [
-                    self.context.space.sample(self.context.rng) for _ in range(self.cheap_samples)
+                    self.context.canonical(self.context.space.sample(self.context.rng))
+                    for _ in range(self.cheap_samples)
                 ]
             extra = self._cheap_extra
             cheap_rows = [self.context.cheap(a) for a in extra]
@@ -281,13 +288,26 @@ class PredictorStrategy(Strategy):
         crowd = crowding_distance(F * self._signs, ranks)
         return np.lexsort((-crowd, ranks, self._violation(F)))
 
+    def _canonical(self, idx: np.ndarray) -> np.ndarray:
+        """The rows of an index matrix mapped to their canonical archs' indices (cached)."""
+        if not self.context.equivalences or len(idx) == 0:
+            return idx
+        space, cache = self.context.space, self._canon_rows
+        uniq, inverse = np.unique(idx, axis=0, return_inverse=True)  # (u, d), (n,)
+        mapped = np.empty_like(uniq)
+        for j, row in enumerate(map(tuple, uniq.tolist())):
+            if row not in cache:
+                cache[row] = space.index_of(self.context.canonical(space.from_indices(row)))
+            mapped[j] = cache[row]
+        return mapped[inverse.reshape(-1)]  # (n, d)
+
     # ---- the inner NSGA-II, vectorized on index matrices ------------------------------------
     def _inner_nsga2(self, evaluated: np.ndarray, models: list[Any]) -> np.ndarray:
         rng, P, d = self.context.rng, self.inner_population, len(self._sizes)
         F_known = self._predict(models, evaluated)
         seeds = evaluated[self._order(F_known)[:P]]
         fill = rng.integers(0, self._sizes, size=(max(P - len(seeds), 0), d))
-        pop = np.vstack([seeds, fill])  # (P, d)
+        pop = np.vstack([seeds, self._canonical(fill)])  # (P, d)
         F = self._predict(models, pop)
         for _ in range(max(self.inner_steps // P, 1)):
             order = self._order(F)
@@ -300,6 +320,7 @@ class PredictorStrategy(Strategy):
             children = np.where(swap, pop[mates], pop[parents])  # (P, d)
             mutate = rng.random((P, d)) < 1.0 / d
             children = np.where(mutate, rng.integers(0, self._sizes, size=(P, d)), children)
+            children = self._canonical(children)  # equivalents collapse in the unique below
             merged = np.unique(np.vstack([pop, children]), axis=0)  # (<= 2P, d)
             F_merged = self._predict(models, merged)
             keep = self._order(F_merged)[:P]

@@ -112,6 +112,13 @@ class Search:
             OS before it returns, so a killed kernel or process loses nothing evaluated) or
             ``"os"`` (each write is also fsynced, surviving an OS crash; several ms per write).
             See :mod:`nasviz.search._storage`.
+        canonical: ``canonical(arch) -> arch``, mapping every arch to the one representative of
+            the archs that compute the same thing (for example archs that differ only in the
+            width of a layer past the depth). None uses the supernet's ``canonical`` method when
+            it has one, else every arch is its own representative. Only canonical archs are
+            evaluated, stored and reported, and an arch equivalent to one already evaluated is
+            never evaluated; strategies propose in canonical space. The mapping must return an
+            arch of the space and be idempotent (``canonical(canonical(a)) == canonical(a)``).
 
     Example:
         >>> search = Search(lambda a: {"loss": a["x"], "cost": 3 - a["x"]}, space=SearchSpace({"x": [0, 1, 2, 3]}),
@@ -136,6 +143,7 @@ class Search:
         study_name: str = STUDY_NAME,
         strategy_options: Mapping[str, Any] | None = None,
         durability: str = "process",
+        canonical: Callable[[Arch], Arch] | None = None,
         *,
         _study: optuna.Study | None = None,
     ):
@@ -172,6 +180,12 @@ class Search:
             raise ConfigError(f"seed must be an int or None, got {seed!r}")
         self.strategy = make_strategy(strategy, strategy_options or {})
         bounds, predicates = _constraints(constraints, names)
+        if canonical is None and supernet:
+            canonical = getattr(net_or_fn, "canonical", None)
+        if canonical is not None and not callable(canonical):
+            raise ConfigError(
+                f"canonical must be a function arch -> arch (or None), got {type(canonical).__name__}"
+            )
         if net_or_fn is None:
             self._evaluator = None
         elif supernet:
@@ -213,7 +227,10 @@ class Search:
             seed,
             bounds,
             predicates,
+            canonical,
         )
+        if canonical is not None:
+            self._engine.canonical(self.space.largest())  # a broken mapping fails here, early
         self.run = Run(self._engine, name=f"search[{self.strategy.name}]")
         self.run.subscribe(self._on_event)
 

@@ -49,15 +49,21 @@ class SearchContext:
         seed: the search's seed (None: not reproducible).
         rng: a generator seeded from ``seed``; the strategy's only source of randomness.
         study: the Optuna study (sampler strategies ask it for trials).
-        is_known: True for an arch evaluated, in flight or already rejected: proposing it
-            again is wasted (the engine drops it).
+        is_known: True for an arch whose canonical form (see ``canonical``) was evaluated, is
+            in flight or was already rejected: proposing it again is wasted (the engine drops
+            it).
         is_feasible: checks the constraints that can be checked before evaluating (arch
             predicates and bounds on cheap objectives); may compute cheap objectives.
         cheap: exact values of the cheap objectives (``Objective.cheap``) of an arch, cached.
         bounds: objective name -> bound (``<=`` for minimized, ``>=`` for maximized objectives).
         history: the completed, evaluated archs and their objective values (an ``(n, m)``
             array in objective order), in trial order.
-        random_unseen: up to ``n`` random feasible archs not known yet (fewer near exhaustion).
+        random_unseen: up to ``n`` random feasible canonical archs not known yet, pairwise not
+            equivalent (fewer near exhaustion).
+        canonical: the representative of all archs that compute the same subnet (cached); the
+            engine evaluates and stores only canonical archs. Identity when the search has no
+            equivalences.
+        equivalences: True when ``canonical`` may map an arch to another one (False: identity).
     """
 
     space: SearchSpace
@@ -71,6 +77,8 @@ class SearchContext:
     bounds: Mapping[str, float] = field(default_factory=dict)
     history: Callable[[], tuple[list[Arch], np.ndarray]] = lambda: ([], np.zeros((0, 0)))
     random_unseen: Callable[[int], list[Arch]] = lambda n: []
+    canonical: Callable[[Arch], Arch] = lambda arch: arch
+    equivalences: bool = False
 
 
 class Strategy(ABC):
@@ -83,7 +91,9 @@ class Strategy(ABC):
           concurrently), so a strategy needs no locks.
         * ``ask(n)`` returns at most ``n`` proposals; fewer (even none) is allowed while results
           are outstanding, for strategies that plan in batches. A strategy should not propose
-          archs for which ``context.is_known`` is True; the engine drops them if it does.
+          archs for which ``context.is_known`` is True; the engine drops them if it does. The
+          engine evaluates ``context.canonical(arch)`` in place of a proposed arch, and tells
+          the strategy about that canonical arch.
         * ``tell`` is called once per evaluated arch, with the objective values (a dict by
           objective name) or None when the evaluation failed or broke a constraint. It may
           return events (for example ``"cycle"``) that the search reports to listeners.
