@@ -225,3 +225,14 @@ def run_all(s: Session, timeout_ms: int = 240_000) -> None:
     )
     wait_idle(s, timeout_ms)
     s.shot("ran")
+
+
+def wait_for(predicate, timeout: float = 60.0, interval: float = 0.25):
+    """Polls ``predicate`` until it returns something truthy (returned) or fails the test."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout:.0f} s")

@@ -3,23 +3,12 @@
 from __future__ import annotations
 
 import re
-import time
 
 import pytest
 
-from .conftest import open_notebook, run_all
+from .conftest import open_notebook, run_all, wait_for
 
 pytestmark = pytest.mark.browser
-
-
-def _wait_for(predicate, timeout=60.0, interval=0.25):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("condition not met in time")
 
 
 def test_routing_heatmap_cell_click_lists_its_tokens(lab, session):
@@ -39,14 +28,14 @@ def test_routing_heatmap_cell_click_lists_its_tokens(lab, session):
     area = plot.locator("rect.nsewdrag").first.bounding_box()
     x, y = area["x"] + area["width"] * 0.1, area["y"] + area["height"] * 0.5
     page.mouse.move(x, y)
-    hover = _wait_for(
+    hover = wait_for(
         lambda: (
             plot.locator(".hovertext").count() and plot.locator(".hovertext").first.text_content()
         )
     )
     page.mouse.click(x, y)
     text = cell.locator(".widget-html").filter(has_text="assignments")
-    _wait_for(lambda: text.count() == 1)
+    wait_for(lambda: text.count() == 1)
     listed = text.text_content()
     hovered = re.search(r"(\S+), expert (\d+): [\d.]+ \((\d+) tokens\)", hover)
     clicked = re.search(r"(\S+), expert (\d+): (\d+) assignments", listed)

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from .conftest import open_notebook, run_all
+from .conftest import open_notebook, run_all, wait_for
 
 pytestmark = pytest.mark.browser
 
@@ -25,16 +25,6 @@ def _points(output, plot_index):
     return output.locator(".js-plotly-plot").nth(plot_index).locator(".scatterlayer .point").count()
 
 
-def _wait_for(predicate, timeout=60.0, interval=0.25):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("condition not met in time")
-
-
 def test_dashboard_explorer_in_the_browser(lab, session):
     page = session.page
     open_notebook(session, lab, "03_pareto.ipynb")
@@ -44,7 +34,7 @@ def test_dashboard_explorer_in_the_browser(lab, session):
     for name in ("Start", "Pause", "Resume", "Stop"):
         assert live.locator(f"button:has-text('{name}')").count() == 1
     live.scroll_into_view_if_needed()
-    _wait_for(lambda: "finished" in live.locator(".widget-html").first.text_content())
+    wait_for(lambda: "finished" in live.locator(".widget-html").first.text_content())
     assert _points(live, 0) > 0  # the Pareto scatter has points
     hv_curve = live.locator(".js-plotly-plot").nth(1).locator(".scatterlayer path.js-line")
     assert hv_curve.count() >= 1  # the hypervolume curve is drawn
@@ -53,11 +43,11 @@ def test_dashboard_explorer_in_the_browser(lab, session):
     baseline = _cell(page, "SearchDashboard(baseline)")
     assert _points(baseline, 0) == 0
     baseline.locator("button:has-text('Start')").click()
-    first = _wait_for(lambda: _points(baseline, 0))
-    _wait_for(lambda: _points(baseline, 0) > first)  # new points arrive while it runs
+    first = wait_for(lambda: _points(baseline, 0))
+    wait_for(lambda: _points(baseline, 0) > first)  # new points arrive while it runs
     session.shot("baseline-running")
     baseline.locator("button:has-text('Stop')").click()
-    _wait_for(lambda: "stopped" in baseline.locator(".widget-html").first.text_content())
+    wait_for(lambda: "stopped" in baseline.locator(".widget-html").first.text_content())
     time.sleep(1.0)
     settled = _points(baseline, 0)
     time.sleep(1.5)
@@ -74,10 +64,10 @@ def test_dashboard_explorer_in_the_browser(lab, session):
     time.sleep(0.3)
     page.mouse.click(x, y)
     details = explorer.locator(".widget-html").first
-    _wait_for(lambda: re.search(r"trial \d+", details.text_content()))
+    wait_for(lambda: re.search(r"trial \d+", details.text_content()))
     trial = re.search(r"trial (\d+)", details.text_content()).group(1)
     arch_title = explorer.locator(".js-plotly-plot").nth(1).locator(".gtitle")
-    _wait_for(lambda: arch_title.count() and f"trial {trial}" in arch_title.first.text_content())
+    wait_for(lambda: arch_title.count() and f"trial {trial}" in arch_title.first.text_content())
     session.shot("explorer-clicked")
 
     budget_text = explorer.locator(".widget-html").filter(has_text="best within budget")
@@ -87,7 +77,7 @@ def test_dashboard_explorer_in_the_browser(lab, session):
     page.keyboard.press("Control+A")
     page.keyboard.type("0")  # below every MACs value: the slider clamps to the cheapest subnet
     page.keyboard.press("Enter")
-    _wait_for(lambda: budget_text.text_content() != before)
+    wait_for(lambda: budget_text.text_content() != before)
     assert re.search(r"best within budget: trial \d+", budget_text.text_content())
     session.shot("explorer-budget")
     assert session.errors == []
