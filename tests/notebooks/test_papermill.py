@@ -31,6 +31,10 @@ NON_DEFAULT: dict[str, dict | None] = {
 }
 
 
+# notebooks that display nasviz widgets: how many static figures their executed copy must hold
+STATIC_FIGURES = {"03_pareto.ipynb": 3, "04_prune.ipynb": 1, "05_moe.ipynb": 1}
+
+
 def _notebooks() -> list[str]:
     return sorted(
         str(p.relative_to(NOTEBOOKS))
@@ -80,3 +84,16 @@ def test_notebook_runs_under_papermill_with_non_default_parameters(name, tmp_pat
     assert assigned == NON_DEFAULT[name]
     errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors
+    # every live widget leaves a static figure beside it, so the executed notebook reads as a report
+    outputs = [o for c in nb.cells for o in c.get("outputs", [])]
+    widgets = [
+        o for o in outputs if "application/vnd.jupyter.widget-view+json" in o.get("data", {})
+    ]
+    nasviz_views = [o for o in widgets if "text/html" in o["data"]]
+    for output in nasviz_views:
+        assert (
+            "plotly" in output["data"]["text/html"].lower()
+            or "<pre>" in output["data"]["text/html"]
+        )
+    if name in STATIC_FIGURES:
+        assert len(nasviz_views) >= STATIC_FIGURES[name]
