@@ -120,6 +120,8 @@ def make_storage(
 
 def _check_folder(path: Path, given: str) -> None:
     folder = path.expanduser().resolve().parent
+    if folder == Path(DEFAULT_FOLDER).resolve():
+        folder.mkdir(exist_ok=True)  # nasviz's own runs/ folder is made on demand, no other
     if not folder.is_dir():
         raise StorageError(
             f"storage {given!r}: the folder {str(folder)!r} does not exist; create it first"

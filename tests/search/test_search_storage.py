@@ -189,3 +189,13 @@ def test_unknown_durability_is_a_config_error(tmp_path):
             storage=str(tmp_path / "x.journal"),
             durability="disk",
         )
+
+
+def test_runs_folder_is_made_on_demand_but_no_other(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    kwargs = {"space": SPACE, "objectives": OBJECTIVES, "budget": 2, "strategy": "random"}
+    Search(two_objectives, storage="runs/cnn.journal", **kwargs).start().wait(timeout=60)
+    assert (tmp_path / "runs" / "cnn.journal").is_file()
+    with pytest.raises(StorageError, match="the folder .*elsewhere' does not exist"):
+        Search(two_objectives, storage="elsewhere/cnn.journal", **kwargs)
+    assert not (tmp_path / "elsewhere").exists()
