@@ -2,8 +2,10 @@
 
 Every supernet follows one protocol: ``.space`` (a :class:`~nasviz.SearchSpace`),
 ``with net.subnet(arch): net(x)`` (per thread), ``net.export(arch)`` (plain torch modules),
-``net.count_params(arch)``, ``largest()``/``smallest()``/``sample()``, ``net.config`` and
-``save``/``load``. :func:`train_supernet` trains one in the background with the sandwich rule.
+``net.count_params(arch)``, ``net.count_macs(arch, input_shape)`` (closed form),
+``net.canonical(arch)`` (one representative per distinct subnet), ``net.reorder_channels()``,
+``largest()``/``smallest()``/``sample()``, ``net.config`` and ``save``/``load``.
+:func:`train_supernet` trains one in the background with the sandwich rule.
 """
 
 from __future__ import annotations

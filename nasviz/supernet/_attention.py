@@ -2,13 +2,42 @@
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nasviz.supernet._ops import ElasticLinear, export_linear, importance_order, permute_rows
+from nasviz.supernet._ops import (
+    ElasticLinear,
+    OptimizerState,
+    export_linear,
+    importance_order,
+    permute_rows,
+)
+from nasviz.supernet._prepared import Prepared
 
-__all__ = ["ElasticAttention", "StaticAttention"]
+__all__ = ["ElasticAttention", "StaticAttention", "sdpa_macs"]
+
+
+def sdpa_macs(batch: int, heads: int, length: int, head_dim: int) -> int:
+    """MACs of ``F.scaled_dot_product_attention`` on (batch, heads, length, head_dim) inputs as
+    :class:`~torch.utils.flop_counter.FlopCounterMode` counts them: the two matrix products
+    where it has a formula for the kernel CPU tensors dispatch to, else 0 (PyTorch 2.13 counts
+    none for CPU)."""
+    return 2 * batch * heads * length * length * head_dim if _sdpa_counted() else 0
+
+
+@functools.cache
+def _sdpa_counted() -> bool:
+    """Whether FlopCounterMode counts attention on CPU tensors (probed once)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    q = torch.zeros(1, 1, 2, 2)
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        F.scaled_dot_product_attention(q, q, q)
+    return counter.get_total_flops() > 0
 
 
 class ElasticAttention(nn.Module):
@@ -22,16 +51,18 @@ class ElasticAttention(nn.Module):
         self.q, self.k, self.v = (ElasticLinear(dim, inner) for _ in range(3))
         self.out = ElasticLinear(inner, dim)
 
-    def forward(self, x: torch.Tensor, heads: int | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, heads: int | None = None, prepared: Prepared | None = None
+    ) -> torch.Tensor:
         # x: (B, T, D) -> (B, T, D)
         B, T, _ = x.shape
         h = self.max_heads if heads is None else heads
         width = h * self.head_dim
-        q = self.q(x, width).view(B, T, h, self.head_dim).transpose(1, 2)  # (B, h, T, hd)
-        k = self.k(x, width).view(B, T, h, self.head_dim).transpose(1, 2)  # (B, h, T, hd)
-        v = self.v(x, width).view(B, T, h, self.head_dim).transpose(1, 2)  # (B, h, T, hd)
+        q = self.q(x, width, prepared).view(B, T, h, self.head_dim).transpose(1, 2)  # (B, h, T, hd)
+        k = self.k(x, width, prepared).view(B, T, h, self.head_dim).transpose(1, 2)  # (B, h, T, hd)
+        v = self.v(x, width, prepared).view(B, T, h, self.head_dim).transpose(1, 2)  # (B, h, T, hd)
         y = F.scaled_dot_product_attention(q, k, v)  # (B, h, T, hd)
-        return self.out(y.transpose(1, 2).reshape(B, T, width))  # (B, T, D)
+        return self.out(y.transpose(1, 2).reshape(B, T, width), None, prepared)  # (B, T, D)
 
     def export(self, heads: int) -> StaticAttention:
         width = heads * self.head_dim
@@ -49,15 +80,16 @@ class ElasticAttention(nn.Module):
         return 3 * (self.dim * width + width) + width * self.dim + self.dim
 
     @torch.no_grad()
-    def reorder_heads(self) -> None:
-        """Sorts heads by the L1 norm of their output-projection columns (function unchanged)."""
+    def reorder_heads(self, optimizer_state: OptimizerState | None = None) -> None:
+        """Sorts heads by the L1 norm of their output-projection columns (function unchanged;
+        ``optimizer_state`` moves with the weights)."""
         scores = self.out.weight.abs().sum(0).view(self.max_heads, self.head_dim).sum(1)  # (H,)
         heads = importance_order(scores)
         order = (heads[:, None] * self.head_dim + torch.arange(self.head_dim)).reshape(-1)
         for layer in (self.q, self.k, self.v):
-            permute_rows(layer.weight, order)
-            permute_rows(layer.bias, order)
-        permute_rows(self.out.weight, order, dim=1)
+            permute_rows(layer.weight, order, 0, optimizer_state)
+            permute_rows(layer.bias, order, 0, optimizer_state)
+        permute_rows(self.out.weight, order, 1, optimizer_state)
 
 
 class StaticAttention(nn.Module):

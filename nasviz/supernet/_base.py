@@ -6,8 +6,9 @@ plan into a :class:`contextvars.ContextVar` keyed by the supernet, so each threa
 Outside any ``subnet(...)`` block a supernet computes its largest subnet.
 
 Threads:
-    * ``forward`` (eval mode), ``subnet``, ``export``, ``count_params`` and ``recalibrate`` may
-      be called from many threads at once.
+    * ``forward`` (eval mode), ``subnet``, ``export``, ``count_params``, ``count_macs`` and
+      ``recalibrate`` may be called from many threads at once. Eval forwards without autograd
+      read per-arch prepared weights (see ``_prepared.py``), made once and checked per call.
     * Training (train-mode forward, optimizer steps), ``reorder_channels``, ``load_weights`` and
       changing ``calibration_inputs`` happen in one thread while nothing else uses the net.
 """
@@ -20,7 +21,7 @@ import math
 import threading
 from abc import ABC, abstractmethod
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,7 @@ from torch import nn
 
 from nasviz.errors import ConfigError, ShapeError
 from nasviz.space import Arch, SearchSpace
+from nasviz.supernet._prepared import Prepared, PreparedCache
 
 __all__ = ["ForwardState", "Supernet"]
 
@@ -58,24 +60,24 @@ class ForwardState:
     collect: dict[str, list] | None = None
 
 
-class _StatsCache:
-    """arch -> re-calibrated BN statistics; a small thread-safe LRU (copies come back empty)."""
+class _ArchCache:
+    """arch -> value; a small thread-safe LRU (copies and pickles come back empty)."""
 
     def __init__(self, capacity: int = 512):
         self.capacity = capacity
-        self._data: OrderedDict[Arch, BNStats] = OrderedDict()
+        self._data: OrderedDict[Arch, Any] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, arch: Arch) -> BNStats | None:
+    def get(self, arch: Arch) -> Any:
         with self._lock:
-            stats = self._data.get(arch)
-            if stats is not None:
+            value = self._data.get(arch)
+            if value is not None:
                 self._data.move_to_end(arch)
-            return stats
+            return value
 
-    def put(self, arch: Arch, stats: BNStats) -> None:
+    def put(self, arch: Arch, value: Any) -> None:
         with self._lock:
-            self._data[arch] = MappingProxyType(dict(stats))
+            self._data[arch] = value
             while len(self._data) > self.capacity:
                 self._data.popitem(last=False)
 
@@ -86,8 +88,8 @@ class _StatsCache:
     def __len__(self) -> int:
         return len(self._data)
 
-    def __deepcopy__(self, memo: dict) -> _StatsCache:
-        return _StatsCache(self.capacity)
+    def __deepcopy__(self, memo: dict) -> _ArchCache:
+        return _ArchCache(self.capacity)
 
     def __getstate__(self) -> dict:
         return {"capacity": self.capacity}
@@ -96,13 +98,19 @@ class _StatsCache:
         self.__init__(state["capacity"])
 
 
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
 class Supernet(nn.Module, ABC):
     """Base class of weight-sharing supernets.
 
     Subclasses set ``family`` (their registry name), ``config_class`` (a frozen dataclass),
-    ``shrink_order`` (dimension groups in the order progressive shrinking opens them), build
+    ``shrink_order`` (dimension groups in the order progressive shrinking opens them) and
+    ``width_groups`` (the groups whose first channels :meth:`reorder_channels` sorts), build
     their modules and ``self.space`` in ``__init__``, then call :meth:`_finish_init`; they
-    implement :meth:`_make_plan`, :meth:`forward`, :meth:`_export`, :meth:`count_params` and
+    implement :meth:`_make_plan`, :meth:`forward` (starting with :meth:`_check_input`),
+    :meth:`_check_shape`, :meth:`_export`, :meth:`count_params`, :meth:`_count_macs` and
     :meth:`reorder_channels`.
 
     Attributes:
@@ -115,7 +123,10 @@ class Supernet(nn.Module, ABC):
     family: ClassVar[str] = "Supernet"
     config_class: ClassVar[type]
     shrink_order: ClassVar[tuple[str, ...]] = ()
+    width_groups: ClassVar[tuple[str, ...]] = ()  # dimension groups reorder_channels sorts
     default_epochs: ClassVar[int] = 20  # train_supernet's default recipe for this family
+    default_lr: ClassVar[float] = 3e-3  # (AdamW peak learning rate, cosine decay)
+    input_kind: ClassVar[str] = "inputs"  # what its inputs are, in words (for messages)
 
     def __init__(self, config: Any):
         super().__init__()
@@ -126,9 +137,10 @@ class Supernet(nn.Module, ABC):
         self.config = config
         self.space: SearchSpace
         self.calibration_inputs: torch.Tensor | None = None
-        self._bn_stats = _StatsCache()
-        self._plans: OrderedDict[Arch, Any] = OrderedDict()
-        self._plans_lock = threading.Lock()
+        self._bn_stats = _ArchCache(512)  # arch -> re-calibrated BN statistics
+        self._plans = _ArchCache(4096)  # arch -> plan
+        self._prepared_cache = PreparedCache()
+        self._dtype_seen: torch.dtype | None = None  # the input dtype last checked and found right
 
     def _finish_init(self) -> None:
         """Names the BN layers (their statistics are stored by name) and plans the largest."""
@@ -162,22 +174,30 @@ class Supernet(nn.Module, ABC):
         """Uniformly random arch(s) of :attr:`space`."""
         return self.space.sample(rng, n)
 
+    def canonical(self, arch: Mapping[str, Any]) -> Arch:
+        """The representative of every arch that computes the same subnet as ``arch``.
+
+        Archs that differ only in dimensions the subnet never uses (the width of a layer past
+        ``depth``, say) share one canonical arch: it is in :attr:`space`, ``canonical`` of it
+        is itself, and its export has the same outputs and parameter count as ``arch``'s. A
+        search can key its evaluations on it to avoid evaluating one subnet twice. Unused
+        dimensions are set to their first (smallest) value. The base class has no unused
+        dimensions and returns ``arch`` (validated).
+
+        Raises:
+            SpaceError: ``arch`` is not in :attr:`space`.
+        """
+        return self.space.validate(arch)
+
     def _plan(self, arch: Mapping[str, Any]) -> Any:
-        plan = None
-        if isinstance(arch, Arch):  # validated archs are cached as they are: skip validation
-            with self._plans_lock:
-                plan = self._plans.get(arch)
-            if plan is not None:
-                return plan
-        arch = self.space.validate(arch)
-        with self._plans_lock:
-            plan = self._plans.get(arch)
+        # validated archs are cached as they are: a hit skips validation
+        plan = self._plans.get(arch) if isinstance(arch, Arch) else None
         if plan is None:
-            plan = self._make_plan(arch)
-            with self._plans_lock:
-                self._plans[arch] = plan
-                while len(self._plans) > 4096:
-                    self._plans.popitem(last=False)
+            arch = self.space.validate(arch)
+            plan = self._plans.get(arch)
+            if plan is None:
+                plan = self._make_plan(arch)
+                self._plans.put(arch, plan)
         return plan
 
     @abstractmethod
@@ -227,18 +247,61 @@ class Supernet(nn.Module, ABC):
             stats = recalibrate(self, arch, self.calibration_inputs)
         return stats
 
+    def _prepared(self, state: ForwardState, stats: BNStats | None) -> Prepared | None:
+        """The active subnet's prepared weights for a forward that records no autograd graph in
+        eval mode (one staleness check per forward); None when the layers must slice per call
+        (training, autograd, a re-calibration pass)."""
+        if self.training or state.collect is not None or torch.is_grad_enabled():
+            return None
+        return self._prepared_cache.get(state.plan.arch, stats)
+
+    def clear_prepared(self) -> None:
+        """Forgets every subnet's prepared weights. Needed only after editing weights through
+        ``param.data`` (which version counters do not see); other changes are detected."""
+        self._prepared_cache.clear()
+
+    def _apply(self, fn: Any, recurse: bool = True) -> Supernet:
+        self._prepared_cache.clear()  # .to(), .float(), ...: free what was made from old storage
+        self._dtype_seen = None
+        return super()._apply(fn, recurse)
+
     def clear_calibration(self) -> None:
         """Forgets every subnet's re-calibrated BN statistics (weights changed)."""
         self._bn_stats.clear()
 
     # ---- inputs --------------------------------------------------------------------------
-    def _check_input(self, x: torch.Tensor, shape: tuple[int, ...], what: str) -> None:
+    def _check_input(self, x: Any) -> None:
+        """Raises ShapeError unless ``x`` is a tensor this net takes (shape, dtype, values)."""
         if not isinstance(x, torch.Tensor):
-            raise ShapeError(f"{self.family} expects a tensor {what}, got {type(x).__name__}")
-        if x.ndim != len(shape) + 1 or tuple(x.shape[1:]) != shape:
             raise ShapeError(
-                f"{self.family} expects input of shape (batch, {', '.join(map(str, shape))}) {what}; got {tuple(x.shape)}"
+                f"{self.family} expects a tensor of {self.input_kind}, got {type(x).__name__}"
             )
+        self._check_shape(x.shape)
+        self._check_values(x)
+
+    @abstractmethod
+    def _check_shape(self, shape: tuple[int, ...]) -> None:
+        """Raises ShapeError (naming the expected shape) unless inputs of ``shape`` (batch
+        included) fit the net."""
+
+    @property
+    def input_dtype(self) -> torch.dtype:
+        """The dtype of the inputs ``forward`` takes: its weights' (token models: int64).
+        Subclasses have a ``head`` layer."""
+        return self.head.weight.dtype
+
+    def _check_values(self, x: torch.Tensor) -> None:
+        """Raises ShapeError unless ``x`` has the :attr:`input_dtype` (token models check ids)."""
+        if x.dtype == self._dtype_seen:  # fast path: reading the weights costs microseconds
+            return
+        dtype = self.input_dtype
+        if x.dtype == dtype:
+            self._dtype_seen = dtype  # forgotten by _apply (.to(), .double(), ...)
+            return
+        raise ShapeError(
+            f"{self.family} expects {self.input_kind} as {_dtype_name(dtype)} (the dtype of "
+            f"its weights); got {_dtype_name(x.dtype)}"
+        )
 
     # ---- export and cost -----------------------------------------------------------------
     @torch.no_grad()
@@ -260,14 +323,46 @@ class Supernet(nn.Module, ABC):
     def _export(self, plan: Any, stats: BNStats | None) -> nn.Module:
         """Builds the static module of ``plan`` (``stats``: BN statistics by key, or None)."""
 
+    def count_macs(self, arch: Mapping[str, Any], input_shape: Sequence[int]) -> int:
+        """Multiply-accumulates of one forward pass of subnet ``arch`` on inputs of
+        ``input_shape`` (batch included), in closed form: what
+        :func:`nasviz.objectives.count_macs` counts on ``export(arch)`` (FLOPs that
+        :class:`torch.utils.flop_counter.FlopCounterMode` counts, halved) without running
+        anything. Convolutions and matrix products count; element-wise ops, norms and pooling
+        do not.
+
+        Raises:
+            SpaceError: ``arch`` is not in :attr:`space`.
+            ShapeError: the net does not take inputs of ``input_shape``.
+        """
+        if not isinstance(input_shape, Sequence) or not all(
+            isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in input_shape
+        ):
+            raise ShapeError(
+                f"input_shape must be a tuple of positive ints including the batch, got {input_shape!r}"
+            )
+        shape = tuple(input_shape)
+        self._check_shape(shape)
+        return int(self._count_macs(self._plan(arch), shape))
+
+    @abstractmethod
+    def _count_macs(self, plan: Any, shape: tuple[int, ...]) -> int:
+        """MACs of ``plan`` on a checked input shape (see :meth:`count_macs`)."""
+
     @abstractmethod
     def count_params(self, arch: Mapping[str, Any]) -> int:
         """Parameters of subnet ``arch`` without building it (equals the export's count)."""
 
     @abstractmethod
-    def reorder_channels(self) -> None:
+    def reorder_channels(self, optimizer_state: Mapping[torch.Tensor, Any] | None = None) -> None:
         """Sorts elastic channels by importance (L1 norm) so the first k are the best ones;
-        the largest subnet's function is unchanged."""
+        the largest subnet's function is unchanged.
+
+        Args:
+            optimizer_state: ``optimizer.state`` of an optimizer over these parameters; its
+                per-parameter tensors (AdamW's moments) are permuted with the weights, so
+                training goes on exactly as it would have (up to rounding).
+        """
 
     # ---- checkpoints ---------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:

@@ -15,13 +15,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nasviz.errors import ConfigError
+from nasviz.errors import ConfigError, ShapeError
 from nasviz.space import Arch, SearchSpace
-from nasviz.supernet._base import BNStats, ForwardState, Supernet
+from nasviz.supernet._base import BNStats, Supernet
 from nasviz.supernet._ops import (
     ElasticBatchNorm2d,
     ElasticConv2d,
     ElasticLinear,
+    OptimizerState,
     export_bn,
     export_conv,
     export_linear,
@@ -29,6 +30,7 @@ from nasviz.supernet._ops import (
     permute_bn,
     permute_rows,
 )
+from nasviz.supernet._prepared import Prepared
 
 __all__ = ["CNNConfig", "ElasticCNN", "InvertedResidual"]
 
@@ -82,22 +84,27 @@ class _Block(nn.Module):
         self.project = ElasticConv2d(hidden, cout, (1,))
         self.bn3 = ElasticBatchNorm2d(cout)
 
-    def forward(
-        self, x: torch.Tensor, kernel: int, expand: int, state: ForwardState, stats: BNStats | None
-    ) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, kernel: int, expand: int, run: _Run) -> torch.Tensor:
         # x: (B, cin, H, W) -> (B, cout, H/s, W/s)
         hidden = self.cin * expand
-        c = state.collect
-        h = F.relu(_bn(self.bn1, self.expand(x, hidden), stats, c))  # (B, hidden, H, W)
-        h = F.relu(_bn(self.bn2, self.dw(h, kernel_size=kernel), stats, c))  # (B, hidden, H/s, W/s)
-        h = _bn(self.bn3, self.project(h), stats, c)  # (B, cout, H/s, W/s)
+        p = run.prepared
+        h = F.relu(run.bn(self.bn1, self.expand(x, hidden, None, p)))  # (B, hidden, H, W)
+        h = F.relu(run.bn(self.bn2, self.dw(h, None, kernel, p)))  # (B, hidden, H/s, W/s)
+        h = run.bn(self.bn3, self.project(h, None, None, p))  # (B, cout, H/s, W/s)
         return x + h if self.residual else h
 
 
-def _bn(
-    bn: ElasticBatchNorm2d, x: torch.Tensor, stats: BNStats | None, collect: dict | None
-) -> torch.Tensor:
-    return bn(x, None if stats is None else stats[bn.key], collect)
+class _Run(NamedTuple):
+    """What one forward pass hands to every block besides the activations."""
+
+    stats: BNStats | None  # the subnet's re-calibrated BN statistics, if any
+    collect: dict | None  # a re-calibration pass's accumulators
+    prepared: Prepared | None  # prepared weights (eval without autograd)
+
+    def bn(self, layer: ElasticBatchNorm2d, x: torch.Tensor) -> torch.Tensor:
+        return layer(
+            x, None if self.stats is None else self.stats[layer.key], self.collect, self.prepared
+        )
 
 
 class InvertedResidual(nn.Module):
@@ -138,6 +145,8 @@ class ElasticCNN(Supernet):
     Search space, per stage ``i``: ``kernel.i`` (depthwise kernel), ``expand.i`` (expand ratio)
     and ``depth.i`` (blocks run). The defaults suit 8x8 digits on a CPU: three stages of up to
     four blocks, 16/24/32 channels, kernels {3, 5, 7}, expand {3, 4, 6}: 19,683 subnets.
+    Every stage runs at least one block, so its kernel and expand ratio always matter and
+    :meth:`canonical` is the identity: no two archs share a subnet.
 
     Args:
         in_channels, num_classes, input_size: input images ``(in_channels, size, size)``.
@@ -148,9 +157,12 @@ class ElasticCNN(Supernet):
     """
 
     family = "ElasticCNN"
+    input_kind = "images"
     config_class = CNNConfig
     shrink_order = ("kernel", "depth", "expand")
+    width_groups = ("expand",)
     default_epochs = 10
+    default_lr = 1e-2  # shared weights train slower: at 3e-3 subnets trailed standalone by 4.8
 
     def __init__(
         self,
@@ -220,17 +232,27 @@ class ElasticCNN(Supernet):
         stages = zip(arch.group("depth"), arch.group("kernel"), arch.group("expand"), strict=False)
         return _Plan(arch, tuple(_Stage(*s) for s in stages))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _check_shape(self, shape: tuple[int, ...]) -> None:
         cfg = self.config
-        self._check_input(x, (cfg.in_channels, cfg.input_size, cfg.input_size), "(images)")
+        expected = (cfg.in_channels, cfg.input_size, cfg.input_size)
+        if len(shape) != 4 or shape[1:] != expected:
+            raise ShapeError(
+                f"ElasticCNN expects images of shape (batch, {', '.join(map(str, expected))}); "
+                f"got {tuple(shape)}"
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # x: (B, C, H, H) images
+        self._check_input(x)
         state = self._state()
         stats = self._stats(state)
-        x = F.relu(_bn(self.stem_bn, self.stem(x), stats, state.collect))  # (B, stem, H, W)
+        run = _Run(stats, state.collect, self._prepared(state, stats))
+        x = F.relu(run.bn(self.stem_bn, self.stem(x, None, None, run.prepared)))  # (B, stem, H, W)
         for blocks, stage in zip(self.stages, state.plan.stages, strict=False):
             for block in blocks[: stage.depth]:
-                x = block(x, stage.kernel, stage.expand, state, stats)  # (B, c_stage, H_s, W_s)
+                x = block(x, stage.kernel, stage.expand, run)  # (B, c_stage, H_s, W_s)
         x = x.mean((2, 3))  # (B, c_last)
-        return self.head(x)  # (B, num_classes)
+        return self.head(x, None, run.prepared)  # (B, num_classes)
 
     def _export(self, plan: _Plan, stats: BNStats | None) -> nn.Module:
         def bn(layer: ElasticBatchNorm2d, channels: int) -> nn.BatchNorm2d:
@@ -263,6 +285,20 @@ class ElasticCNN(Supernet):
         ]
         return nn.Sequential(*modules)
 
+    def _count_macs(self, plan: _Plan, shape: tuple[int, ...]) -> int:
+        batch, channels, height, width = shape
+        cfg = self.config
+        total = height * width * cfg.stem_channels * channels * 9  # stem 3x3
+        for blocks, stage in zip(self.stages, plan.stages, strict=False):
+            for b in blocks[: stage.depth]:
+                hidden = b.cin * stage.expand
+                out_h, out_w = (height - 1) // b.stride + 1, (width - 1) // b.stride + 1
+                total += height * width * hidden * b.cin  # expand 1x1
+                total += out_h * out_w * hidden * stage.kernel**2  # depthwise kxk
+                total += out_h * out_w * b.cout * hidden  # project 1x1
+                height, width = out_h, out_w
+        return batch * (total + self.head.in_features * cfg.num_classes)
+
     def count_params(self, arch: Mapping[str, Any]) -> int:
         plan = self._plan(arch)
         cfg = self.config
@@ -275,14 +311,15 @@ class ElasticCNN(Supernet):
         return total + self.head.in_features * cfg.num_classes + cfg.num_classes
 
     @torch.no_grad()
-    def reorder_channels(self) -> None:
+    def reorder_channels(self, optimizer_state: OptimizerState | None = None) -> None:
         """Sorts each block's hidden channels by the L1 norm of their projection weights."""
+        state = optimizer_state
         for blocks in self.stages:
             for b in blocks:
                 order = importance_order(b.project.weight.abs().sum((0, 2, 3)))
-                permute_rows(b.expand.weight, order)
-                permute_bn(b.bn1, order)
-                permute_rows(b.dw.weight, order)
-                permute_bn(b.bn2, order)
-                permute_rows(b.project.weight, order, dim=1)
+                permute_rows(b.expand.weight, order, 0, state)
+                permute_bn(b.bn1, order, state)
+                permute_rows(b.dw.weight, order, 0, state)
+                permute_bn(b.bn2, order, state)
+                permute_rows(b.project.weight, order, 1, state)
         self.clear_calibration()

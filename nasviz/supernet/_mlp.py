@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -14,7 +15,13 @@ from torch import nn
 from nasviz.errors import ConfigError, ShapeError
 from nasviz.space import Arch, SearchSpace
 from nasviz.supernet._base import BNStats, Supernet
-from nasviz.supernet._ops import ElasticLinear, export_linear, importance_order, permute_rows
+from nasviz.supernet._ops import (
+    ElasticLinear,
+    OptimizerState,
+    export_linear,
+    importance_order,
+    permute_rows,
+)
 
 __all__ = ["ElasticMLP", "MLPConfig"]
 
@@ -57,6 +64,7 @@ class ElasticMLP(Supernet):
     family = "ElasticMLP"
     config_class = MLPConfig
     shrink_order = ("depth", "width")
+    width_groups = ("width",)
     default_epochs = 30
 
     def __init__(
@@ -91,26 +99,33 @@ class ElasticMLP(Supernet):
         """An ElasticMLP sized for a nasviz Dataset (inputs flattened, its classes)."""
         return cls(math.prod(data.input_shape), data.num_classes, **kwargs)
 
+    def canonical(self, arch: Mapping[str, Any]) -> Arch:
+        """``arch`` with the widths of layers past ``depth`` (unused) set to the smallest width."""
+        arch = self.space.validate(arch)
+        unused = range(arch["depth"], max(self.config.depths))
+        return arch.replace(**{f"width.{i}": self.config.widths[0] for i in unused})
+
     def _make_plan(self, arch: Arch) -> _Plan:
         return _Plan(arch, arch.group("width")[: arch["depth"]])
 
+    def _check_shape(self, shape: tuple[int, ...]) -> None:
+        n = self.config.in_features
+        if len(shape) < 2 or math.prod(shape[1:]) != n:
+            raise ShapeError(
+                f"ElasticMLP expects input of shape (batch, {n}) or (batch, *shape) with {n} "
+                f"features; got {tuple(shape)}"
+            )
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # x: (B, in_features) or (B, *shape) with prod(shape) == in_features
+        self._check_input(x)
         if x.ndim != 2:
-            if x.ndim < 2 or math.prod(x.shape[1:]) != self.config.in_features:
-                raise ShapeError(
-                    f"ElasticMLP expects input of shape (batch, {self.config.in_features}) or "
-                    f"(batch, *shape) with {self.config.in_features} features; got {tuple(x.shape)}"
-                )
             x = x.flatten(1)  # (B, F)
-        elif x.shape[1] != self.config.in_features:
-            raise ShapeError(
-                f"ElasticMLP expects input of shape (batch, {self.config.in_features}); got {tuple(x.shape)}"
-            )
-        plan = self._state().plan
-        for layer, width in zip(self.layers, plan.widths, strict=False):
-            x = F.relu(layer(x, width))  # (B, width)
-        return self.head(x)  # (B, num_classes)
+        state = self._state()
+        prepared = self._prepared(state, None)
+        for layer, width in zip(self.layers, state.plan.widths, strict=False):
+            x = F.relu(layer(x, width, prepared))  # (B, width)
+        return self.head(x, None, prepared)  # (B, num_classes)
 
     def _export(self, plan: _Plan, stats: BNStats | None) -> nn.Module:
         modules: list[nn.Module] = [nn.Flatten()]
@@ -121,6 +136,10 @@ class ElasticMLP(Supernet):
         modules.append(export_linear(self.head, width_in, self.config.num_classes))
         return nn.Sequential(*modules)
 
+    def _count_macs(self, plan: _Plan, shape: tuple[int, ...]) -> int:
+        sizes = (self.config.in_features, *plan.widths, self.config.num_classes)
+        return shape[0] * sum(a * b for a, b in itertools.pairwise(sizes))
+
     def count_params(self, arch: Mapping[str, Any]) -> int:
         plan = self._plan(arch)
         total, width_in = 0, self.config.in_features
@@ -130,12 +149,12 @@ class ElasticMLP(Supernet):
         return total
 
     @torch.no_grad()
-    def reorder_channels(self) -> None:
+    def reorder_channels(self, optimizer_state: OptimizerState | None = None) -> None:
         """Sorts each hidden layer's units by the L1 norm of their outgoing weights."""
         for i, layer in enumerate(self.layers):
             after = self.layers[i + 1] if i + 1 < len(self.layers) else self.head
             order = importance_order(after.weight.abs().sum(0))
-            permute_rows(layer.weight, order)
-            permute_rows(layer.bias, order)
-            permute_rows(after.weight, order, dim=1)
+            permute_rows(layer.weight, order, 0, optimizer_state)
+            permute_rows(layer.bias, order, 0, optimizer_state)
+            permute_rows(after.weight, order, 1, optimizer_state)
         self.clear_calibration()

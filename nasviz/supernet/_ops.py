@@ -4,7 +4,9 @@ A subnet's layer uses the *first* ``k`` output channels / features and, for conv
 centre ``k x k`` crop of the kernel (or, with ``kernel_transform``, OFA's learned transforms of
 that crop). Input sizes are read from the input tensor, so an elastic layer follows whatever its
 predecessor produced. Nothing is copied per call where a view will do; the ``export_*``
-functions copy the slices out into plain torch layers.
+functions copy the slices out into plain torch layers. Each layer's ``slices(*sizes)`` says
+what a forward reads: training takes them per call (gradients flow through the views), eval
+forwards without autograd get them once per subnet from a :class:`Prepared` store.
 
 The layers subclass their torch counterparts (same parameters, same initialization) and are
 stateless about the subnet: the active sizes come in as forward arguments.
@@ -13,19 +15,22 @@ stateless about the subnet: the active sizes come in as forward arguments.
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from nasviz.errors import ConfigError
+from nasviz.supernet._prepared import Prepared
 
 __all__ = [
     "ElasticBatchNorm2d",
     "ElasticConv2d",
     "ElasticLayerNorm",
     "ElasticLinear",
+    "OptimizerState",
     "depthwise_matmul",
     "export_bn",
     "export_conv",
@@ -40,12 +45,22 @@ class ElasticLinear(nn.Linear):
     """``nn.Linear`` of the largest size; ``forward(x, out_features)`` uses the first
     ``out_features`` outputs and as many inputs as ``x`` has."""
 
-    def forward(self, x: torch.Tensor, out_features: int | None = None) -> torch.Tensor:
+    def slices(
+        self, in_features: int, out_features: int
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The ``(out, in)`` weight and the bias of a sub-layer (views)."""
+        return self.weight[:out_features, :in_features], (
+            None if self.bias is None else self.bias[:out_features]
+        )
+
+    def forward(
+        self, x: torch.Tensor, out_features: int | None = None, prepared: Prepared | None = None
+    ) -> torch.Tensor:
         # x: (..., i) with i <= in_features -> (..., o)
         o = self.out_features if out_features is None else out_features
         i = x.shape[-1]
-        bias = None if self.bias is None else self.bias[:o]
-        return F.linear(x, self.weight[:o, :i], bias)
+        weight, bias = self.slices(i, o) if prepared is None else prepared.get((self, i, o))
+        return F.linear(x, weight, bias)
 
 
 def export_linear(layer: nn.Linear, in_features: int, out_features: int) -> nn.Linear:
@@ -127,22 +142,29 @@ class ElasticConv2d(nn.Conv2d):
             w = F.linear(crop.reshape(*crop.shape[:2], size * size), matrix).reshape_as(crop)
         return w
 
+    def slices(self, in_channels: int, out_channels: int, kernel_size: int) -> tuple[torch.Tensor]:
+        """``(active_weight(...),)``: what a forward reads."""
+        return (self.active_weight(in_channels, out_channels, kernel_size),)
+
     def forward(
-        self, x: torch.Tensor, out_channels: int | None = None, kernel_size: int | None = None
+        self,
+        x: torch.Tensor,
+        out_channels: int | None = None,
+        kernel_size: int | None = None,
+        prepared: Prepared | None = None,
     ) -> torch.Tensor:
         # x: (B, c, H, W) -> (B, o, H/stride, W/stride)
         c = x.shape[1]
         o = c if self.depthwise else (self.out_channels if out_channels is None else out_channels)
         k = self.kernel_sizes[-1] if kernel_size is None else kernel_size
-        w = self.active_weight(c, o, k)
-        if (
-            self.depthwise
-            and k > 1
-            and x.shape[2] * x.shape[3] <= SMALL_MAP
-            and torch.is_grad_enabled()
-        ):
-            # training on small maps: the library's depthwise backward is slow there
-            return depthwise_matmul(x, w, self.stride[0])
+        if prepared is not None:
+            (w,) = prepared.get((self, c, o, k))
+        else:
+            w = self.active_weight(c, o, k)
+            small = self.depthwise and k > 1 and x.shape[2] * x.shape[3] <= SMALL_MAP
+            if small and torch.is_grad_enabled():
+                # training on small maps: the library's depthwise backward is slow there
+                return depthwise_matmul(x, w, self.stride[0])
         return F.conv2d(x, w, None, self.stride, k // 2, 1, c if self.depthwise else 1)
 
 
@@ -212,14 +234,30 @@ class ElasticBatchNorm2d(nn.BatchNorm2d):
 
     key: str = ""  # the layer's name in its supernet; set by the supernet
 
+    def slices(
+        self, channels: int, stats: tuple[torch.Tensor, torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Eval-mode ``(weight, bias, mean, var)`` of the first ``channels`` channels (``stats``
+        replace the sliced running statistics when given)."""
+        mean, var = (
+            stats
+            if stats is not None
+            else (self.running_mean[:channels], self.running_var[:channels])
+        )
+        return self.weight[:channels], self.bias[:channels], mean, var
+
     def forward(
         self,
         x: torch.Tensor,
         stats: tuple[torch.Tensor, torch.Tensor] | None = None,
         collect: dict[str, list] | None = None,
+        prepared: Prepared | None = None,
     ) -> torch.Tensor:
         # x: (B, c, H, W) -> same
         c = x.shape[1]
+        if prepared is not None:  # eval mode without autograd
+            weight, bias, mean, var = prepared.get((self, c), stats)
+            return F.batch_norm(x, mean, var, weight, bias, False, 0.0, self.eps)
         weight, bias = self.weight[:c], self.bias[:c]
         if collect is not None:
             n = x.numel() // c
@@ -239,7 +277,7 @@ class ElasticBatchNorm2d(nn.BatchNorm2d):
                 self.momentum,
                 self.eps,
             )
-        mean, var = stats if stats is not None else (self.running_mean[:c], self.running_var[:c])
+        weight, bias, mean, var = self.slices(c, stats)
         return F.batch_norm(x, mean, var, weight, bias, False, 0.0, self.eps)
 
 
@@ -261,24 +299,43 @@ def export_bn(
 class ElasticLayerNorm(nn.LayerNorm):
     """Layer norm over the first ``d`` features of the largest layer (``d`` from the input)."""
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def slices(self, features: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The affine weight and bias of the first ``features`` features (views)."""
+        return self.weight[:features], self.bias[:features]
+
+    def forward(self, x: torch.Tensor, prepared: Prepared | None = None) -> torch.Tensor:
         # x: (..., d) -> same
         d = x.shape[-1]
-        return F.layer_norm(x, (d,), self.weight[:d], self.bias[:d], self.eps)
+        weight, bias = self.slices(d) if prepared is None else prepared.get((self, d))
+        return F.layer_norm(x, (d,), weight, bias, self.eps)
 
 
 # ---- importance ordering ------------------------------------------------------------------
+#: optimizer state by parameter (``torch.optim.Optimizer.state``): permuted along with them.
+OptimizerState = Mapping[torch.Tensor, Mapping[str, Any]]
+
+
 @torch.no_grad()
-def permute_rows(tensor: torch.Tensor, order: torch.Tensor, dim: int = 0) -> None:
-    """Reorders ``tensor`` along ``dim`` in place so position j holds old position order[j]."""
+def permute_rows(
+    tensor: torch.Tensor, order: torch.Tensor, dim: int = 0, state: OptimizerState | None = None
+) -> None:
+    """Reorders ``tensor`` along ``dim`` in place so position j holds old position order[j];
+    its optimizer state tensors of the same shape (AdamW's ``exp_avg``, ``exp_avg_sq``) move
+    the same way, so training continues as if nothing happened."""
     tensor.copy_(tensor.index_select(dim, order))
+    for value in (state.get(tensor, {}) if state is not None else {}).values():
+        if isinstance(value, torch.Tensor) and value.shape == tensor.shape:
+            value.copy_(value.index_select(dim, order))
 
 
 @torch.no_grad()
-def permute_bn(bn: nn.BatchNorm2d, order: torch.Tensor) -> None:
-    """Reorders a batch norm's channels (affine parameters and running statistics)."""
+def permute_bn(
+    bn: nn.BatchNorm2d, order: torch.Tensor, state: OptimizerState | None = None
+) -> None:
+    """Reorders a batch norm's channels (affine parameters with their optimizer state, and
+    running statistics)."""
     for t in (bn.weight, bn.bias, bn.running_mean, bn.running_var):
-        permute_rows(t, order)
+        permute_rows(t, order, 0, state)
 
 
 def importance_order(scores: torch.Tensor) -> torch.Tensor:

@@ -14,6 +14,7 @@ lock-protected cache. Two threads can re-calibrate and evaluate different archs 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 import torch
@@ -87,5 +88,5 @@ def recalibrate(
         mean = total / n
         var = (squares / n - mean * mean).clamp_min(0.0)
         stats[key] = (mean.to(dtype), var.to(dtype))
-    net._bn_stats.put(Arch(arch), stats)
+    net._bn_stats.put(Arch(arch), MappingProxyType(dict(stats)))  # read-only when shared
     return stats

@@ -11,6 +11,11 @@ distillation); the gradients add up and one optimizer step follows. Options:
   subnets, raising their loss weight linearly from 0 to 1 over ``ramp`` of the steps (their
   effective learning rate grows incrementally).
 
+Channels are sorted by importance (``net.reorder_channels``, with the optimizer's moments
+permuted alongside) once, right before the first width dimension opens after the largest has
+trained alone, as Once-for-All does (see :meth:`SupernetTrainer.reorders_at`); a ``"reorder"``
+event marks the step.
+
 The run is deterministic for a seed: batch order depends on (seed, epoch), sampled subnets on
 (seed, step). ``stop()`` keeps everything in memory (and writes ``checkpoint`` when given), so
 ``start()`` continues at the next step; a new ``train_supernet`` with an existing
@@ -69,7 +74,7 @@ class SupernetTrainer(Engine):
         data: Any,
         epochs: int | None = None,
         batch_size: int = 64,
-        lr: float = 3e-3,
+        lr: float | None = None,
         weight_decay: float = 1e-4,
         n_random: int = 2,
         distill: float = 0.5,
@@ -85,6 +90,7 @@ class SupernetTrainer(Engine):
         if not isinstance(net, Supernet):
             raise ConfigError(f"train_supernet needs a nasviz Supernet, got {type(net).__name__}")
         epochs = net.default_epochs if epochs is None else epochs
+        lr = net.default_lr if lr is None else lr
         if shrinking not in SHRINKING:
             raise ConfigError(f"shrinking must be one of {SHRINKING}, got {shrinking!r}")
         for name, value, low, high in (
@@ -155,6 +161,10 @@ class SupernetTrainer(Engine):
         lr = s["lr"] * 0.5 * (1.0 + math.cos(math.pi * step / self.total))
         for group in self.optimizer.param_groups:
             group["lr"] = lr
+        events = []
+        if self.reorders_at(step):  # the optimizer's moments move with the weights
+            self.net.reorder_channels(self.optimizer.state)
+            events.append(Event("reorder", {"step": step}))
         self.optimizer.zero_grad(set_to_none=True)
         losses: dict[str, float] = {}
         teacher = None
@@ -181,7 +191,7 @@ class SupernetTrainer(Engine):
                 {"step": self.step_index, "epoch": epoch, "member": k, "loss": v, "lr": lr}
                 for k, v in losses.items()
             ]
-        events = [Event("loss", data)]
+        events.append(Event("loss", data))
         if (
             self.step_index % self.steps_per_epoch == 0
             and (epoch + 1) % self.eval_every == 0
@@ -196,28 +206,49 @@ class SupernetTrainer(Engine):
             self.save(self.checkpoint)
 
     # ---- sandwich members ----------------------------------------------------------------
+    def _small_weight(self, step: int) -> float:
+        """Loss weight of the step's small subnets (0: only the largest trains)."""
+        s = self.settings
+        t = step / self.total
+        if t < s["delay"]:
+            return 0.0
+        return 1.0 if s["ramp"] == 0 else max(0.0, min(1.0, (t - s["delay"]) / s["ramp"]))
+
+    def opened(self, step: int) -> frozenset[str]:
+        """The dimension groups the step's small subnets may vary (empty: only the largest
+        trains). Progressive shrinking opens the net's ``shrink_order`` one group at a time."""
+        s = self.settings
+        if self._small_weight(step) <= 0:
+            return frozenset()
+        groups = self.net.shrink_order
+        if s["shrinking"] != "progressive" or not groups:
+            return frozenset(name.split(".")[0] for name in self.net.space.names)
+        since = (step / self.total - s["delay"]) / (1.0 - s["delay"])  # 0..1 of shrinking
+        return frozenset(groups[: 1 + min(int(since * len(groups)), len(groups) - 1)])
+
+    def reorders_at(self, step: int) -> bool:
+        """Whether channels are sorted by importance before ``step``: right before the first
+        width group (``net.width_groups``) opens, once the largest has trained alone (OFA
+        sorts before opening width). Channels no small subnet has used yet are moved, so no
+        subnet's function changes. A run that opens everything from step 0 never sorts: there
+        the smallest subnet trains the first channels from the start."""
+        widths = set(self.net.width_groups)
+        return step > 0 and bool(widths & self.opened(step)) and not widths & self.opened(step - 1)
+
     def members(self, step: int) -> list[tuple[str, Arch, float]]:
         """``(name, arch, loss weight)`` of the subnets trained at ``step``: the largest first."""
         s, space = self.settings, self.net.space
         largest = space.largest()
-        t = step / self.total
-        weight = 1.0 if s["ramp"] == 0 else min(1.0, (t - s["delay"]) / s["ramp"])
-        if t < s["delay"] or weight <= 0:
+        opened = self.opened(step)
+        if not opened:
             return [("largest", largest, 1.0)]
-        since = (t - s["delay"]) / (1.0 - s["delay"])  # 0..1 of the shrinking part
-        groups = self.net.shrink_order
-        if s["shrinking"] == "progressive" and groups:
-            opened = set(groups[: 1 + min(int(since * len(groups)), len(groups) - 1)])
-        else:
-            opened = None
 
         def restrict(arch: Arch) -> Arch:
-            if opened is None:
-                return arch
             return Arch(
                 (k, v if k.split(".")[0] in opened else largest[k]) for k, v in arch.items()
             )
 
+        weight = self._small_weight(step)
         rng = np.random.default_rng([s["seed"], step])
         out = [("largest", largest, 1.0), ("smallest", restrict(space.smallest()), weight)]
         out += [
@@ -338,8 +369,9 @@ def train_supernet(
             ``(X, y)`` pair.
         epochs: passes over the training split (None: the family's ``default_epochs``, the
             default recipe: 30 for ElasticMLP, 10 for ElasticCNN, 20 for ElasticTransformer).
-        **options: see :class:`SupernetTrainer`: ``batch_size`` (64), ``lr`` (3e-3, AdamW,
-            cosine decay), ``weight_decay``, ``n_random`` (2 random subnets per step),
+        **options: see :class:`SupernetTrainer`: ``batch_size`` (64), ``lr`` (None: the
+            family's ``default_lr``, 3e-3, or 1e-2 for ElasticCNN; AdamW, cosine decay),
+            ``weight_decay``, ``n_random`` (2 random subnets per step),
             ``distill`` (0.5: weight of the largest's soft targets for the other subnets),
             ``shrinking`` ("sandwich" or "progressive"), ``delay`` and ``ramp`` (DεpS),
             ``aux_weight`` (MoE load balancing), ``seed``, ``eval_every``,

@@ -14,15 +14,17 @@ from torch import nn
 from nasviz.errors import ConfigError, ShapeError
 from nasviz.moe import MoE
 from nasviz.space import Arch, SearchSpace
-from nasviz.supernet._attention import ElasticAttention
+from nasviz.supernet._attention import ElasticAttention, sdpa_macs
 from nasviz.supernet._base import BNStats, Supernet
 from nasviz.supernet._ops import (
     ElasticLayerNorm,
     ElasticLinear,
+    OptimizerState,
     export_linear,
     importance_order,
     permute_rows,
 )
+from nasviz.supernet._prepared import Prepared
 
 __all__ = ["ElasticTransformer", "StaticTransformer", "TransformerConfig"]
 
@@ -70,13 +72,14 @@ class _Block(nn.Module):
             self.fc1 = ElasticLinear(cfg.dim, max(cfg.ffn))
             self.fc2 = ElasticLinear(max(cfg.ffn), cfg.dim)
 
-    def forward(self, x: torch.Tensor, layer: _Layer) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, layer: _Layer, prepared: Prepared | None) -> torch.Tensor:
         # x: (B, T, D) -> (B, T, D)
-        x = x + self.attn(self.ln1(x), layer.heads)
-        h = self.ln2(x)  # (B, T, D)
+        x = x + self.attn(self.ln1(x, prepared), layer.heads, prepared)
+        h = self.ln2(x, prepared)  # (B, T, D)
         if layer.experts is not None:
             return x + self.moe(h, layer.experts, layer.top_k, layer.ffn)
-        return x + self.fc2(F.gelu(self.fc1(h, layer.ffn)))  # (B, T, D)
+        h = F.gelu(self.fc1(h, layer.ffn, prepared))  # (B, T, ffn)
+        return x + self.fc2(h, None, prepared)  # (B, T, D)
 
 
 class _StaticBlock(nn.Module):
@@ -116,7 +119,7 @@ class StaticTransformer(nn.Module):
 
 
 def _layer_norm(ln: nn.LayerNorm) -> nn.LayerNorm:
-    new = nn.LayerNorm(ln.normalized_shape, eps=ln.eps)
+    new = nn.LayerNorm(ln.normalized_shape, eps=ln.eps, dtype=ln.weight.dtype)
     new.load_state_dict(ln.state_dict())
     return new
 
@@ -137,8 +140,10 @@ class ElasticTransformer(Supernet):
     """
 
     family = "ElasticTransformer"
+    input_kind = "token ids"
     config_class = TransformerConfig
     shrink_order = ("layers", "heads", "ffn", "experts", "top_k")
+    width_groups = ("heads", "ffn")
     default_epochs = 20
 
     def __init__(
@@ -209,6 +214,17 @@ class ElasticTransformer(Supernet):
             )
         return cls(data.vocab_size, data.input_shape[0], data.num_classes, **kwargs)
 
+    def canonical(self, arch: Mapping[str, Any]) -> Arch:
+        """``arch`` with the per-block values of blocks past ``layers`` (unused: heads, ffn and,
+        with MoE, experts and top_k) set to their smallest values."""
+        arch = self.space.validate(arch)
+        cfg = self.config
+        smallest = {"heads": cfg.heads[0], "ffn": cfg.ffn[0]}
+        if cfg.moe:
+            smallest |= {"experts": cfg.experts[0], "top_k": cfg.top_k[0]}
+        unused = range(arch["layers"], max(cfg.layers))
+        return arch.replace(**{f"{name}.{i}": v for name, v in smallest.items() for i in unused})
+
     def _make_plan(self, arch: Arch) -> _Plan:
         n = arch["layers"]
         heads, ffn = arch.group("heads")[:n], arch.group("ffn")[:n]
@@ -216,23 +232,38 @@ class ElasticTransformer(Supernet):
         top_k = arch.group("top_k")[:n] if self.config.moe else (None,) * n
         return _Plan(arch, tuple(_Layer(*v) for v in zip(heads, ffn, experts, top_k, strict=False)))
 
+    def _check_shape(self, shape: tuple[int, ...]) -> None:
+        if len(shape) != 2 or not 1 <= shape[1] <= self.config.seq_len:
+            raise ShapeError(
+                f"ElasticTransformer expects token ids of shape (batch, T) with "
+                f"1 <= T <= {self.config.seq_len}; got {tuple(shape)}"
+            )
+
+    @property
+    def input_dtype(self) -> torch.dtype:
+        return torch.int64
+
+    def _check_values(self, x: torch.Tensor) -> None:
+        if x.dtype not in (torch.int64, torch.int32):
+            raise ShapeError(
+                f"ElasticTransformer expects token ids as int64 (or int32); got {str(x.dtype).removeprefix('torch.')}"
+            )
+        low, high = (int(v) for v in torch.aminmax(x))
+        if low < 0 or high >= self.config.vocab_size:
+            raise ShapeError(
+                f"ElasticTransformer expects token ids in 0..{self.config.vocab_size - 1} (its "
+                f"vocabulary); got ids from {low} to {high}"
+            )
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # x: (B, T) int64 token ids, T <= seq_len
-        if (
-            not isinstance(x, torch.Tensor)
-            or x.ndim != 2
-            or x.is_floating_point()
-            or x.shape[1] > self.config.seq_len
-        ):
-            got = f"{tuple(x.shape)} {x.dtype}" if isinstance(x, torch.Tensor) else type(x).__name__
-            raise ShapeError(
-                f"ElasticTransformer expects int64 token ids of shape (batch, T <= {self.config.seq_len}); got {got}"
-            )
-        plan = self._state().plan
+        self._check_input(x)
+        state = self._state()
+        prepared = self._prepared(state, None)
         h = self.embed(x) + self.pos[: x.shape[1]]  # (B, T, D)
-        for block, layer in zip(self.blocks, plan.layers, strict=False):
-            h = block(h, layer)  # (B, T, D)
-        return self.head(self.norm(h).mean(1))  # (B, C)
+        for block, layer in zip(self.blocks, state.plan.layers, strict=False):
+            h = block(h, layer, prepared)  # (B, T, D)
+        return self.head(self.norm(h, prepared).mean(1), None, prepared)  # (B, C)
 
     def aux_loss(self) -> torch.Tensor:
         """Sum of the load-balancing losses of the active MoE layers' most recent forward in
@@ -244,7 +275,7 @@ class ElasticTransformer(Supernet):
 
     def _export(self, plan: _Plan, stats: BNStats | None) -> nn.Module:
         cfg = self.config
-        embed = nn.Embedding(cfg.vocab_size, cfg.dim)
+        embed = nn.Embedding(cfg.vocab_size, cfg.dim, dtype=self.embed.weight.dtype)
         embed.weight.data.copy_(self.embed.weight)
         blocks = []
         for b, layer in zip(self.blocks, plan.layers, strict=False):
@@ -266,6 +297,20 @@ class ElasticTransformer(Supernet):
             embed, self.pos.detach().clone(), blocks, _layer_norm(self.norm), head
         )
 
+    def _count_macs(self, plan: _Plan, shape: tuple[int, ...]) -> int:
+        batch, length = shape
+        d, tokens = self.config.dim, batch * length
+        total = batch * d * self.config.num_classes  # head
+        for layer in plan.layers:
+            width = layer.heads * self.config.head_dim
+            total += 4 * tokens * d * width  # q, k, v and output projections
+            total += sdpa_macs(batch, layer.heads, length, self.config.head_dim)
+            if layer.experts is None:
+                total += 2 * tokens * d * layer.ffn
+            else:  # router, then top_k equally sized experts per token, whichever they are
+                total += tokens * d * layer.experts + layer.top_k * tokens * 2 * d * layer.ffn
+        return total
+
     def count_params(self, arch: Mapping[str, Any]) -> int:
         plan = self._plan(arch)
         d = self.config.dim
@@ -283,13 +328,13 @@ class ElasticTransformer(Supernet):
         return total
 
     @torch.no_grad()
-    def reorder_channels(self) -> None:
+    def reorder_channels(self, optimizer_state: OptimizerState | None = None) -> None:
         """Sorts attention heads and FFN hidden units (each expert's too) by L1 importance."""
         for b in self.blocks:
-            b.attn.reorder_heads()
+            b.attn.reorder_heads(optimizer_state)
             pairs = [(e.fc1, e.fc2) for e in b.moe.experts] if self.config.moe else [(b.fc1, b.fc2)]
             for fc1, fc2 in pairs:
                 order = importance_order(fc2.weight.abs().sum(0))
-                permute_rows(fc1.weight, order)
-                permute_rows(fc1.bias, order)
-                permute_rows(fc2.weight, order, dim=1)
+                permute_rows(fc1.weight, order, 0, optimizer_state)
+                permute_rows(fc1.bias, order, 0, optimizer_state)
+                permute_rows(fc2.weight, order, 1, optimizer_state)

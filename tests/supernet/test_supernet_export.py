@@ -17,7 +17,9 @@ from nasviz.supernet import (
     ElasticConv2d,
     ElasticLayerNorm,
     ElasticLinear,
+    ElasticTransformer,
     Supernet,
+    train_supernet,
 )
 
 NETS = {f: make_net(f) for f in FAMILIES}
@@ -94,23 +96,48 @@ def test_bad_arch_and_input_are_named(family):
         net.export(net.largest().replace(**{name: 999}))
     with pytest.raises(SpaceError, match="missing"), net.subnet({name: net.space.dims[name][0]}):
         pass
-    bad = torch.randn(4, 3, 5) if family != "transformer" else torch.randn(4, 12)
+    bad = torch.randn(4, 3, 5) if family != "transformer" else torch.randint(0, 40, (4, 13))
     with pytest.raises(ShapeError, match="expects"):
         net(bad)
 
 
-def test_reorder_channels_keeps_the_largest_and_sorts_importance():
-    for family in ("mlp", "cnn", "transformer", "moe"):
-        net, x = make_net(family)
-        net.eval()
+@pytest.mark.parametrize("family", ["mlp", "cnn"])
+def test_wrong_input_dtype_is_named(family):
+    net, x = NETS[family]
+    for bad, got in ((x.double(), "float64"), (x.long(), "int64"), (x.half(), "float16")):
+        with pytest.raises(ShapeError, match=rf"expects .*float32.*got {got}"):
+            net(bad)
+    with pytest.raises(ShapeError, match="expects a tensor"):
+        net(x.tolist())
+
+
+def test_token_ids_outside_the_vocabulary_or_of_a_wrong_dtype_are_named():
+    net, x = NETS["transformer"]  # vocabulary of 40
+    state = {k: v.clone() for k, v in net.state_dict().items()}
+    for bad, message in (
+        (torch.full((2, 12), 40), r"token ids in 0\.\.39 .*got ids from 40 to 40"),
+        (x - 1, r"token ids in 0\.\.39 .*from -1"),
+        (x.float(), r"int64 .*got float32"),
+        (x.to(torch.uint8), r"int64 .*got uint8"),
+    ):
+        with pytest.raises(ShapeError, match=message):
+            net(bad)
+    assert all(torch.equal(v, state[k]) for k, v in net.state_dict().items())
+    assert net(x.int()).shape == (len(x), 2)  # int32 ids are fine
+
+
+@pytest.mark.parametrize("family", ["mlp", "cnn", "moe"])
+def test_export_equals_subnet_after_training(family, digits_data, tasks_data):
+    torch.manual_seed(0)
+    if family == "moe":
+        net, data = ElasticTransformer.for_data(tasks_data, moe=True), tasks_data
+    else:
+        net, data = make_net(family)[0], digits_data
+    x = data.val.X[:16]
+    train_supernet(net, data.train.subset(300), epochs=1, batch_size=50, eval_every=5).run()
+    assert not net.training
+    for arch in [net.largest(), net.smallest(), *net.sample(5, n=6)]:
+        with torch.no_grad(), net.subnet(arch):
+            expected = net(x)
         with torch.no_grad():
-            before = net(x)
-            net.reorder_channels()
-            after = net(x)
-        torch.testing.assert_close(after, before, atol=1e-5, rtol=1e-4)
-    net, _ = make_net("mlp")
-    net.reorder_channels()
-    for i, _layer in enumerate(net.layers):
-        after_layer = net.layers[i + 1] if i + 1 < len(net.layers) else net.head
-        scores = after_layer.weight.abs().sum(0)
-        assert torch.all(scores[:-1] >= scores[1:])
+            assert (net.export(arch)(x) - expected).abs().max().item() <= 1e-5

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 import torch
 
@@ -62,12 +65,17 @@ def test_delay_and_progressive_shrinking_open_dimensions_in_order(digits_data):
     assert smallest == dict(net.smallest())
 
 
-def test_stop_then_start_resumes_exactly(digits_data, tmp_path):
-    data = _small(digits_data)
+@pytest.fixture(scope="module")
+def uninterrupted(digits_data):
+    """Weights of an ElasticMLP trained 2 epochs on 200 examples (8 steps) without a break."""
     torch.manual_seed(0)
     reference = ElasticMLP()
-    train_supernet(reference, data, epochs=2, batch_size=50, eval_every=5).run()
+    train_supernet(reference, _small(digits_data), epochs=2, batch_size=50, eval_every=5).run()
+    return _params(reference)
 
+
+def test_stop_then_start_resumes_exactly(digits_data, uninterrupted, tmp_path):
+    data = _small(digits_data)
     torch.manual_seed(0)
     net = ElasticMLP()
     ckpt = tmp_path / "train.pt"
@@ -85,7 +93,7 @@ def test_stop_then_start_resumes_exactly(digits_data, tmp_path):
     assert resumed.status.done == 3
     resumed.run()
     run.start().wait(timeout=60)
-    expected = _params(reference)
+    expected = uninterrupted
     for trained in (net, other):
         got = trained.state_dict()
         assert all(torch.allclose(got[k], expected[k], atol=1e-6) for k in expected)
@@ -100,3 +108,24 @@ def test_bad_training_input(digits_data):
         train_supernet(torch.nn.Linear(2, 2), digits_data)
     with pytest.raises(ShapeError, match="expects"):
         train_supernet(ElasticMLP(in_features=10), digits_data)
+
+
+def test_pause_holds_the_steps_and_resume_finishes(digits_data, uninterrupted):
+    torch.manual_seed(0)
+    net = ElasticMLP()
+    run = train_supernet(net, _small(digits_data), epochs=2, batch_size=50, eval_every=5)
+    paused = threading.Event()
+    run.subscribe(lambda e: e.kind == "loss" and e.data["step"] == 2 and run.pause())
+    run.subscribe(lambda e: e.kind == "status" and e.data.state == "paused" and paused.set())
+    run.start()
+    assert paused.wait(timeout=60)
+    held = run.status.done
+    time.sleep(0.3)  # a running run would take several steps meanwhile
+    assert run.status.state == "paused" and run.status.done == held == run.engine.step_index
+    with pytest.raises(RunError):
+        run.start()
+    run.resume()
+    status = run.wait(timeout=60)
+    assert status.state == "finished" and status.done == status.total == 8
+    got = net.state_dict()  # the pause changed nothing
+    assert all(torch.allclose(got[k], uninterrupted[k], atol=1e-6) for k in uninterrupted)
