@@ -7,7 +7,6 @@ import importlib
 import json
 import sys
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 from bench._report import Figure, table, write_json
@@ -16,8 +15,20 @@ HERE = Path(__file__).parent
 RESULTS = HERE / "results.json"
 
 
-def main(argv: list[str]) -> int:
-    names = sorted(p.stem[len("bench_") :] for p in HERE.glob("bench_*.py"))
+def main(
+    argv: list[str], results: Path = RESULTS, folder: Path = HERE, package: str = "bench"
+) -> int:
+    """Runs the named benchmarks (all when ``argv`` is empty); returns the exit status.
+
+    Args:
+        argv: benchmark names (``prune`` for ``bench_prune.py``); unknown names exit 2.
+        results: the JSON file written; running only some benchmarks keeps the figures of the
+            others that it already holds (figures are named ``"<benchmark>.<what>"``; a rerun
+            benchmark's old figures are replaced, stale ones included).
+        folder, package: where the ``bench_*.py`` modules are and the package importing them
+            (tests point these at a temporary package).
+    """
+    names = sorted(p.stem[len("bench_") :] for p in folder.glob("bench_*.py"))
     chosen = argv or names
     unknown = sorted(set(chosen) - set(names))
     if unknown:
@@ -27,22 +38,24 @@ def main(argv: list[str]) -> int:
     for name in chosen:
         t0 = time.perf_counter()
         print(f"== bench {name}", flush=True)
-        module = importlib.import_module(f"bench.bench_{name}")
-        got = module.run()
+        got = importlib.import_module(f"{package}.bench_{name}").run()
         figures += got
         print(table(got), flush=True)
         print(f"   ({time.perf_counter() - t0:.1f} s)\n", flush=True)
     previous = []
-    if RESULTS.exists() and argv:
+    if results.exists() and argv:  # keep the figures of benchmarks not run now
         done = {f.name for f in figures}
-        previous = [Figure(**d) for d in json.loads(RESULTS.read_text()) if d["name"] not in done]
+        previous = [
+            Figure(**d)
+            for d in json.loads(results.read_text())
+            if d["name"] not in done and d["name"].split(".")[0] not in chosen
+        ]
     everything = sorted(previous + figures, key=lambda f: f.name)
-    write_json(everything, RESULTS)
+    write_json(everything, results)
     print(table(everything))
-    print(
-        f"\nwrote {len(everything)} figures to {RESULTS.relative_to(Path.cwd()) if RESULTS.is_relative_to(Path.cwd()) else RESULTS}"
-    )
-    missed = [asdict(f)["name"] for f in everything if f.met is False]
+    shown = results.relative_to(Path.cwd()) if results.is_relative_to(Path.cwd()) else results
+    print(f"\nwrote {len(everything)} figures to {shown}")
+    missed = [f.name for f in everything if f.met is False]
     if missed:
         print(f"targets not met: {missed}")
     return 0

@@ -30,7 +30,10 @@ class Figure:
 
 
 def write_json(figures: list[Figure], path: Path) -> None:
-    path.write_text(json.dumps([asdict(f) for f in figures], indent=2) + "\n")
+    """Writes ``figures`` to ``path`` atomically (a reader never sees half a file)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps([asdict(f) for f in figures], indent=2) + "\n")
+    tmp.replace(path)
 
 
 def table(figures: list[Figure]) -> str:

@@ -2,7 +2,8 @@
 
 Every dataset is a :class:`Dataset`: three :class:`Split` s (train / val / test) of tensors with
 a fixed, seeded split, plus what a model needs to know (number of classes, input shape,
-vocabulary size for token data).
+vocabulary size for token data). The splits are disjoint; ``split.extras["index"]`` holds each
+example's row in the full data, so any example can be traced back to where it came from.
 
 * :func:`digits` — scikit-learn's bundled 8x8 handwritten digits (1,797 images, 10 classes).
 * :func:`tasks` — a synthetic multi-task token-sequence classification set whose tasks need
@@ -21,7 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from nasviz.errors import ConfigError, ShapeError
+from nasviz.errors import ConfigError, ShapeError, check_int, check_real
 
 __all__ = ["Dataset", "Split", "digits", "from_arrays", "tasks"]
 
@@ -29,7 +30,7 @@ __all__ = ["Dataset", "Split", "digits", "from_arrays", "tasks"]
 @dataclass(frozen=True)
 class Split:
     """One split: inputs ``X``, integer labels ``y`` and optional per-example ``extras``
-    (for example ``task`` ids) that line up with ``y``."""
+    (for example ``task`` ids; built datasets always carry ``index``) that line up with ``y``."""
 
     X: torch.Tensor
     y: torch.Tensor
@@ -94,16 +95,54 @@ class Dataset:
         return f"Dataset({self.name!r}, {sizes}, classes={self.num_classes}, input_shape={self.input_shape})"
 
 
-def _split_indices(n: int, val: float, test: float, seed: int, stratify: np.ndarray | None = None):
+def _check_split_args(val: Any, test: Any, seed: Any) -> None:
+    """Fractions in [0, 1) that leave training data, and a seed numpy accepts (an int >= 0)."""
     for name, frac in (("val", val), ("test", test)):
+        frac = check_real(f"{name} (a fraction)", frac)
         if not 0.0 <= frac < 1.0:
             raise ConfigError(f"{name} fraction must be in [0, 1), got {frac}")
     if val + test >= 1.0:
         raise ConfigError(f"val + test must leave training data: {val} + {test} >= 1")
+    check_int("seed", seed, 0)
+
+
+def _split_sizes(n: int, val: float, test: float) -> tuple[int, int, int]:
+    """(train, val, test) sizes of an unstratified split of ``n`` rows."""
+    n_test, n_val = round(n * test), round(n * val)
+    return n - n_val - n_test, n_val, n_test
+
+
+def _enough_rows(n: int, val: float, test: float) -> bool:
+    """Whether train, and val / test when asked for (> 0), each get at least one of ``n`` rows."""
+    n_train, n_val, n_test = _split_sizes(n, val, test)
+    return n_train >= 1 and (n_val >= 1 or val == 0) and (n_test >= 1 or test == 0)
+
+
+def _min_rows(val: float, test: float, start: int = 1) -> int:
+    """The fewest rows, ``start`` or more, that :func:`_enough_rows` accepts."""
+    asked = [f for f in (val, test) if f > 0]
+    n = max(start, int(0.5 / min(asked)) if asked else 1)  # round(n * f) >= 1 needs n * f > 0.5
+    steps = 0
+    while not _enough_rows(n, val, test):
+        # exact in steps of 1; past 1,000 steps (f near 1e-300, where n * f stops moving in
+        # float64 for steps of 1) steps grow with n, so the answer is close but always found
+        n += 1 if steps < 1_000 else 1 + n // 1_000_000
+        steps += 1
+    return n
+
+
+def _split_indices(n: int, val: float, test: float, seed: int, stratify: np.ndarray | None = None):
+    _check_split_args(val, test, seed)
     rng = np.random.default_rng(seed)
     if stratify is None:
+        n_train, n_val, n_test = _split_sizes(n, val, test)
+        if not _enough_rows(n, val, test):
+            raise ConfigError(
+                f"{n} rows are too few for val={val}, test={test}: the split would be "
+                f"train={n_train}, val={n_val}, test={n_test}; give at least "
+                f"{_min_rows(val, test, n + 1)} rows, or smaller val / test (0 skips a split)"
+            )
         order = rng.permutation(n)
-        n_test, n_val = round(n * test), round(n * val)
         return order[n_test + n_val :], order[n_test : n_test + n_val], order[:n_test]
     parts: list[list[np.ndarray]] = [[], [], []]
     for label in np.unique(stratify):
@@ -119,6 +158,8 @@ def _split_indices(n: int, val: float, test: float, seed: int, stratify: np.ndar
 def _make_splits(
     X: torch.Tensor, y: torch.Tensor, extras: Mapping[str, torch.Tensor], idx
 ) -> list[Split]:
+    """One Split per index array; each carries ``extras["index"]``, its rows in ``X``."""
+    extras = {**extras, "index": torch.arange(len(y))}
     return [
         Split(X[i], y[i], {k: v[i] for k, v in extras.items()}) for i in map(torch.as_tensor, idx)
     ]
@@ -134,6 +175,7 @@ def digits(seed: int = 0, val: float = 0.15, test: float = 0.15, flat: bool = Fa
     """
     from sklearn.datasets import load_digits
 
+    _check_split_args(val, test, seed)
     bunch = load_digits()
     X = bunch.data.astype(np.float32) / 16.0
     y = bunch.target.astype(np.int64)
@@ -177,14 +219,12 @@ def tasks(
 
     Classes are balanced within each task. ``split.extras["task"]`` holds task ids.
     """
-    if not 1 <= n_tasks <= len(TASK_NAMES):
+    if not 1 <= check_int("n_tasks", n_tasks) <= len(TASK_NAMES):
         raise ConfigError(f"n_tasks must be in 1..{len(TASK_NAMES)}, got {n_tasks}")
-    if seq_len < 6:
-        raise ConfigError(f"seq_len must be >= 6 for every task to be expressible, got {seq_len}")
-    if tokens_per_task < 4:
-        raise ConfigError(f"tokens_per_task must be >= 4, got {tokens_per_task}")
-    if n_per_task < 10:
-        raise ConfigError(f"n_per_task must be >= 10, got {n_per_task}")
+    check_int("seq_len (6 or more, so every task is expressible)", seq_len, 6)
+    check_int("tokens_per_task", tokens_per_task, 4)
+    check_int("n_per_task", n_per_task, 10)
+    _check_split_args(val, test, seed)
     rng = np.random.default_rng(seed)
     L, K = seq_len - 1, tokens_per_task  # content length, content tokens per task
     xs, ys, ts = [], [], []
@@ -255,6 +295,30 @@ def _shape_example(
         raise ConfigError(f"unknown task {task!r}")
 
 
+def _numeric_array(name: str, values: Any) -> np.ndarray:
+    """``values`` as a rectangular numeric numpy array, or a ShapeError / ConfigError."""
+    if isinstance(values, torch.Tensor):
+        values = values.detach().cpu().numpy()
+    try:
+        array = np.asarray(values)
+    except ValueError as exc:  # numpy >= 1.24 refuses ragged nested lists
+        raise ShapeError(
+            f"{name} is ragged (rows of different lengths); it must be a rectangular "
+            f"(n, ...) array: {exc}"
+        ) from exc
+    if array.dtype.kind not in "biuf":
+        kind = "Python objects" if array.dtype.kind == "O" else f"dtype {array.dtype}"
+        raise ConfigError(
+            f"{name} must hold numbers (bool, int or float), got {kind}; "
+            + (
+                "map string labels to ints first, e.g. np.unique(y, return_inverse=True)"
+                if name == "y"
+                else "encode text or categories as numbers first"
+            )
+        )
+    return np.ascontiguousarray(array)
+
+
 def from_arrays(
     X: Any,
     y: Any,
@@ -268,13 +332,24 @@ def from_arrays(
     """Wraps the user's own arrays in a seeded train / val / test split.
 
     Args:
-        X: (n, ...) features; floats become float32, integers stay int64 (token ids).
-        y: (n,) integer class labels 0..C-1.
+        X: (n, ...) numeric features; floats become float32, integers (and bools) become int64
+            token ids, which must be >= 0.
+        y: (n,) integer class labels 0..C-1 (map string labels to ints first, e.g. with
+            ``np.unique(y, return_inverse=True)``).
+        val, test: fractions held out; each asked-for split gets at least one row (fewer rows
+            than that is a ConfigError naming the minimum).
         num_classes: defaults to ``max(y) + 1``.
-        extras: per-example arrays carried along (for example ``{"task": ...}``).
+        extras: per-example arrays carried along (for example ``{"task": ...}``); ``"index"``
+            is taken: every split's ``extras["index"]`` holds the rows of ``X`` it got.
     """
-    Xt = torch.as_tensor(np.asarray(X))
-    yt = torch.as_tensor(np.asarray(y))
+    _check_split_args(val, test, seed)
+    if extras is not None and "index" in extras:
+        raise ConfigError(
+            "extras may not be called 'index': every split's extras['index'] already holds "
+            "its rows of X; rename yours"
+        )
+    Xt = torch.from_numpy(_numeric_array("X", X))
+    yt = torch.from_numpy(_numeric_array("y", y))
     if Xt.ndim < 1 or len(Xt) == 0:
         raise ShapeError(f"X must have at least one row, got shape {tuple(Xt.shape)}")
     if yt.ndim != 1:
@@ -291,12 +366,19 @@ def from_arrays(
     Xt = Xt.float() if Xt.is_floating_point() else Xt.long()
     if Xt.is_floating_point() and not torch.isfinite(Xt).all():
         raise ConfigError("X contains NaN or infinite values")
+    if not Xt.is_floating_point() and int(Xt.min()) < 0:
+        raise ConfigError(
+            f"integer X is read as token ids, which must be >= 0 (they index an embedding); "
+            f"got {int(Xt.min())}. Pass floats for real-valued features"
+        )
     classes = int(yt.max()) + 1
     if num_classes is not None:
-        if num_classes < classes:
+        if check_int("num_classes", num_classes, 1) < classes:
             raise ConfigError(f"num_classes={num_classes} but labels go up to {classes - 1}")
-        classes = num_classes
-    extra_t = {k: torch.as_tensor(np.asarray(v)) for k, v in (extras or {}).items()}
+        classes = int(num_classes)
+    extra_t = {
+        k: torch.from_numpy(_numeric_array(f"extra {k!r}", v)) for k, v in (extras or {}).items()
+    }
     for k, v in extra_t.items():
         if len(v) != len(yt):
             raise ShapeError(f"extra {k!r} has {len(v)} rows but y has {len(yt)}; they must match")

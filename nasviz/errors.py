@@ -2,10 +2,16 @@
 
 Every error a user can cause is one of these: a ``ValueError`` subclass for bad input, a
 ``RuntimeError`` subclass for a run that cannot go on. Messages say what was wrong and what is
-allowed, so the user can fix the call without reading our source.
+allowed, so the user can fix the call without reading our source. :func:`check_int`,
+:func:`check_real` and :func:`check_shape` are the argument checks every module shares, so a
+number or a shape of the wrong kind fails the same way everywhere.
 """
 
 from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from numbers import Integral, Real
 
 __all__ = [
     "CheckpointError",
@@ -64,3 +70,43 @@ class RunError(NasvizError, RuntimeError):
 
 class NasvizWarning(UserWarning):
     """Warnings nasviz emits; the test suite turns them into errors."""
+
+
+def check_int(
+    name: str, value: object, minimum: int | None = None, error: type[NasvizError] = ConfigError
+) -> int:
+    """Returns ``value`` as an int, or raises ``error`` naming ``name`` and what it allows.
+
+    Python and numpy integers pass; bools, floats (even ``2.0``) and strings do not.
+    """
+    if isinstance(value, bool) or not isinstance(value, Integral):
+        allowed = "an int" if minimum is None else f"an int >= {minimum}"
+        raise error(f"{name} must be {allowed}, got {value!r} ({type(value).__name__})")
+    if minimum is not None and value < minimum:
+        raise error(f"{name} must be an int >= {minimum}, got {value}")
+    return int(value)
+
+
+def check_real(name: str, value: object, error: type[NasvizError] = ConfigError) -> float:
+    """Returns ``value`` as a finite float, or raises ``error`` naming ``name``.
+
+    Python and numpy ints and floats pass; bools, strings, NaN and infinities do not. Range
+    checks are the caller's (they differ: ``[0, 1)``, ``[0, 1]``, ``> 0``).
+    """
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise error(f"{name} must be a number, got {value!r} ({type(value).__name__})")
+    if not math.isfinite(value):
+        raise error(f"{name} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def check_shape(name: str, shape: object, error: type[NasvizError] = ShapeError) -> tuple[int, ...]:
+    """Returns ``shape`` (a tuple, list or ``torch.Size`` of ints > 0) as a tuple of ints, or
+    raises ``error`` naming ``name`` and what it allows."""
+    if (
+        isinstance(shape, str | bytes)
+        or not isinstance(shape, Sequence)
+        or not all(isinstance(d, Integral) and not isinstance(d, bool) and d > 0 for d in shape)
+    ):
+        raise error(f"{name} must be a tuple of positive ints, got {shape!r}")
+    return tuple(int(d) for d in shape)

@@ -7,7 +7,11 @@ a ``direction`` (``"minimize"`` or ``"maximize"``). With an ``arch``, ``model`` 
 Built-ins: :func:`params`, :func:`macs` (torch's own FLOP counter), :func:`latency` (median of
 timed runs after warm-up, thread count recorded) and :func:`accuracy`. ``cheap`` marks exact,
 inexpensive objectives (params, MACs) that a predictor-guided search computes instead of
-predicting.
+predicting. A supernet that has ``count_params(arch)`` / ``count_macs(arch, input_shape)`` gives
+those counts in closed form; the objectives use them instead of exporting the subnet.
+
+Built-ins check their arguments when they are built, so a bad ``input_shape`` fails at once, not
+on every trial; a forward pass that fails on the example input raises :class:`ShapeError`.
 """
 
 from __future__ import annotations
@@ -15,14 +19,14 @@ from __future__ import annotations
 import contextlib
 import statistics
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-from nasviz.errors import ConfigError, ShapeError
+from nasviz.errors import ConfigError, ShapeError, check_int, check_shape
 
 __all__ = [
     "DIRECTIONS",
@@ -40,6 +44,8 @@ __all__ = [
 ]
 
 DIRECTIONS = ("minimize", "maximize")
+
+_clock = time.perf_counter  # the timer measure_latency reads (a module attribute tests can drive)
 
 
 class Objective:
@@ -88,7 +94,20 @@ class Objective:
                 f"objective {self.name!r} has no function; its values come from the dict your "
                 "evaluation function returns"
             )
-        return float(self.fn(model, arch))
+        return self.as_number(self.fn(model, arch))
+
+    def as_number(self, value: Any) -> float:
+        """``value`` as a float, or a ConfigError naming this objective and what it got.
+
+        Numbers, numpy scalars and one-element tensors pass (NaN too: it marks a failed value).
+        """
+        if not isinstance(value, str | bytes):  # float("1.5") works, but a string is a bug
+            with contextlib.suppress(TypeError, ValueError, RuntimeError):
+                return float(value)
+        raise ConfigError(
+            f"objective {self.name!r} must be a number, got {value!r} ({type(value).__name__}); "
+            "return an int, a float or a one-element tensor"
+        )
 
     def __repr__(self) -> str:
         return f"Objective({self.name!r}, {self.direction!r})"
@@ -127,15 +146,31 @@ def _active(model: Any, arch: Any):
     return model.subnet(arch)
 
 
+def _module(model: Any) -> nn.Module:
+    """``model`` itself, or a ConfigError when it is not a torch module."""
+    if not isinstance(model, nn.Module):
+        raise ConfigError(
+            f"expected a torch nn.Module (or a supernet with an arch), got {type(model).__name__}"
+        )
+    return model
+
+
 def _static(model: Any, arch: Any) -> nn.Module:
     """The standalone module for ``arch`` (the model itself without one)."""
     if arch is None:
-        if not isinstance(model, nn.Module):
-            raise ConfigError(f"expected a torch nn.Module, got {type(model).__name__}")
-        return model
+        return _module(model)
     if not _is_supernet(model):
         raise ConfigError(f"an arch was given but {type(model).__name__} is not a supernet")
     return model.export(arch)
+
+
+@contextlib.contextmanager
+def _forward_errors(shape: tuple[int, ...]) -> Iterator[None]:
+    """Turns a forward pass failing on an input of ``shape`` into a ShapeError."""
+    try:
+        yield
+    except (RuntimeError, IndexError) as exc:
+        raise ShapeError(f"forward pass on an input of shape {shape} failed: {exc}") from exc
 
 
 def _example_input(
@@ -184,7 +219,8 @@ def count_params(model: nn.Module, trainable_only: bool = False) -> int:
 
 def params(trainable_only: bool = False) -> Objective:
     """Parameter count (minimize). For a supernet arch, counts the exported subnet's parameters,
-    or uses ``model.count_params(arch)`` when the supernet has that fast path."""
+    or uses ``model.count_params(arch)`` when the supernet has that fast path. An exported
+    subnet is a fresh, fully trainable module, so ``trainable_only`` only matters without an arch."""
 
     def fn(model: Any, arch: Any) -> float:
         if arch is not None and hasattr(model, "count_params"):
@@ -205,33 +241,32 @@ def count_macs(
     counted by :class:`torch.utils.flop_counter.FlopCounterMode` (MACs = FLOPs / 2).
 
     Counts matrix multiplications and convolutions (what dominates); element-wise ops are free.
+    For a supernet and an ``arch``, a supernet's own ``count_macs(arch, input_shape)`` (closed
+    form, equal to counting its export) is used when it has one; ``dtype`` does not change a
+    count.
     """
     from torch.utils.flop_counter import FlopCounterMode
 
-    if not isinstance(input_shape, tuple | list) or not all(
-        isinstance(d, int) and d > 0 for d in input_shape
-    ):
-        raise ShapeError(
-            f"input_shape must be a tuple of positive ints including the batch, got {input_shape!r}"
-        )
-    x = _example_input(model, tuple(input_shape), dtype)
+    shape = check_shape("input_shape (batch included)", input_shape)
+    if arch is not None and hasattr(model, "count_macs"):
+        return int(model.count_macs(arch, shape))
+    x = _example_input(_module(model), shape, dtype)
     restore = _eval_mode(model)
     counter = FlopCounterMode(display=False)
     try:
-        with torch.no_grad(), _active(model, arch), counter:
+        with torch.no_grad(), _active(model, arch), counter, _forward_errors(shape):
             model(x)
-    except (RuntimeError, IndexError) as exc:
-        raise ShapeError(
-            f"forward pass on an input of shape {tuple(input_shape)} failed: {exc}"
-        ) from exc
     finally:
         restore()
     return counter.get_total_flops() // 2
 
 
 def macs(input_shape: tuple[int, ...], dtype: torch.dtype | None = None) -> Objective:
-    """Multiply-accumulates of one forward pass (minimize); see :func:`count_macs`."""
-    shape = tuple(input_shape)
+    """Multiply-accumulates of one forward pass (minimize); see :func:`count_macs`.
+
+    ``input_shape`` includes the batch; it is checked here (ShapeError), not on every call.
+    """
+    shape = check_shape("input_shape (batch included)", input_shape)
 
     def fn(model: Any, arch: Any) -> float:
         return float(count_macs(model, shape, arch, dtype))
@@ -251,6 +286,15 @@ class LatencyMeasurement:
     warmup: int
     threads: int
     input_shape: tuple[int, ...]
+    samples_ms: tuple[float, ...] = ()
+
+
+def _check_timing(repeats: Any, warmup: Any, threads: Any) -> None:
+    """ConfigError unless repeats >= 1, warmup >= 0 and threads is None or >= 1 (all ints)."""
+    check_int("repeats", repeats, 1)
+    check_int("warmup", warmup, 0)
+    if threads is not None:
+        check_int("threads (torch intra-op threads, or None for the current setting)", threads, 1)
 
 
 def measure_latency(
@@ -264,34 +308,33 @@ def measure_latency(
     """Times ``repeats`` forward passes after ``warmup`` untimed ones, in eval mode, no grad.
 
     Args:
+        input_shape: the full input shape, batch included.
         threads: torch intra-op threads during the measurement (restored after); None keeps
             the current setting. The count used is recorded in the result.
     """
-    if repeats < 1 or warmup < 0:
-        raise ConfigError(
-            f"repeats must be >= 1 and warmup >= 0, got repeats={repeats}, warmup={warmup}"
-        )
-    x = _example_input(model, tuple(input_shape), dtype)
+    shape = check_shape("input_shape (batch included)", input_shape)
+    _check_timing(repeats, warmup, threads)
+    x = _example_input(_module(model), shape, dtype)
     before = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
     restore = _eval_mode(model)
     times = []
     try:
-        with torch.no_grad():
+        with torch.no_grad(), _forward_errors(shape):
             for _ in range(warmup):
                 model(x)
             for _ in range(repeats):
-                t0 = time.perf_counter()
+                t0 = _clock()
                 model(x)
-                times.append((time.perf_counter() - t0) * 1e3)
+                times.append((_clock() - t0) * 1e3)
         used = torch.get_num_threads()
     finally:
         restore()
         torch.set_num_threads(before)
     q = statistics.quantiles(times, n=10) if len(times) > 1 else [times[0]] * 9
     return LatencyMeasurement(
-        statistics.median(times), q[0], q[-1], repeats, warmup, used, tuple(input_shape)
+        statistics.median(times), q[0], q[-1], repeats, warmup, used, shape, tuple(times)
     )
 
 
@@ -307,8 +350,15 @@ def latency(
     Args:
         input_shape: one example's shape, or the full shape with batch when ``batch`` is None.
         batch: prepended to ``input_shape`` when given.
+
+    Every argument is checked here (ShapeError / ConfigError), not on every call.
     """
-    shape = (batch, *input_shape) if batch is not None else tuple(input_shape)
+    if batch is None:
+        shape = check_shape("input_shape (batch included, as batch=None)", input_shape)
+    else:
+        batch = check_int("batch", batch, 1)
+        shape = (batch, *check_shape("input_shape (one example, without batch)", input_shape))
+    _check_timing(repeats, warmup, threads)
     obj = Objective("latency", "minimize", unit="ms")
 
     def fn(model: Any, arch: Any) -> float:
@@ -338,18 +388,45 @@ def _batches(data: Any, batch_size: int) -> Iterable[tuple[torch.Tensor, torch.T
     )
 
 
+def _check_logits(logits: torch.Tensor, y: torch.Tensor) -> None:
+    """Logits must be one row of class scores per label, and every label a class of the model."""
+    if not isinstance(logits, torch.Tensor) or tuple(logits.shape[:-1]) != tuple(y.shape):
+        got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+        raise ShapeError(
+            f"accuracy needs logits of shape (batch, classes) = ({len(y)}, C) for {len(y)} "
+            f"labels; the model returned {got}"
+        )
+    n_classes = logits.shape[-1]
+    lo, hi = int(y.min()), int(y.max())
+    if lo < 0 or hi >= n_classes:
+        raise ConfigError(
+            f"labels range over {lo}..{hi} but the model has {n_classes} outputs, so labels must "
+            f"lie in 0..{n_classes - 1}; check that the data and the model's classes match"
+        )
+
+
 @torch.no_grad()
 def evaluate_accuracy(
     model: nn.Module, data: Any, arch: Any = None, batch_size: int = 512
 ) -> float:
-    """Top-1 accuracy in percent of ``model`` (or of subnet ``arch``) on ``data``."""
+    """Top-1 accuracy in percent of ``model`` (or of subnet ``arch``) on ``data``.
+
+    Raises:
+        ShapeError: the inputs do not fit the model, or its outputs are not one row of class
+            scores per label.
+        ConfigError: a label is not one of the model's classes (``0..outputs-1``).
+    """
+    model = _module(model)
     restore = _eval_mode(model)
     correct = total = 0
     try:
         with _active(model, arch):
             for X, y in _batches(data, batch_size):
-                out = model(X)
+                with _forward_errors(tuple(X.shape)):
+                    out = model(X)
                 logits = out.logits if hasattr(out, "logits") else out
+                if len(y):
+                    _check_logits(logits, y)
                 correct += int((logits.argmax(-1) == y).sum())
                 total += len(y)
     finally:
@@ -361,6 +438,8 @@ def evaluate_accuracy(
 
 def accuracy(data: Any, batch_size: int = 512) -> Objective:
     """Top-1 accuracy in percent (maximize) on ``data`` (a Dataset uses its val split)."""
+    check_int("batch_size", batch_size, 1)
+    _batches(data, batch_size)  # a ConfigError now for data of the wrong kind (reads nothing)
 
     def fn(model: Any, arch: Any) -> float:
         return evaluate_accuracy(model, data, arch, batch_size)

@@ -4,7 +4,9 @@ A :class:`SearchSpace` is an ordered set of named, discrete dimensions. Numeric 
 *ordinal*: their values are sorted ascending, so "largest" and "smallest" mean something and
 encodings keep the order. Dimensions of strings are *categorical*: they keep the order given and
 are one-hot encoded. An :class:`Arch` is one point of a space: an immutable, hashable, ordered
-mapping from dimension name to value that round-trips through JSON.
+mapping from dimension name to value that round-trips through JSON. Two archs are equal when they
+map the same names to equal values, in any order (mapping equality, like ``dict``); the order only
+decides iteration and JSON key order.
 
 Per-stage or per-layer choices are plain dimensions named ``"<name>.<index>"``; build them with
 :meth:`SearchSpace.repeated` and read them back with :meth:`Arch.group`.
@@ -20,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from nasviz.errors import SpaceError
+from nasviz.errors import SpaceError, check_int, check_real
 
 __all__ = ["Arch", "SearchSpace", "as_rng"]
 
@@ -31,11 +33,29 @@ def as_rng(rng: np.random.Generator | int | None) -> np.random.Generator:
     """Returns a numpy Generator from a Generator, a seed or None (fresh entropy)."""
     if isinstance(rng, np.random.Generator):
         return rng
-    if rng is None or isinstance(rng, int | np.integer):
-        return np.random.default_rng(rng)
+    if rng is None:
+        return np.random.default_rng()
+    if isinstance(rng, int | np.integer) and not isinstance(rng, bool):
+        return np.random.default_rng(check_int("an rng seed", rng, 0, SpaceError))
     raise SpaceError(
-        f"rng must be a numpy Generator, an int seed or None, got {type(rng).__name__}"
+        f"rng must be a numpy Generator, an int seed >= 0 or None, got {type(rng).__name__}"
     )
+
+
+def _load_json_object(text: str, what: str) -> dict[str, Any]:
+    """``json.loads(text)`` that must give an object; SpaceError (with the position) if not."""
+    if not isinstance(text, str | bytes | bytearray):
+        raise SpaceError(f"{what}.from_json needs a JSON string, got {type(text).__name__}")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SpaceError(
+            f"{what}.from_json: not valid JSON ({exc.msg} at line {exc.lineno} column "
+            f'{exc.colno}); expected an object such as {{"depth": 3}}'
+        ) from exc
+    if not isinstance(data, dict):
+        raise SpaceError(f"{what}.from_json needs a JSON object, got {type(data).__name__}")
+    return data
 
 
 def _check_value(name: str, value: Any) -> Value:
@@ -58,8 +78,11 @@ def _check_value(name: str, value: Any) -> Value:
 class Arch(Mapping[str, Value]):
     """One architecture: an immutable, hashable, ordered mapping name -> value.
 
-    Two archs are equal when they have the same items in the same order. ``Arch`` does not know
-    its space; :meth:`SearchSpace.validate` checks one against a space.
+    Equality is mapping equality: two archs (or an arch and a dict) are equal when they map the
+    same names to equal values, whatever the order, so equality is transitive across archs and
+    dicts, and the hash ignores order too. The order is kept for iteration, ``repr`` and JSON.
+    ``Arch`` does not know its space; :meth:`SearchSpace.validate` checks one against a space
+    (and puts it in the space's order).
     """
 
     __slots__ = ("_hash", "_items")
@@ -77,7 +100,7 @@ class Arch(Mapping[str, Value]):
             seen.add(name)
             clean.append((name, _check_value(name, value)))
         object.__setattr__(self, "_items", tuple(clean))
-        object.__setattr__(self, "_hash", hash(self._items))
+        object.__setattr__(self, "_hash", hash(frozenset(clean)))  # order-free, like __eq__
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("Arch is immutable; use arch.replace(name=value) for a changed copy")
@@ -98,10 +121,10 @@ class Arch(Mapping[str, Value]):
         return self._hash
 
     def __eq__(self, other: object) -> bool:
-        if isinstance(other, Arch):
-            return self._items == other._items
+        if isinstance(other, Arch) and self._items == other._items:
+            return True  # the common case (archs of one space share its order), without dicts
         if isinstance(other, Mapping):
-            return dict(self._items) == dict(other)
+            return dict(self._items) == dict(other.items())
         return NotImplemented
 
     def __repr__(self) -> str:
@@ -138,11 +161,8 @@ class Arch(Mapping[str, Value]):
 
     @classmethod
     def from_json(cls, text: str) -> Arch:
-        """Inverse of :meth:`to_json`."""
-        data = json.loads(text)
-        if not isinstance(data, dict):
-            raise SpaceError(f"an Arch is a JSON object, got {type(data).__name__}")
-        return cls(data)
+        """Inverse of :meth:`to_json`; SpaceError for text that is not a JSON object."""
+        return cls(_load_json_object(text, "Arch"))
 
 
 class SearchSpace:
@@ -177,7 +197,10 @@ class SearchSpace:
                 raise SpaceError(f"dimension {name!r} is empty; give at least one value")
             if len(set(clean)) != len(clean):  # note True == 1 == 1.0: those clash too
                 dupes = sorted({repr(v) for v in clean if clean.count(v) > 1})
-                raise SpaceError(f"dimension {name!r} has duplicate values {', '.join(dupes)}")
+                raise SpaceError(
+                    f"dimension {name!r} has duplicate values {', '.join(dupes)} in {clean!r}; "
+                    "each value may appear once (True, 1 and 1.0 count as equal)"
+                )
             ordinal = all(isinstance(v, int | float) and not isinstance(v, bool) for v in clean)
             self._dims[name] = tuple(sorted(clean)) if ordinal else tuple(clean)
             self._ordinal[name] = ordinal
@@ -254,10 +277,8 @@ class SearchSpace:
 
     @classmethod
     def from_json(cls, text: str) -> SearchSpace:
-        data = json.loads(text)
-        if not isinstance(data, dict):
-            raise SpaceError(f"a SearchSpace is a JSON object, got {type(data).__name__}")
-        return cls(data)
+        """Inverse of :meth:`to_json`; SpaceError for text that is not a JSON object."""
+        return cls(_load_json_object(text, "SearchSpace"))
 
     # ---- points --------------------------------------------------------------------------
     def _require(self, name: str) -> str:
@@ -276,8 +297,10 @@ class SearchSpace:
             self._require(name)
         missing = [n for n in self._dims if n not in arch]
         if missing:
+            allowed = "; ".join(f"{n}: {list(self._dims[n])}" for n in missing)
             raise SpaceError(
-                f"arch is missing dimension(s) {missing}; a full arch sets all of {list(self._dims)}"
+                f"arch is missing dimension(s) {missing} (allowed values: {allowed}); "
+                f"a full arch sets all of {list(self._dims)}"
             )
         items = []
         for name, allowed in self._dims.items():
@@ -314,16 +337,18 @@ class SearchSpace:
         return tuple(self._index[n][arch[n]] for n in self._dims)
 
     def from_indices(self, indices: Sequence[int]) -> Arch:
-        """Inverse of :meth:`index_of`."""
+        """Inverse of :meth:`index_of`: one int position per dimension."""
         if len(indices) != len(self._dims):
             raise SpaceError(
                 f"expected {len(self._dims)} indices (one per dimension), got {len(indices)}"
             )
         items = []
         for (name, values), i in zip(self._dims.items(), indices, strict=True):
-            if not 0 <= int(i) < len(values):
-                raise SpaceError(f"dimension {name!r}: index {i} out of range 0..{len(values) - 1}")
-            items.append((name, values[int(i)]))
+            last = len(values) - 1
+            i = check_int(f"dimension {name!r}: index (0..{last})", i, error=SpaceError)
+            if not 0 <= i <= last:
+                raise SpaceError(f"dimension {name!r}: index {i} out of range 0..{last}")
+            items.append((name, values[i]))
         return Arch(items)
 
     def largest(self) -> Arch:
@@ -341,8 +366,7 @@ class SearchSpace:
         rng = as_rng(rng)
         if n is None:
             return self.from_indices([int(rng.integers(len(v))) for v in self._dims.values()])
-        if n < 0:
-            raise SpaceError(f"n must be >= 0, got {n}")
+        n = check_int("n (the number of archs to sample)", n, 0, SpaceError)
         cols = [rng.integers(len(v), size=n) for v in self._dims.values()]
         return [self.from_indices([int(c[j]) for c in cols]) for j in range(n)]
 
@@ -372,7 +396,7 @@ class SearchSpace:
         differs from ``arch`` when the space has more than one arch."""
         rng = as_rng(rng)
         base = list(self.index_of(arch))
-        prob = 1.0 / len(self._dims) if prob is None else prob
+        prob = 1.0 / len(self._dims) if prob is None else check_real("prob", prob, SpaceError)
         if not 0.0 <= prob <= 1.0:
             raise SpaceError(f"mutation prob must be in [0, 1], got {prob}")
         if self.size == 1:
@@ -418,11 +442,23 @@ class SearchSpace:
         return np.stack([self.encode(a) for a in archs])
 
     def decode(self, vector: Sequence[float] | np.ndarray) -> Arch:
-        """The arch nearest to an encoding (rounds ordinal positions, argmax for one-hot)."""
-        vec = np.asarray(vector, dtype=np.float64)
+        """The arch whose encoding is nearest (Euclidean) to ``vector``: ordinal positions are
+        rounded to the nearest value (clipped to the ends), one-hot blocks take their argmax."""
+        try:
+            vec = np.asarray(vector, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise SpaceError(
+                f"an encoding is a vector of {self.encoding_size} finite floats; got {vector!r}"
+            ) from exc
         if vec.shape != (self.encoding_size,):
             raise SpaceError(
                 f"expected an encoding of shape ({self.encoding_size},), got {vec.shape}"
+            )
+        bad = np.flatnonzero(~np.isfinite(vec))
+        if len(bad):
+            raise SpaceError(
+                f"an encoding must be finite; positions {bad.tolist()} hold "
+                f"{vec[bad].tolist()} (ordinal positions lie in [0, 1], one-hot blocks in {{0, 1}})"
             )
         idx = []
         pos = 0

@@ -8,7 +8,12 @@ import json
 import subprocess
 import sys
 
+import numpy as np
+import pytest
+import torch
+
 import nasviz
+from nasviz.errors import check_int, check_real, check_shape
 
 
 def test_version_is_single_sourced():
@@ -47,3 +52,20 @@ def test_errors_are_value_or_runtime_errors():
         assert issubclass(getattr(nasviz, name), ValueError), name
     for name in ("RunError", "PipelineError"):
         assert issubclass(getattr(nasviz, name), RuntimeError), name
+
+
+def test_shared_argument_checks_accept_numpy_and_refuse_lookalikes():
+    assert check_int("n", np.int64(3), 1) == 3 and type(check_int("n", np.int64(3))) is int
+    for bad in (True, 2.0, "2", None):
+        with pytest.raises(nasviz.ConfigError, match=r"n must be an int >= 1, got"):
+            check_int("n", bad, 1)
+    with pytest.raises(nasviz.SpaceError, match="n must be an int >= 1, got 0"):
+        check_int("n", 0, 1, nasviz.SpaceError)
+    assert check_real("p", np.float32(0.5)) == 0.5 and check_real("p", 2) == 2.0
+    for bad in (False, "0.5", float("nan"), float("inf")):
+        with pytest.raises(nasviz.ConfigError, match="p must be a"):
+            check_real("p", bad)
+    assert check_shape("s", torch.Size([2, 3])) == (2, 3) == check_shape("s", [np.int64(2), 3])
+    for bad in ("23", (2, 0), (2, True), (2.0, 3), 5):
+        with pytest.raises(nasviz.ShapeError, match="s must be a tuple of positive ints"):
+            check_shape("s", bad)

@@ -64,7 +64,7 @@ def test_space_json_round_trip():
     [
         ({}, "at least one dimension"),
         ({"depth": []}, "dimension 'depth' is empty"),
-        ({"depth": [2, 2, 3]}, "dimension 'depth' has duplicate values 2"),
+        ({"depth": [2, 2, 3]}, r"dimension 'depth' has duplicate values 2 in \[2, 2, 3\]"),
         ({"flag": [True, 1]}, "duplicate values"),
         ({"w": [1, None]}, "dimension 'w': value None of type NoneType is not allowed"),
         ({"w": [1.0, float("nan")]}, "not finite"),
@@ -87,8 +87,12 @@ def test_validate_names_dimension_and_allowed_values():
         match=r"unknown dimension 'heads'; known dimensions: \['depth', 'width', 'act'\]",
     ):
         SPACE.validate({"depth": 2, "width": 32, "act": "relu", "heads": 2})
-    with pytest.raises(SpaceError, match=r"missing dimension\(s\) \['act'\]"):
-        SPACE.validate({"depth": 2, "width": 32})
+    with pytest.raises(
+        SpaceError,
+        match=r"missing dimension\(s\) \['width', 'act'\] \(allowed values: "
+        r"width: \[32, 64, 128\]; act: \['relu', 'gelu', 'silu'\]\)",
+    ):
+        SPACE.validate({"depth": 2})
     with pytest.raises(SpaceError, match="allowed values"):
         SearchSpace({"on": [True, False]}).validate({"on": 1})  # 1 is not True here
     assert isinstance(SpaceError("x"), ValueError)
@@ -129,19 +133,80 @@ def test_decode_rejects_wrong_length():
         SPACE.decode([0.0, 1.0])
 
 
+@pytest.mark.parametrize(
+    ("call", "needle"),
+    [
+        (lambda: SPACE.decode([float("nan"), 0, 1, 0, 0]), r"must be finite; positions \[0\]"),
+        (lambda: SPACE.decode([0, float("inf"), 1, 0, 0]), r"must be finite; positions \[1\]"),
+        (lambda: SPACE.decode(["a", 0, 1, 0, 0]), "a vector of 5 finite floats"),
+        (lambda: SPACE.from_indices(["a", 0, 0]), r"'depth': index \(0..2\) must be an int, got 'a'"),
+        (lambda: SPACE.from_indices([1.7, 0, 0]), r"'depth': index \(0..2\) must be an int, got 1.7"),
+        (lambda: SPACE.from_indices([0, True, 0]), "'width': index .* must be an int, got True"),
+        (lambda: SPACE.from_indices([0, 3, 0]), r"'width': index 3 out of range 0..2"),
+        (lambda: SPACE.sample(0, n=2.5), "n .* must be an int >= 0, got 2.5"),
+        (lambda: SPACE.sample(0, n=-1), "n .* must be an int >= 0, got -1"),
+        (lambda: SPACE.sample(-1), "seed must be an int >= 0, got -1"),
+        (lambda: SPACE.sample("seed"), "rng must be a numpy Generator, an int seed >= 0 or None"),
+        (lambda: SPACE.mutate(SPACE.smallest(), 0, prob="x"), "prob must be a number, got 'x'"),
+        (lambda: SPACE.mutate(SPACE.smallest(), 0, prob=1.5), r"prob must be in \[0, 1\]"),
+        (lambda: Arch.from_json('{"depth": 2'), r"Arch.from_json: not valid JSON \(.* column"),
+        (lambda: Arch.from_json("[1, 2]"), "Arch.from_json needs a JSON object, got list"),
+        (lambda: Arch.from_json(None), "needs a JSON string, got NoneType"),
+        (lambda: SearchSpace.from_json("{depth: [2]}"), "SearchSpace.from_json: not valid JSON"),
+    ],
+)  # fmt: skip
+def test_bad_calls_are_space_errors_naming_what_is_allowed(call, needle):
+    with pytest.raises(SpaceError, match=needle):
+        call()
+
+
+def test_arch_equality_is_mapping_equality_and_hash_follows_it():
+    ab, ba, plain = Arch(a=1, b=2), Arch(b=2, a=1), {"a": 1, "b": 2}
+    assert ab == ba == plain and ab == plain and ba == plain  # transitive
+    assert hash(ab) == hash(ba) and len({ab, ba}) == 1
+    assert list(ab) == ["a", "b"] and list(ba) == ["b", "a"]  # order kept for iteration
+    assert ab.to_json() == '{"a":1,"b":2}' and ba.to_json() == '{"b":2,"a":1}'
+    assert ab != Arch(a=1, b=3) and ab != Arch(a=1) and ab != {"a": 1, "b": 2, "c": 3}
+    assert ab != [("a", 1), ("b", 2)]  # not a mapping: never equal
+
+
+FINITE_FLOATS = st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False)
+DIMENSION_VALUES = {
+    "int": st.integers(-50, 50),
+    "float": FINITE_FLOATS,
+    "str": st.sampled_from("abcdefg"),
+    "bool": st.booleans(),
+    # unique=True below keeps 1, 1.0 and True from clashing (the space would refuse them)
+    "mixed": st.one_of(st.integers(-5, 5), FINITE_FLOATS, st.sampled_from("xyz"), st.booleans()),
+}
+
+
+@st.composite
+def spaces(draw, max_dims: int = 5):
+    dims = {}
+    for i in range(draw(st.integers(1, max_dims))):
+        kind = draw(st.sampled_from(sorted(DIMENSION_VALUES)))
+        values = draw(st.lists(DIMENSION_VALUES[kind], min_size=1, max_size=5, unique=True))
+        dims[f"{kind}{i}"] = values
+    return SearchSpace(dims)
+
+
 @st.composite
 def spaces_and_archs(draw):
-    n_dims = draw(st.integers(1, 5))
-    dims = {}
-    for i in range(n_dims):
-        if draw(st.booleans()):
-            values = draw(st.lists(st.integers(-50, 50), min_size=1, max_size=5, unique=True))
-        else:
-            values = draw(st.lists(st.sampled_from("abcdefg"), min_size=1, max_size=4, unique=True))
-        dims[f"d{i}"] = values
-    space = SearchSpace(dims)
-    seed = draw(st.integers(0, 2**32 - 1))
-    return space, space.sample(seed)
+    space = draw(spaces())
+    return space, space.sample(draw(st.integers(0, 2**32 - 1)))
+
+
+@given(spaces())
+def test_every_kind_of_dimension_builds_a_consistent_space(space):
+    for name, values in space.dims.items():
+        numeric = all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
+        assert space.is_ordinal(name) == numeric
+        if numeric:
+            assert list(values) == sorted(values)
+    assert SearchSpace.from_json(space.to_json()) == space
+    arch = space.largest()
+    assert Arch.from_json(arch.to_json()) == arch and space.validate(arch) == arch
 
 
 @given(spaces_and_archs())
@@ -164,3 +229,46 @@ def test_sampling_and_mutation_stay_inside(pair, seed):
     if space.size > 1:
         assert mutant != arch
     assert all(n in space and n != arch for n in space.neighbors(arch))
+
+
+def _distance(space: SearchSpace, arch: Arch, vec: np.ndarray) -> float:
+    return float(np.linalg.norm(space.encode(arch) - vec))
+
+
+@given(spaces(max_dims=3), st.integers(0, 2**32 - 1))
+def test_decode_returns_the_nearest_arch(space, seed):
+    # any finite vector, even outside [0, 1], decodes to an arch whose encoding is nearest
+    rng = np.random.default_rng(seed)
+    vec = rng.uniform(-0.5, 1.5, size=space.encoding_size)
+    decoded = space.decode(vec)
+    assert decoded in space
+    assert space.size <= 5**3  # small enough to compare with every arch
+    nearest = min(_distance(space, a, vec) for a in space)
+    assert _distance(space, decoded, vec) == pytest.approx(nearest, abs=1e-12)
+
+
+@given(spaces_and_archs(), st.integers(0, 2**32 - 1))
+def test_decode_of_a_noisy_encoding_recovers_the_arch(pair, seed):
+    space, arch = pair
+    rng = np.random.default_rng(seed)
+    # noise under half the gap between neighbouring encodings of every dimension
+    half_gaps = []
+    for name, values in space.dims.items():
+        if space.is_ordinal(name):
+            half_gaps.append(0.5 / max(len(values) - 1, 1))
+        else:
+            half_gaps += [0.5] * len(values)
+    noise = rng.uniform(-0.99, 0.99, size=space.encoding_size) * np.array(half_gaps)
+    assert space.decode(space.encode(arch) + noise) == arch
+
+
+@given(spaces_and_archs(), st.randoms(use_true_random=False))
+def test_arch_equality_and_hash_ignore_order(pair, random):
+    _space, arch = pair
+    items = list(arch.items())
+    random.shuffle(items)
+    shuffled = Arch(items)
+    assert shuffled == arch == dict(items) and hash(shuffled) == hash(arch)
+    assert list(shuffled) == [k for k, _ in items]
+    changed = arch.replace(**{items[0][0]: "not a value of any dimension"})
+    assert changed != arch and changed != shuffled
