@@ -21,10 +21,16 @@ thousands of predicted archs, and only the most promising ones are evaluated for
 """),
     params("""
 strategy = "predictor"     # "random", "nsga2" or "predictor"
-budget = 24                # real evaluations
+budget = 24                # real evaluations, counting those already in `storage`
 seed = 0
-checkpoint = None          # a supernet saved by 01_supernet (None: train a tiny one here)
-out_dir = "runs/02_search" # results (CSV) and the search's journal file go here
+storage = None             # journal file or RDB URL; None: a fresh <out_dir>/<strategy>-<seed>.journal
+checkpoint = "runs/01_supernet/supernet_mlp.pt"  # saved by 01_supernet; trained briefly here if missing
+data_seed = 0              # the digits split the supernet was trained on (01's seed)
+out_dir = "runs/02_search" # results (CSV) go here
+"""),
+    md("""
+The supernet: the one notebook 01 trained and saved, when its checkpoint is there; otherwise a
+small `ElasticMLP` trained here for one epoch (rough, but enough to see a search work).
 """),
     code("""
 from pathlib import Path
@@ -32,32 +38,37 @@ from pathlib import Path
 import torch
 
 import nasviz
-from nasviz.objectives import accuracy, params as n_params
+from nasviz.objectives import accuracy, macs
 from nasviz.search import Search
 from nasviz.supernet import ElasticMLP, load_supernet, train_supernet
 
 torch.manual_seed(seed)
+torch.set_num_threads(1)  # tiny models: one thread is fastest
 out = Path(out_dir)
 out.mkdir(parents=True, exist_ok=True)
-data = nasviz.data.digits(seed=seed, flat=True)
-if checkpoint is None:
-    net = ElasticMLP.for_data(data)
-    train_supernet(net, data, epochs=1, seed=seed).run()   # a quick, rough supernet
-else:
+data = nasviz.data.digits(seed=data_seed)
+if checkpoint and Path(checkpoint).is_file():
     net = load_supernet(checkpoint)
-net.space
+    print("loaded", checkpoint)
+else:
+    net = ElasticMLP.for_data(data)
+    train_supernet(net, data, epochs=1, seed=seed).run()
+    print("no checkpoint: trained an ElasticMLP for one epoch")
+print(net.family, f"{net.space.size:,} archs")
 """),
     md("""
-Two objectives: validation **accuracy** (maximize; expensive, it runs the subnet) and the
-**parameter count** (minimize; exact and cheap, so the predictor strategy computes it instead
-of predicting it). `storage` is a journal file: `Search.load(path)` reopens it after a restart.
+Two objectives: validation **accuracy** (maximize; expensive, it runs the subnet) and
+**MACs** (minimize; exact and cheap, so the predictor strategy computes it instead of predicting
+it). Archs that compute the same subnet (say, widths of layers past the depth) are evaluated
+once. `storage` is where every evaluation is written as it completes; given an existing one, the
+search resumes it, and `Search.load(storage)` reopens it after a restart.
 """),
     code("""
-storage = out / f"{strategy}-{seed}.journal"
-if storage.exists():
-    storage.unlink()   # start fresh on every run of this notebook
-search = Search(net, objectives=[accuracy(data.val), n_params()], strategy=strategy, budget=budget,
-                storage=str(storage), seed=seed)
+if storage is None:
+    storage = str(out / f"{strategy}-{seed}.journal")
+    Path(storage).unlink(missing_ok=True)  # the default storage starts fresh on every run
+search = Search(net, objectives=[accuracy(data.val), macs((1, *data.input_shape))],
+                strategy=strategy, budget=budget, storage=storage, seed=seed)
 search.start()          # returns at once: the search runs in a background thread
 search.status
 """),
@@ -66,7 +77,7 @@ While it runs you can read `search.status`, `pause()`, `resume()` or `stop()` it
 """),
     code("""
 status = search.wait()
-print(status.state, status.done, "evaluations")
+print(status)
 """),
     md("""
 `search.results` is a DataFrame with one row per evaluated subnet (arch, objectives, duration,
@@ -75,9 +86,9 @@ area the front dominates up to a reference point (worse than every point in each
 """),
     code("""
 results = search.results
-front = search.pareto().sort_values("params")
+front = search.pareto().sort_values("macs")
 print(len(results), "evaluated,", len(front), "on the Pareto front")
-front[["trial", "accuracy", "params"]]
+front[["trial", *net.space.names, "accuracy", "macs"]]
 """),
     code("""
 history = search.hypervolume_history()
@@ -85,12 +96,23 @@ print("hypervolume:", round(search.hypervolume(), 2), "reference point:", search
 history.tail()
 """),
     md("""
-Saving: the CSV is for any tool; the journal file is the full record (Optuna study).
+The predictor strategy records how well its accuracy model ranked each batch before seeing it
+(Kendall tau: 1 is a perfect ranking; MAPE in percent). Empty for the other strategies.
 """),
     code("""
-results.drop(columns=["traceback"]).to_csv(out / f"results-{strategy}-{seed}.csv", index=False)
-again = Search.load(str(storage))
-assert len(again.results) == len(results)
+search.cycles.reindex(columns=["cycle", "trained_on", "accuracy_kendall_tau", "accuracy_mape"])
+"""),
+    md("""
+Saving: the CSVs are for any tool; the storage is the full record (an Optuna study, readable by
+Optuna's own tools through `search.study`).
+"""),
+    code("""
+tag = f"{strategy}-{seed}"
+results.drop(columns=["traceback"]).to_csv(out / f"results-{tag}.csv", index=False)
+front.drop(columns=["traceback"]).to_csv(out / f"pareto-{tag}.csv", index=False)
+history.to_csv(out / f"hypervolume-{tag}.csv", index=False)
+if storage != ":memory:":
+    assert len(Search.load(storage).results) == len(results)  # everything is in the storage
 sorted(p.name for p in out.iterdir())
 """),
 ]

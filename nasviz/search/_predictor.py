@@ -108,7 +108,10 @@ class PredictorStrategy(Strategy):
 
     Args:
         batch_size: archs evaluated for real per cycle.
-        initial: random archs evaluated before the first predictor (default ``batch_size``).
+        initial: random archs evaluated before the first predictor (default twice
+            ``batch_size``). The defaults, 16 random then batches of 8, reached 95% of the
+            reference hypervolume of the bench's supernet tables in fewer evaluations than 16 +
+            16 (tuning seeds 100-104, median 57 vs 80 on the MLP table, 54 vs 71 on the CNN's).
         inner_steps: predicted evaluations per cycle in the inner NSGA-II.
         inner_population: the inner NSGA-II's population size.
         predictor: a scikit-learn regressor, cloned per expensive objective (default
@@ -121,7 +124,7 @@ class PredictorStrategy(Strategy):
 
     def __init__(
         self,
-        batch_size: int = 16,
+        batch_size: int = 8,
         initial: int | None = None,
         inner_steps: int = 5000,
         inner_population: int = 100,
@@ -141,7 +144,7 @@ class PredictorStrategy(Strategy):
                 f"predictor: initial must be an int >= 2 (a predictor needs data), got {initial!r}"
             )
         self.batch_size = batch_size
-        self.initial = initial if initial is not None else max(batch_size, 2)
+        self.initial = initial if initial is not None else max(2 * batch_size, 2)
         self.inner_steps = inner_steps
         self.inner_population = inner_population
         self.predictor = predictor if predictor is not None else default_predictor()

@@ -6,6 +6,7 @@ Module-level (importable, picklable) so process executors (Dask workers) can run
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import time
 
@@ -17,6 +18,28 @@ OBJECTIVES = [("loss", "minimize"), ("cost", "minimize")]
 C = {"x": 0.0, "y": 0.5, "z": 1.0}
 
 
+def storage_for(kind: str, tmp_path) -> str:
+    """A journal file or an SQLite URL in ``tmp_path``."""
+    return {"journal": str(tmp_path / "s.journal"), "url": f"sqlite:///{tmp_path / 'u.db'}"}[kind]
+
+
+def small_nsga2_search(storage: str, budget: int, **options):
+    """A seeded NSGA-II search of ``two_objectives`` over ``SPACE`` (population 4)."""
+    from nasviz.search import Search
+
+    return Search(
+        two_objectives,
+        space=SPACE,
+        objectives=OBJECTIVES,
+        strategy="nsga2",
+        budget=budget,
+        storage=storage,
+        seed=0,
+        strategy_options={"population_size": 4},
+        **options,
+    )
+
+
 def two_objectives(arch) -> dict[str, float]:
     """A small trade-off: loss falls and cost rises with a and b."""
     a, b, c = arch["a"], arch["b"], C[arch["c"]]
@@ -26,6 +49,18 @@ def two_objectives(arch) -> dict[str, float]:
 def slow_two_objectives(arch) -> dict[str, float]:
     time.sleep(0.02)
     return two_objectives(arch)
+
+
+_CALLS = itertools.count(1)
+
+
+def hangs_after_eight(arch) -> dict[str, float]:
+    """``slow_two_objectives`` for the first 8 calls in this process; later calls print
+    ``"hang"`` and never return in practice (their trials stay RUNNING until the process dies)."""
+    if next(_CALLS) > 8:  # itertools.count: atomic under the GIL
+        print("hang", flush=True)
+        time.sleep(3600)
+    return slow_two_objectives(arch)
 
 
 def sometimes_fails(arch) -> dict[str, float]:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from search_helpers import OBJECTIVES, SPACE, two_objectives
+from search_helpers import OBJECTIVES, SPACE, small_nsga2_search, storage_for, two_objectives
 
 from nasviz.errors import ConfigError, RunError, StorageError
 from nasviz.search import Search
@@ -20,24 +20,11 @@ from nasviz.space import SearchSpace
 HERE = Path(__file__).parent
 
 
-def storage_for(kind: str, tmp_path: Path) -> str:
-    return {"journal": str(tmp_path / "s.journal"), "url": f"sqlite:///{tmp_path / 'u.db'}"}[kind]
-
-
 @pytest.mark.parametrize("kind", ["journal", "url"])
 def test_a_loaded_search_shows_the_same_results_and_resumes_without_repeats(kind, tmp_path):
     storage = storage_for(kind, tmp_path)
-    search = Search(
-        two_objectives,
-        space=SPACE,
-        objectives=OBJECTIVES,
-        strategy="nsga2",
-        budget=6,
-        storage=storage,
-        seed=0,
-        strategy_options={"population_size": 4},
-    )
-    search.start().wait(timeout=60)
+    search = small_nsga2_search(storage, budget=6)
+    assert search.run.run().state == "finished"  # no timeout: SQLite is slow on a busy disk
     before = search.results
 
     browsed = Search.load(storage)
@@ -51,7 +38,7 @@ def test_a_loaded_search_shows_the_same_results_and_resumes_without_repeats(kind
     resumed = Search.load(storage, two_objectives, budget=12)
     assert resumed.strategy.name == "nsga2" and resumed.status.done == 6
     assert resumed.strategy.population_size == 4  # stored settings come back
-    assert resumed.start().wait(timeout=60).done == 12
+    assert resumed.start().wait().done == 12
     after = resumed.results
     assert len(after) == 12 and not after[list(SPACE.names)].duplicated().any()
     assert after.head(6).drop(columns=["note"]).equals(before.drop(columns=["note"]))
@@ -103,11 +90,11 @@ CHILD = textwrap.dedent(
     """
     import sys
     sys.path.insert(0, {here!r})
-    from search_helpers import OBJECTIVES, SPACE, slow_two_objectives
+    from search_helpers import OBJECTIVES, SPACE, hangs_after_eight
     from nasviz.search import Search
 
-    search = Search(slow_two_objectives, space=SPACE, objectives=OBJECTIVES, strategy="random", budget=40,
-                    storage={storage!r}, workers=3, seed=0)
+    search = Search(hangs_after_eight, space=SPACE, objectives=OBJECTIVES, strategy="random",
+                    budget=40, storage={storage!r}, workers=3, seed=0)
     search.subscribe(lambda e: print("result", e.data["trial"], flush=True) if e.kind == "result" else None)
     search.start().wait()
     """
@@ -118,22 +105,25 @@ def test_a_search_killed_with_sigkill_loses_nothing_and_resumes(tmp_path):
     storage = str(tmp_path / "killed.journal")
     code = CHILD.format(here=str(HERE), storage=storage)
     child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
-    reported = []
+    reported, hanging = [], 0
     try:
-        for line in child.stdout:
-            reported.append(int(line.split()[1]))
-            if len(reported) == 8:
+        for line in child.stdout:  # 8 evaluations complete; later ones hang, their trials RUNNING
+            if line.startswith("result"):
+                reported.append(int(line.split()[1]))
+            hanging += line.startswith("hang")
+            if len(reported) == 8 and hanging:
                 break
         os.kill(child.pid, signal.SIGKILL)
     finally:
         child.wait(timeout=30)
         child.stdout.close()
-    assert len(reported) == 8
+    assert len(reported) == 8 and hanging >= 1
 
     loaded = Search.load(storage)
     before = loaded.results
-    assert set(reported) <= set(before["trial"])  # reported => persisted
+    assert set(reported) == set(before["trial"])  # reported => persisted
     running = [t for t in loaded.study.get_trials() if t.state == optuna.trial.TrialState.RUNNING]
+    assert 1 <= len(running) <= 3  # the hanging evaluations (3 workers), killed mid-flight
 
     resumed = Search.load(storage, two_objectives, workers=2)
     assert resumed.start().wait(timeout=60).state == "finished", resumed.traceback

@@ -13,7 +13,7 @@ import torch
 from nasviz.data import digits
 from nasviz.objectives import Objective, accuracy, macs, params
 from nasviz.search import Search
-from nasviz.supernet import ElasticCNN
+from nasviz.supernet import ElasticCNN, ElasticMLP
 
 
 class Probe:
@@ -125,3 +125,42 @@ def test_a_loaded_supernet_search_keeps_its_net(tmp_path):
     search.start().wait(timeout=60)
     again = Search.load(storage, net, objectives=objectives, workers=2)
     assert again.net is net and Search.load(storage).net is None
+
+
+@pytest.mark.parametrize("strategy", ["random", "nsga2", "predictor"])
+def test_a_real_elastic_mlp_search_evaluates_each_subnet_once(strategy, one_torch_thread):
+    """Archs that differ only in the widths of layers past the depth are one subnet (same
+    ``net.canonical``): whatever a strategy proposes, each subnet is evaluated once."""
+    torch.manual_seed(0)
+    net = ElasticMLP(64, 10, widths=(8, 16), depths=(1, 2, 3))  # 24 archs, 2 + 4 + 8 subnets
+    subnets = {net.canonical(a) for a in net.space}
+    data = digits(seed=0, flat=True)
+    evaluated = []
+
+    def recorded_accuracy(net, arch) -> float:
+        evaluated.append(arch)
+        return accuracy((data.val.X[:64], data.val.y[:64]))(net, arch)
+
+    search = Search(
+        net,
+        objectives=[Objective("accuracy", "maximize", recorded_accuracy), params()],
+        strategy=strategy,
+        budget=net.space.size,
+        storage=":memory:",
+        seed=0,
+        strategy_options={
+            "random": {},
+            "nsga2": {"population_size": 4},
+            "predictor": {"batch_size": 3, "inner_steps": 100, "inner_population": 8},
+        }[strategy],
+    )
+    assert search.run.run().state == "finished", search.traceback
+    assert len(subnets) == 14 < net.space.size
+    assert len(evaluated) == len(set(evaluated)) == 14  # once per subnet, then exhausted
+    assert {net.canonical(a) for a in evaluated} == subnets == set(evaluated)
+    frame = search.results
+    stored = [net.space.validate(r) for r in frame[list(net.space.names)].to_dict("records")]
+    assert stored == evaluated and frame["accuracy"].notna().all()
+    if strategy == "nsga2":  # Optuna's sampler did propose equivalents; none was evaluated
+        skipped = [t.user_attrs.get("nasviz", {}).get("skipped") for t in search.study.trials]
+        assert "equivalent" in skipped
