@@ -5,11 +5,14 @@
 //   bits (bytes): the grid, row-major, 1 bit per weight, numpy.packbits order (MSB first)
 //   other_bits (bytes): a second mask of the same grid for diff mode, or empty
 //   mode ("mask" | "diff")
-// Sends back: window [r0, r1, c0, c1] (the zoomed region, in cells).
+//   window [r0, r1, c0, c1]: the region shown, in cells (Python sets it with a new layer and
+//     with MaskViewer.zoom; this view sends it when the user zooms or pans)
 //
 // Big grids are drawn as density tiles (fraction kept, or fraction disagreeing, per pixel);
-// zooming in (mouse wheel, drag to pan, double-click to reset) reaches exact bits. The canvas
-// may be shown scaled down by CSS; mouse positions are mapped through its on-screen size.
+// zooming in (mouse wheel, drag to pan, double-click to reset) reaches exact bits once the
+// window has at most H x W cells (CANVAS in nasviz/ui/_masks.py): each cell is then a block of
+// pixels of one colour. The canvas may be shown scaled down by CSS; mouse positions are mapped
+// through its on-screen size.
 
 const W = 560;
 const H = 360;
@@ -105,11 +108,28 @@ function render({ model, el }) {
   let view = null;
 
   const whole = () => ({ r0: 0, r1: Math.max(1, model.get("rows")), c0: 0, c1: Math.max(1, model.get("cols")) });
-  const repaint = () => draw(ctx, model, view, info);
+  // the window Python set, when it fits the grid; else the whole grid
+  const fromModel = () => {
+    const [r0, r1, c0, c1] = model.get("window") || [];
+    const ok = [r0, r1, c0, c1].every(Number.isInteger) && 0 <= r0 && r0 < r1 &&
+      r1 <= model.get("rows") && 0 <= c0 && c0 < c1 && c1 <= model.get("cols");
+    return ok ? { r0, r1, c0, c1 } : whole();
+  };
+  // State changes arrive in batches (Python sends layer, bits and window together): the view
+  // follows the model's window and repaints once per batch, after the last change event.
+  let queued = false;
+  const refresh = () => {
+    if (queued) return;
+    queued = true;
+    queueMicrotask(() => {
+      queued = false;
+      view = fromModel();
+      draw(ctx, model, view, info);
+    });
+  };
+  // the user zoomed or panned: the window goes to Python, and the view follows it here
   const show = (next) => {
-    view = next;
-    repaint();
-    model.set("window", [view.r0, view.r1, view.c0, view.c1]);
+    model.set("window", [next.r0, next.r1, next.c0, next.c1]);
     model.save_changes();
   };
   const clamp = (lo, span, n) => Math.max(0, Math.min(lo, n - span));
@@ -156,21 +176,15 @@ function render({ model, el }) {
   });
   on(canvas, "dblclick", () => show(whole()));
 
-  const onLayer = () => show(whole());
-  const events = {
-    "change:layer": onLayer,
-    "change:rows": onLayer,
-    "change:cols": onLayer,
-    "change:bits": repaint,
-    "change:other_bits": repaint,
-    "change:mode": repaint,
-  };
-  for (const [event, fn] of Object.entries(events)) model.on(event, fn);
-  view = whole();
-  repaint();
+  const events = ["layer", "rows", "cols", "window", "bits", "other_bits", "mode"].map(
+    (name) => `change:${name}`,
+  );
+  for (const event of events) model.on(event, refresh);
+  view = fromModel();
+  draw(ctx, model, view, info);
   return () => {
     listeners.abort();
-    for (const [event, fn] of Object.entries(events)) model.off(event, fn);
+    for (const event of events) model.off(event, refresh);
   };
 }
 

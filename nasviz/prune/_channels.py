@@ -8,14 +8,16 @@ root channel it belongs to. nasviz only reads the graph here; it never prunes th
 
 Groups are left alone (never pruned) when they reach the model's output (the classifier's
 classes), or touch a layer whose output would change if channels disappeared (LayerNorm,
-GroupNorm, grouped but not depthwise convs, modules Torch-Pruning does not know). Attention
-modules of nasviz's shape (Linear ``q``/``k``/``v``/``out``, ``heads``, ``head_dim``) are
-pruned by whole heads: q/k/v rows and ``out`` columns of a head go together.
+GroupNorm, grouped but not depthwise convs, modules Torch-Pruning does not know). Attention is
+pruned by whole heads: in modules of nasviz's shape (Linear ``q``/``k``/``v``/``out``,
+``heads``, ``head_dim``) the q/k/v rows and ``out`` columns of a head go together, and in torch's
+``nn.MultiheadAttention`` its rows of the packed ``in_proj`` and its ``out_proj`` columns (see
+:mod:`nasviz.prune._attention`; configurations it cannot shrink are skipped with a warning).
 """
 
 from __future__ import annotations
 
-import copy
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -23,9 +25,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from nasviz.errors import ConfigError, MaskError
+from nasviz.errors import ConfigError, MaskError, NasvizWarning
+from nasviz.prune._attention import mha_modules, unsupported_mha
 from nasviz.prune._magnitude import lowest_k
-from nasviz.prune._masks import Masks, check_sparsity, prunable, remove
+from nasviz.prune._masks import Masks, check_sparsity, copy_model, prunable
 
 __all__ = [
     "ChannelGroup",
@@ -98,6 +101,23 @@ def _head_group(name: str, attn: nn.Module) -> ChannelGroup:
     ]
     slices.append(Slice(f"{pre}out.weight", 1, idx, root, True))
     return ChannelGroup(name, attn.heads, tuple(slices), kind="heads")
+
+
+def _mha_group(name: str, mha: nn.MultiheadAttention) -> ChannelGroup:
+    """Heads of a packed ``nn.MultiheadAttention``: q/k/v rows of ``in_proj_*`` and the
+    ``out_proj`` columns of a head go together (see :mod:`nasviz.prune._attention`)."""
+    e = mha.embed_dim
+    idx = torch.arange(e)
+    root = idx // mha.head_dim  # (E,) head of every row / column
+    pre = f"{name}." if name else ""
+    slices = [
+        Slice(f"{pre}{param}", 0, idx + part * e, root, part == 2)
+        for part in range(3)  # q, k, v blocks; v produces the head's output
+        for param in ("in_proj_weight", "in_proj_bias")
+        if getattr(mha, param) is not None
+    ]
+    slices.append(Slice(f"{pre}out_proj.weight", 1, idx, root, True))
+    return ChannelGroup(name, mha.num_heads, tuple(slices), kind="mha-heads")
 
 
 def example_input_for(model: nn.Module, example_input: Any = None) -> Any:
@@ -216,7 +236,8 @@ def channel_groups(
         if ok and slices:
             root_module = group[0].dep.target.module
             groups.append(ChannelGroup(names[root_module], len(group[0].idxs), tuple(slices)))
-    return groups + [_head_group(n, a) for n, a in attention.items()]
+    heads = [_head_group(n, a) for n, a in attention.items()]
+    return groups + heads + [_mha_group(n, m) for n, m in mha_modules(model).items()]
 
 
 Importance = Callable[[ChannelGroup, dict[str, torch.Tensor]], torch.Tensor]
@@ -268,7 +289,15 @@ def channels(
             f"importance must be one of {sorted(IMPORTANCES)} or a callable, got {importance!r}"
         )
     weights = prunable(model)
-    clean = remove(copy.deepcopy(model), permanent=True)  # masked weights count as zeros
+    clean = copy_model(model, plain=True)  # masked weights count as zeros
+    skipped = unsupported_mha(clean)
+    if skipped:
+        warnings.warn(
+            f"channels: the heads of nn.MultiheadAttention {skipped} are left alone (nasviz prunes "
+            "heads only with packed projections, no add_bias_kv, no add_zero_attn)",
+            NasvizWarning,
+            stacklevel=2,
+        )
     example = example_input_for(clean, example_input)
     groups = channel_groups(clean, example)
     ignored_set = set(ignored or ())
@@ -286,7 +315,7 @@ def channels(
         k = round(ratio * group.size)
         if k >= group.size:
             raise MaskError(
-                f"ratio {ratio} would remove all {group.size} channels of layer {group.root!r}; "
+                f"ratio {ratio:.4g} would remove all {group.size} channels of layer {group.root!r}; "
                 "use a smaller ratio or list the layer in ignored="
             )
         scores = torch.as_tensor(scorer(group, params)).flatten()

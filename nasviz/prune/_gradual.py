@@ -9,12 +9,14 @@ parametrization as :meth:`Masks.apply`, so pruned weights stay pruned while the 
 runs). Pruned weights are zeros, so they rank lowest again: the masks only ever grow.
 
 :class:`GradualPruning` is a plain callback: call it after every optimizer step of your own
-loop (``cb(step)``), or hand it to a nasviz training loop, which calls it with an Event whose
-data holds ``"step"``.
+loop (``cb(step)``), or subscribe it to a nasviz training run
+(``train_supernet(...).subscribe(cb)``): it follows the ``"step"`` of the run's events and
+ignores events without one.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import pandas as pd
@@ -86,11 +88,19 @@ class GradualPruning:
         return pd.DataFrame(self._rows, columns=["step", "target", "sparsity"])
 
     def __call__(self, step: Any = None, *args: Any, **kwargs: Any) -> Masks | None:
-        """Advances to ``step`` (an int, an Event with ``data["step"]``, or None for the next
-        step) and prunes when the schedule says so; returns the new masks or None."""
+        """Advances to ``step`` and prunes when the schedule says so; returns the new masks or
+        None.
+
+        ``step`` is an int, None (the step after the last one seen), or an Event from a
+        training run: events whose data carry an int ``"step"`` (nasviz's ``"loss"`` and
+        ``"eval"`` events) move the schedule there; every other event (``"status"``,
+        ``"error"``, ...) is ignored, so subscribing the callback to a run never shifts it.
+        """
         if step is not None and not isinstance(step, int):
             data = getattr(step, "data", None)
-            step = data.get("step") if isinstance(data, dict) else None
+            step = data.get("step") if isinstance(data, Mapping) else None
+            if isinstance(step, bool) or not isinstance(step, int):
+                return None  # an event without a step: nothing to schedule
         step = self._step + 1 if step is None else int(step)
         self._step = step
         if step < self.start or step > self.end or (step - self.start) % self.every:

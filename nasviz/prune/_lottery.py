@@ -8,7 +8,6 @@ masks are kept for comparison (``a.overlap(b)``, the viewer's diff mode).
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,7 +18,7 @@ from torch import nn
 
 from nasviz.errors import ConfigError
 from nasviz.prune._magnitude import SCOPES, magnitude
-from nasviz.prune._masks import Masks, check_sparsity, prunable, remove
+from nasviz.prune._masks import Masks, applied, check_sparsity, copy_model, prunable, remove
 
 __all__ = ["LotteryResult", "lottery"]
 
@@ -65,6 +64,9 @@ def lottery(
 ) -> LotteryResult:
     """Runs iterative magnitude pruning with rewinding on ``model`` (changed in place).
 
+    Arguments are checked before anything changes, and when ``train_fn`` raises, the model's
+    weights and masks are put back as they were before the call, then the error propagates.
+
     Args:
         train_fn: ``train_fn(model)`` trains in place (masks are applied, so pruned weights stay
             zero) and may return a metric (accuracy, loss) recorded per round.
@@ -89,7 +91,23 @@ def lottery(
         )
     prunable(model)
     state = _rewind_state(model, rewind)
-    remove(model, permanent=True)
+    before = _Snapshot(model)
+    remove(model, permanent=True)  # all or nothing: raises before any change if it cannot
+    try:
+        return _rounds(model, train_fn, rounds, rate, state, scope)
+    except BaseException:
+        before.restore(model)  # a failing train_fn leaves the model as it was given
+        raise
+
+
+def _rounds(
+    model: nn.Module,
+    train_fn: Callable[[nn.Module], Any],
+    rounds: int,
+    rate: float,
+    state: dict[str, torch.Tensor] | None,
+    scope: str,
+) -> LotteryResult:
     metrics = [train_fn(model)]
     masks: list[Masks] = []
     sparsities = [0.0]
@@ -107,10 +125,24 @@ def lottery(
     return LotteryResult(masks, metrics, model, sparsities)
 
 
+class _Snapshot:
+    """A model's parameters, buffers and applied nasviz masks, to put back after a failure."""
+
+    def __init__(self, model: nn.Module):
+        self.masks = applied(model)
+        self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    def restore(self, model: nn.Module) -> None:
+        remove(model)
+        if self.masks is not None:
+            self.masks.apply(model)
+        model.load_state_dict(self.state)
+
+
 def _rewind_state(model: nn.Module, rewind: Any) -> dict[str, torch.Tensor] | None:
     if rewind is None:
         return None
-    plain = remove(copy.deepcopy(model), permanent=True)
+    plain = copy_model(model, plain=True)
     if isinstance(rewind, str):
         if rewind != "init":
             raise ConfigError(f"rewind must be 'init', a state dict or None, got {rewind!r}")

@@ -1,11 +1,14 @@
 """Magnitude pruning: drop the weights of smallest absolute value, per layer or globally.
 
-Selection uses :func:`torch.kthvalue` on the absolute values (no full sort, no Python lists),
-then breaks ties at the threshold in index order so exactly ``round(sparsity * n)`` weights are
-pruned, as :func:`torch.nn.utils.prune.global_unstructured` does with ``L1Unstructured``.
+Selection uses :func:`torch.kthvalue` on the absolute values (no full sort, no Python lists;
+global scope brackets the threshold with a sample and never concatenates the model), then breaks
+ties at the threshold in index order so exactly ``round(sparsity * n)`` weights are pruned, as
+:func:`torch.nn.utils.prune.global_unstructured` does with ``L1Unstructured``.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import nn
@@ -13,7 +16,7 @@ from torch import nn
 from nasviz.errors import ConfigError
 from nasviz.prune._masks import Masks, check_sparsity, prunable
 
-__all__ = ["lowest_k", "magnitude"]
+__all__ = ["kth_smallest_abs", "lowest_k", "magnitude"]
 
 SCOPES = ("layer", "global")
 
@@ -39,27 +42,88 @@ def lowest_k(scores: torch.Tensor, k: int) -> torch.Tensor:
 
 
 def _kth_smallest(scores: torch.Tensor, k: int, sample: int = 1 << 20) -> torch.Tensor:
-    """The k-th smallest entry (1-based) of a 1-D tensor, exactly.
-
-    Big tensors first bracket the answer between two quantiles of a random sample, then run
-    :func:`torch.kthvalue` on the few entries inside the bracket (vectorized passes only);
-    when the bracket misses, the full :func:`torch.kthvalue` answers.
-    """
-    n = scores.numel()
-    if n <= 8 * sample:
+    """The k-th smallest entry (1-based) of a 1-D tensor, exactly (see :func:`kth_smallest_abs`
+    for how big tensors avoid a full selection)."""
+    if scores.numel() <= 8 * sample:
         return torch.kthvalue(scores, k).values
+    return _bracketed([scores], k, sample, absolute=False)
+
+
+def kth_smallest_abs(tensors: list[torch.Tensor], k: int, sample: int = 1 << 20) -> torch.Tensor:
+    """The k-th smallest (1-based) of ``|t|`` over all entries of ``tensors``, as float32,
+    without concatenating them (no copy of the whole model).
+
+    A random sample brackets the answer between two of its quantiles; one pass per tensor
+    counts the entries below the bracket and keeps the few inside it, and
+    :func:`torch.kthvalue` on those gives the exact answer (a full selection when the bracket
+    misses, which the margin makes vanishingly rare).
+    """
+    n = sum(t.numel() for t in tensors)
+    if n <= 8 * sample:
+        flat = torch.cat([_abs32(t) for t in tensors])  # (n,) small enough to copy
+        return torch.kthvalue(flat, k).values
+    return _bracketed(tensors, k, sample, absolute=True)
+
+
+def _abs32(t: torch.Tensor) -> torch.Tensor:
+    """``|t|`` flattened, in float32 (float64 stays float64)."""
+    a = t.detach().reshape(-1).abs()
+    return a if a.dtype == torch.float64 else a.to(torch.float32)
+
+
+def _bracketed(tensors: list[torch.Tensor], k: int, sample: int, absolute: bool) -> torch.Tensor:
+    value = _abs32 if absolute else (lambda t: t.detach().reshape(-1))
+    n = sum(t.numel() for t in tensors)
     gen = torch.Generator().manual_seed(n + k)
-    probe = scores[torch.randint(n, (sample,), generator=gen)]
-    q = k / n
-    margin = 6.0 * (q * (1.0 - q) / sample) ** 0.5 + 2.0 / sample
-    lo = torch.quantile(probe, max(q - margin, 0.0))
-    hi = torch.quantile(probe, min(q + margin, 1.0))
-    below = int((scores < lo).sum())
-    band = scores[(scores >= lo) & (scores <= hi)]
+    probe = torch.cat(
+        [
+            value(t.detach().reshape(-1)[torch.randint(t.numel(), (m,), generator=gen)])
+            for t in tensors
+            if (m := max(1, sample * t.numel() // n))
+        ]
+    )  # (~sample,) drawn from every tensor in proportion to its size
+    q, size = k / n, probe.numel()
+    margin = 6.0 * (q * (1.0 - q) / size) ** 0.5 + 2.0 / size
+    lo = torch.kthvalue(probe, max(1, math.floor((q - margin) * size))).values
+    hi = torch.kthvalue(probe, min(size, math.ceil((q + margin) * size))).values
+    below, band = 0, []
+    for t in tensors:
+        v = value(t)  # (numel,) one tensor at a time
+        below += int(torch.count_nonzero(v < lo))
+        band.append(v[(v >= lo) & (v <= hi)])
+        del v
+    inside = torch.cat(band)
     need = k - below
-    if 1 <= need <= band.numel():
-        return torch.kthvalue(band, need).values
-    return torch.kthvalue(scores, k).values
+    if 1 <= need <= inside.numel():
+        return torch.kthvalue(inside, need).values
+    return torch.kthvalue(torch.cat([value(t) for t in tensors]), k).values
+
+
+def _global_keep(weights: list[torch.Tensor], k: int, sample: int = 1 << 20) -> list[torch.Tensor]:
+    """Keep-masks (one per tensor, its shape) that prune the ``k`` smallest ``|w|`` over all
+    tensors together; ties at the threshold pruned in global index order (as
+    :func:`lowest_k` on the concatenation)."""
+    n = sum(w.numel() for w in weights)
+    if k <= 0 or k >= n:
+        return [torch.full(w.shape, k <= 0, dtype=torch.bool) for w in weights]
+    threshold = kth_smallest_abs(weights, k, sample)
+    keeps, ties, missing = [], [], k
+    for w in weights:
+        v = _abs32(w)
+        keeps.append(v > threshold)  # (numel,) strictly above the threshold: kept
+        tie = v == threshold
+        ties.append(tie if bool(tie.any()) else None)
+        missing -= int(torch.count_nonzero(v < threshold))
+        del v
+    for keep, tie in zip(
+        keeps, ties, strict=True
+    ):  # ties: prune the first `missing`, keep the rest
+        if tie is None:
+            continue
+        at = torch.nonzero(tie).flatten()
+        keep[at[min(missing, at.numel()) :]] = True
+        missing = max(0, missing - at.numel())
+    return [keep.view(w.shape) for w, keep in zip(weights, keeps, strict=True)]
 
 
 def magnitude(
@@ -92,15 +156,10 @@ def magnitude(
             for n, w in weights.items()
         }
         return Masks(masks, meta=meta)
+    total = sum(w.numel() for w in weights.values())
     with torch.no_grad():
-        flat = torch.cat([w.abs().flatten().to(torch.float32) for w in weights.values()])  # (N,)
-        keep = lowest_k(flat, round(sparsity * flat.numel()))
-        del flat
-    masks, start = {}, 0
-    for n, w in weights.items():
-        masks[n] = keep[start : start + w.numel()].view(w.shape)
-        start += w.numel()
-    return Masks(masks, meta=meta)
+        keeps = _global_keep(list(weights.values()), round(sparsity * total))
+    return Masks(dict(zip(weights, keeps, strict=True)), meta=meta)
 
 
 def _select(model: nn.Module, params: list[str] | None) -> dict[str, torch.Tensor]:

@@ -13,8 +13,9 @@ the model.
 
 from __future__ import annotations
 
+import copy
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from torch.nn.utils import parametrize
 
 from nasviz.errors import CheckpointError, MaskError
 
-__all__ = ["Masks", "check_sparsity", "prunable", "remove"]
+__all__ = ["Masks", "applied", "check_sparsity", "copy_model", "prunable", "remove"]
 
 #: Module types whose ``weight`` unstructured methods prune by default.
 PRUNABLE_TYPES: tuple[type[nn.Module], ...] = (nn.Linear, nn.modules.conv._ConvNd)
@@ -52,6 +53,25 @@ def check_sparsity(sparsity: float, what: str = "sparsity") -> float:
     if not 0.0 <= value < 1.0:
         raise MaskError(f"{what} must be in [0, 1) (1 would remove every weight), got {value}")
     return value
+
+
+def copy_model(model: nn.Module, plain: bool = False) -> nn.Module:
+    """A deep copy of ``model`` that shares nothing with it, parametrized modules included.
+
+    ``copy.deepcopy`` gives a parametrized module's copy the *same* injected class, so adding
+    or removing a parametrization on the copy would change the original's properties; each
+    parametrized module of the copy gets its own class here.
+
+    Args:
+        plain: take nasviz masks off the copy, leaving masked weights as zeros.
+    """
+    new = copy.deepcopy(model)
+    for module in new.modules():
+        if parametrize.is_parametrized(module):
+            cls = type(module)
+            own = {k: v for k, v in vars(cls).items() if k not in ("__dict__", "__weakref__")}
+            module.__class__ = type(cls.__name__, cls.__bases__, own)
+    return remove(new, permanent=True) if plain else new
 
 
 def _owner(model: nn.Module, name: str) -> tuple[nn.Module, str]:
@@ -130,6 +150,7 @@ class Masks(Mapping[str, torch.Tensor]):
             for k, v in masks.items()
         }
         self.meta: dict[str, Any] = dict(meta or {})
+        self._kept: dict[str, int] = {}  # kept count per tensor, filled on first use
         if model is not None:
             self.check(model)
 
@@ -153,10 +174,16 @@ class Masks(Mapping[str, torch.Tensor]):
         """Number of masked weights."""
         return sum(m.numel() for m in self._masks.values())
 
+    def kept_in(self, name: str) -> int:
+        """Number of weights kept (True) in tensor ``name`` (counted once, then cached)."""
+        if name not in self._kept:
+            self._kept[name] = int(np.count_nonzero(self._masks[name].numpy()))
+        return self._kept[name]
+
     @property
     def kept(self) -> int:
         """Number of weights kept (True)."""
-        return sum(int(m.sum()) for m in self._masks.values())
+        return sum(self.kept_in(n) for n in self._masks)
 
     @property
     def sparsity(self) -> float:
@@ -170,9 +197,9 @@ class Masks(Mapping[str, torch.Tensor]):
                 "name": n,
                 "shape": tuple(m.shape),
                 "params": m.numel(),
-                "kept": int(m.sum()),
-                "removed": m.numel() - int(m.sum()),
-                "sparsity": 1.0 - int(m.sum()) / max(m.numel(), 1),
+                "kept": self.kept_in(n),
+                "removed": m.numel() - self.kept_in(n),
+                "sparsity": 1.0 - self.kept_in(n) / max(m.numel(), 1),
             }
             for n, m in self._masks.items()
         ]
@@ -219,6 +246,11 @@ class Masks(Mapping[str, torch.Tensor]):
                     module, attr, _Mask(mask.to(device)), unsafe=True
                 )
         return model
+
+    def remove(self, model: nn.Module, permanent: bool = False) -> nn.Module:
+        """Takes these masks off ``model`` (other nasviz masks stay); see :func:`remove`."""
+        self.check(model)
+        return remove(model, permanent=permanent, names=list(self._masks))
 
     def shrink(self, model: nn.Module, example_input: Any = None) -> nn.Module:
         """A smaller dense copy of ``model`` without the pruned channels; see :func:`nasviz.prune.shrink`."""
@@ -331,24 +363,46 @@ def _nasviz_mask(module: nn.Module, attr: str) -> _Mask | None:
     return None
 
 
-def remove(model: nn.Module, permanent: bool = False) -> nn.Module:
+def _masked_attrs(model: nn.Module) -> Iterator[tuple[str, nn.Module, str]]:
+    """(plain parameter name, module, attribute) of every nasviz-masked parameter."""
+    for module_name, module in model.named_modules():
+        if not parametrize.is_parametrized(module):
+            continue
+        for attr in list(module.parametrizations.keys()):
+            if _nasviz_mask(module, attr) is not None:
+                yield (f"{module_name}.{attr}" if module_name else attr), module, attr
+
+
+def applied(model: nn.Module) -> Masks | None:
+    """The nasviz masks currently applied to ``model`` (None when there are none)."""
+    found = {name: _nasviz_mask(m, attr).mask for name, m, attr in _masked_attrs(model)}
+    return Masks(found) if found else None
+
+
+def remove(
+    model: nn.Module, permanent: bool = False, names: Iterable[str] | None = None
+) -> nn.Module:
     """Takes nasviz masks off ``model``; returns it.
+
+    Everything is checked before anything changes: when one masked parameter also carries
+    another parametrization, MaskError is raised and no mask has been taken off.
 
     Args:
         permanent: False restores the original (unmasked) weights; True keeps the masked
             weights (pruned entries become plain zeros).
+        names: only these parameters (plain names such as ``"0.weight"``); default every
+            masked parameter.
     """
-    for module in list(model.modules()):
-        if not parametrize.is_parametrized(module):
-            continue
-        for attr in list(module.parametrizations.keys()):
-            plist = module.parametrizations[attr]
-            if not any(isinstance(p, _Mask) for p in plist):
-                continue
-            if len(plist) != 1:
-                raise MaskError(
-                    f"{type(module).__name__}.{attr} has other parametrizations besides nasviz's mask; "
-                    "remove them first"
-                )
-            parametrize.remove_parametrizations(module, attr, leave_parametrized=permanent)
+    if not isinstance(model, nn.Module):
+        raise MaskError(f"expected a torch nn.Module, got {type(model).__name__}")
+    chosen = None if names is None else set(names)
+    targets = [t for t in _masked_attrs(model) if chosen is None or t[0] in chosen]
+    mixed = [name for name, m, attr in targets if len(m.parametrizations[attr]) != 1]
+    if mixed:
+        raise MaskError(
+            f"{mixed} carry other parametrizations besides nasviz's mask; remove those first "
+            "(nothing was changed)"
+        )
+    for _, module, attr in targets:
+        parametrize.remove_parametrizations(module, attr, leave_parametrized=permanent)
     return model

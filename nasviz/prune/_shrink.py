@@ -10,8 +10,9 @@ zero a whole channel, and :func:`shrink` says so instead of pretending to save a
 
 from __future__ import annotations
 
-import copy
+import functools
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,8 +21,9 @@ from torch import nn
 
 from nasviz.errors import NasvizWarning
 from nasviz.objectives import count_params
+from nasviz.prune._attention import replace_heads
 from nasviz.prune._channels import _graph, channel_groups, example_input_for
-from nasviz.prune._masks import Masks, remove
+from nasviz.prune._masks import Masks, copy_model
 
 __all__ = ["Savings", "savings", "shrink"]
 
@@ -37,7 +39,7 @@ def _example(model: nn.Module, masks: Masks, example_input: Any) -> Any:
 
 def _masked_copy(model: nn.Module, masks: Masks) -> nn.Module:
     masks.check(model)
-    new = remove(copy.deepcopy(model), permanent=True)
+    new = copy_model(model, plain=True)
     params = dict(new.named_parameters())
     with torch.no_grad():
         for name, mask in masks.items():
@@ -45,10 +47,10 @@ def _masked_copy(model: nn.Module, masks: Masks) -> nn.Module:
     return new
 
 
-def _plan(model: nn.Module, dg: Any) -> list[tuple[nn.Module, Any, list[int]]]:
-    """(root module, pruning function, channel indices) of every removable channel set."""
+def _plan(model: nn.Module, dg: Any) -> list[Callable[[], Any]]:
+    """One call per removable channel set, each removing it from ``model`` in place."""
     params = dict(model.named_parameters())
-    plan = []
+    plan: list[Callable[[], Any]] = []
     for group in channel_groups(model, dg=dg):
         alive = torch.zeros(group.size, dtype=torch.bool)
         for s in group.slices:
@@ -61,15 +63,23 @@ def _plan(model: nn.Module, dg: Any) -> list[tuple[nn.Module, Any, list[int]]]:
         dead = torch.nonzero(~alive).flatten().tolist()
         if len(dead) == group.size:  # a fully pruned group: keep one channel so shapes stay valid
             dead = dead[1:]
-        if dead:
-            module = model.get_submodule(group.root)
-            fn = (
-                _prune_heads
-                if group.kind == "heads"
-                else dg.get_pruner_of_module(module).prune_out_channels
-            )
-            plan.append((module, fn, dead))
+        if not dead:
+            continue
+        module = model.get_submodule(group.root)
+        if group.kind == "heads":
+            plan.append(functools.partial(_prune_heads, module, dead))
+        elif group.kind == "mha-heads":  # swapped for a HeadAttention (never the root: untraceable)
+            plan.append(functools.partial(replace_heads, model, group.root, dead))
+        else:
+            plan.append(functools.partial(_prune_group, dg, module, dead))
     return plan
+
+
+def _prune_group(dg: Any, module: nn.Module, idxs: list[int]) -> None:
+    """Removes output channels ``idxs`` of ``module`` and everything coupled to them; the
+    group is resolved now, against the shapes earlier steps left."""
+    fn = dg.get_pruner_of_module(module).prune_out_channels
+    dg.get_pruning_group(module, fn, idxs).prune()
 
 
 def _keep_linear(layer: nn.Linear, keep: torch.Tensor, dim: int) -> nn.Linear:
@@ -128,11 +138,8 @@ def shrink(
             NasvizWarning,
             stacklevel=2,
         )
-    for module, fn, idxs in plan:
-        if fn is _prune_heads:
-            _prune_heads(module, idxs)
-        else:
-            dg.get_pruning_group(module, fn, idxs).prune()
+    for prune_step in plan:
+        prune_step()
     new.train(model.training)
     if check and reference is not None:
         with torch.no_grad():

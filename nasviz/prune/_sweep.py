@@ -1,14 +1,17 @@
-"""Pruning sweeps: accuracy vs sparsity for several methods, as a background run.
+"""Pruning sweeps: the search's objectives vs sparsity for several methods, as a background run.
 
 A :class:`Sweep` is a :class:`nasviz.runner.Run` over a :class:`SweepEngine` whose every step
-prunes a fresh copy of the model with one (method, sparsity), optionally fine-tunes it,
-evaluates it and measures it on the search's axes (``params`` and ``macs`` of the shrunk, dense
-model, i.e. what inference really runs), then emits a ``"result"`` event with the new row.
+prunes a fresh copy of the model with one (method, sparsity), optionally fine-tunes the masked
+copy, shrinks it (:func:`nasviz.prune.shrink`: what dense inference really runs; for
+unstructured masks it is the same size) and measures the shrunk model with the given objectives,
+the same :class:`~nasviz.objectives.Objective` instances a :class:`~nasviz.search.Search` uses,
+so each row carries the same columns as a search's results and a pruned variant can sit on the
+same Pareto front as searched subnets. Then it emits a ``"result"`` event with the new row.
 """
 
 from __future__ import annotations
 
-import copy
+import math
 import threading
 import time
 import traceback
@@ -20,10 +23,10 @@ import pandas as pd
 from torch import nn
 
 from nasviz.errors import ConfigError, NasvizWarning
-from nasviz.objectives import count_macs, count_params
+from nasviz.objectives import Objective, count_params
 from nasviz.prune._channels import channels
 from nasviz.prune._magnitude import magnitude
-from nasviz.prune._masks import Masks, check_sparsity, prunable
+from nasviz.prune._masks import Masks, check_sparsity, copy_model, prunable
 from nasviz.prune._random import random
 from nasviz.prune._shrink import shrink
 from nasviz.runner import Engine, Event, Progress, Run
@@ -31,6 +34,7 @@ from nasviz.runner import Engine, Event, Progress, Run
 __all__ = ["METHODS", "Sweep", "SweepEngine", "sweep"]
 
 Method = Callable[[nn.Module, float], Masks]
+Evaluation = Objective | Callable[[nn.Module], Any]
 
 #: Method names a sweep (and the MaskViewer's picker) accepts; any ``fn(model, sparsity)``
 #: returning Masks works too.
@@ -42,16 +46,10 @@ METHODS: dict[str, Method] = {
     "channels": lambda model, s: channels(model, s),
 }
 
-COLUMNS = [
-    "method",
-    "sparsity",
-    "actual_sparsity",
-    "params",
-    "nonzero_params",
-    "macs",
-    "seconds",
-    "error",
-]
+#: Columns before the objectives' and after them (``params`` joins the latter when no objective
+#: is named so).
+LEADING = ["trial", "state", "method", "sparsity", "weight_sparsity"]
+TRAILING = ["nonzero_params", "feasible", "error", "traceback", "duration"]
 
 
 def _resolve(methods: Sequence[str | Method] | Mapping[str, Method]) -> dict[str, Method]:
@@ -86,6 +84,33 @@ def _resolve(methods: Sequence[str | Method] | Mapping[str, Method]) -> dict[str
     return out
 
 
+def _evaluations(spec: Any) -> list[Evaluation]:
+    """The objectives as a list (a single Objective or callable is one evaluation)."""
+    items = [spec] if isinstance(spec, Objective) or callable(spec) else spec
+    if items is None or isinstance(items, str) or not isinstance(items, Sequence) or not items:
+        raise ConfigError(
+            "sweep needs evaluate: a list of nasviz Objectives such as a Search's "
+            "[accuracy(data), params(), macs(shape), latency(shape)], or one callable "
+            f"evaluate(model) -> float | dict; got {spec!r}"
+        )
+    for item in items:
+        if isinstance(item, Objective) and item.fn is None:
+            raise ConfigError(
+                f"objective {item.name!r} has no function to measure a pruned model with"
+            )
+        if not callable(item):
+            raise ConfigError(f"an objective must be an Objective or a callable, got {item!r}")
+    names = [_name(i) for i in items]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"objective names must be unique, got {names}")
+    return list(items)
+
+
+def _name(evaluation: Evaluation) -> str:
+    name = getattr(evaluation, "name", None) or getattr(evaluation, "__name__", "")
+    return name if name and name != "<lambda>" else "score"
+
+
 class SweepEngine(Engine):
     """One step = one (method, sparsity) point. Rows and masks are appended in the run's
     thread; :meth:`results` copies them under a lock, so any thread may read."""
@@ -95,18 +120,24 @@ class SweepEngine(Engine):
         model: nn.Module,
         methods: dict[str, Method],
         sparsities: list[float],
-        evaluate: Callable[[nn.Module], Any],
+        evaluations: list[Evaluation],
         finetune: Callable[[nn.Module], Any] | None,
         input_shape: tuple[int, ...] | None,
     ):
         self.model = model
         self.points = [(m, s) for m in methods for s in sparsities]
         self.methods = methods
-        self.evaluate, self.finetune, self.input_shape = evaluate, finetune, input_shape
+        self.evaluations, self.finetune, self.input_shape = evaluations, finetune, input_shape
+        self.weights = set(prunable(model))  # names the weight_sparsity column counts
         self.masks: dict[tuple[str, float], Masks] = {}
         self._rows: list[dict[str, Any]] = []
         self._failed = 0
         self._lock = threading.Lock()
+
+    @property
+    def objectives(self) -> list[Objective]:
+        """The Objective instances among the evaluations (their names are result columns)."""
+        return [e for e in self.evaluations if isinstance(e, Objective)]
 
     def finished(self) -> bool:
         return len(self._rows) >= len(self.points)
@@ -116,18 +147,29 @@ class SweepEngine(Engine):
             return Progress(len(self._rows), len(self.points), self._failed, unit="point")
 
     def results(self) -> pd.DataFrame:
-        """One row per evaluated point (method, sparsity, metrics, params, macs, ...)."""
+        """One row per evaluated point; see :func:`sweep` for the columns."""
         with self._lock:
             rows = list(self._rows)
-        extra = sorted({k for r in rows for k in r} - set(COLUMNS))
-        return pd.DataFrame(rows, columns=[*COLUMNS[:3], *extra, *COLUMNS[3:]])
+        named = [  # a callable returning a dict names its columns by the dict's keys
+            _name(e)
+            for e in self.evaluations
+            if isinstance(e, Objective) or any(_name(e) in r for r in rows)
+        ]
+        if "params" not in named:
+            named.append("params")
+        fixed = set(LEADING) | set(TRAILING) | set(named)
+        extra = sorted({k for r in rows for k in r} - fixed)
+        return pd.DataFrame(rows, columns=[*LEADING, *named, *extra, *TRAILING])
 
     def step(self) -> Event:
-        method, sparsity = self.points[len(self._rows)]
+        index = len(self._rows)
+        method, sparsity = self.points[index]
         t0 = time.perf_counter()
-        row: dict[str, Any] = {"method": method, "sparsity": sparsity}
+        # trial numbers count down from -1, so they never collide with a Search's (0, 1, ...)
+        # when the two tables are concatenated onto one Pareto front
+        row: dict[str, Any] = {"trial": -1 - index, "method": method, "sparsity": sparsity}
         try:
-            pruned = copy.deepcopy(self.model)
+            pruned = copy_model(self.model)
             fn = self.methods[method]
             if fn is METHODS["channels"] and self.input_shape:  # trace on the user's input shape
                 masks = channels(pruned, sparsity, example_input=self.input_shape)
@@ -138,35 +180,47 @@ class SweepEngine(Engine):
                 self.finetune(pruned)
             row.update(self._measure(pruned, masks))
             self.masks[(method, sparsity)] = masks
-            row["error"] = None
+            row.update(state="COMPLETE", feasible=True, error="", traceback="")
         except Exception as exc:  # a failing point is recorded, the sweep goes on
-            row["error"] = "".join(traceback.format_exception_only(exc)).strip()
-            row["traceback"] = traceback.format_exc()
+            for o in self.objectives:
+                row[o.name] = math.nan
+            row.update(
+                state="FAIL",
+                feasible=False,
+                error="".join(traceback.format_exception_only(exc)).strip(),
+                traceback=traceback.format_exc(),
+            )
             with self._lock:
                 self._failed += 1
-        row["seconds"] = time.perf_counter() - t0
+        row["duration"] = time.perf_counter() - t0
         with self._lock:
             self._rows.append(row)
         return Event("result", dict(row))
 
     def _measure(self, pruned: nn.Module, masks: Masks) -> dict[str, Any]:
-        value = self.evaluate(pruned)
-        name = getattr(self.evaluate, "name", "accuracy")
-        out = dict(value) if isinstance(value, Mapping) else {name: float(value)}
+        """Objectives of the shrunk model, the fraction of weights removed, the nonzeros."""
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NasvizWarning)  # unstructured: shrink removes nothing
-            shape = self.input_shape
-            small = shrink(pruned, masks, example_input=shape, check=False)
-        out["actual_sparsity"] = masks.sparsity
-        out["params"] = count_params(small)
+            small = shrink(pruned, masks, example_input=self.input_shape, check=False)
+        out: dict[str, Any] = {}
+        for evaluation in self.evaluations:
+            value = evaluation(small)
+            if isinstance(value, Mapping) and not isinstance(evaluation, Objective):
+                out.update(value)
+            else:
+                out[_name(evaluation)] = float(value)
+        counted = [n for n in masks if n in self.weights]
+        total = sum(masks[n].numel() for n in counted)
+        out["weight_sparsity"] = 1.0 - sum(masks.kept_in(n) for n in counted) / max(total, 1)
+        out.setdefault("params", count_params(small))
         out["nonzero_params"] = sum(int((p != 0).sum()) for p in small.parameters())
-        out["macs"] = count_macs(small, tuple(shape)) if shape else None
         return out
 
 
 class Sweep(Run):
     """A background pruning sweep: ``start()``, ``stop()``, ``wait()``, ``status`` as every run,
-    plus :attr:`results` (a DataFrame) and :attr:`masks` ((method, sparsity) -> Masks)."""
+    plus :attr:`results` (a DataFrame), :attr:`masks` ((method, sparsity) -> Masks) and
+    :attr:`objectives` (for :func:`nasviz.viz.pareto_info` on the results)."""
 
     engine: SweepEngine
 
@@ -178,12 +232,16 @@ class Sweep(Run):
     def masks(self) -> dict[tuple[str, float], Masks]:
         return dict(self.engine.masks)
 
+    @property
+    def objectives(self) -> list[Objective]:
+        return self.engine.objectives
+
 
 def sweep(
     model: nn.Module,
     methods: Sequence[str | Method] | Mapping[str, Method] = ("magnitude", "random", "channels"),
     sparsities: Sequence[float] = (0.25, 0.5, 0.75),
-    evaluate: Callable[[nn.Module], Any] | None = None,
+    evaluate: Sequence[Evaluation] | Evaluation | None = None,
     finetune: Callable[[nn.Module], Any] | None = None,
     input_shape: tuple[int, ...] | None = None,
 ) -> Sweep:
@@ -193,28 +251,35 @@ def sweep(
         model: pruned on copies; never changed.
         methods: names from :data:`METHODS`, callables ``fn(model, sparsity) -> Masks``, or a
             name -> callable mapping.
-        sparsities: each in [0, 1) (the ratio of channels for ``"channels"``).
-        evaluate: ``evaluate(model) -> float | dict`` (a nasviz ``accuracy(data)`` objective
-            works; its name becomes the column).
-        finetune: ``finetune(model)`` trains the masked copy in place before evaluation.
-        input_shape: input shape with batch, e.g. ``(1, 1, 8, 8)``: used to trace the model for
-            shrinking and to count MACs.
+        sparsities: each in [0, 1): the fraction of weights for unstructured methods, of
+            channels in every group for ``"channels"`` (whose ``weight_sparsity`` is higher:
+            removing a channel also removes its consumers' inputs).
+        evaluate: what to measure on every pruned, shrunk model: the Objective instances a
+            Search uses (``[accuracy(data), params(), macs(shape), latency(shape)]``, one
+            column each, under the same names), or one callable ``evaluate(model) -> float``
+            (a column named after it) ``| dict`` (one column per key).
+        finetune: ``finetune(model)`` trains the masked copy in place before it is shrunk.
+        input_shape: input shape with batch, e.g. ``(1, 1, 8, 8)``, to trace the model for
+            ``channels`` and shrinking (default: guessed from the first layer).
+
+    Returns:
+        A Sweep whose ``results`` has one row per (method, sparsity): ``trial`` (-1, -2, ...),
+        ``state`` (COMPLETE / FAIL), ``method``, ``sparsity`` (as requested),
+        ``weight_sparsity`` (the fraction of Linear/Conv weights actually removed), one column
+        per objective, ``params`` of the shrunk model (also when no objective is named so),
+        ``nonzero_params``, ``feasible``, ``error``, ``traceback`` and ``duration`` (s).
     """
-    if evaluate is None or not callable(evaluate):
-        raise ConfigError(
-            "sweep needs evaluate=fn(model) -> float or dict (e.g. nasviz.accuracy(data))"
-        )
+    evaluations = _evaluations(evaluate)
     if finetune is not None and not callable(finetune):
         raise ConfigError("finetune must be None or a callable finetune(model)")
     levels = [check_sparsity(s) for s in sparsities]
     if not levels:
         raise ConfigError("a sweep needs at least one sparsity")
-    prunable(model)
     engine = SweepEngine(
         model,
         _resolve(methods),
         levels,
-        evaluate,
+        evaluations,
         finetune,
         tuple(input_shape) if input_shape else None,
     )

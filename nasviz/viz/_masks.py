@@ -48,7 +48,7 @@ def layer_sparsity_info(masks: Mapping[str, Any]) -> LayerSparsityInfo:
         grid = mask_grid(mask)
         names.append(name)
         params.append(int(grid.size))
-        sparsity.append(1.0 - float(grid.mean()) if grid.size else 0.0)
+        sparsity.append(1.0 - np.count_nonzero(grid) / grid.size if grid.size else 0.0)
     total = sum(params)
     overall = sum(s * p for s, p in zip(sparsity, params, strict=True)) / total if total else 0.0
     return LayerSparsityInfo(tuple(names), tuple(sparsity), tuple(params), overall)
@@ -83,7 +83,8 @@ def layer_sparsity_figure(
 
 class MaskHeatmapInfo(NamedTuple):
     """A mask drawn as ``values`` (2-D): exact bits when ``tile == (1, 1)``, else the kept
-    fraction (or, in diff mode, the disagreeing fraction) of each ``tile`` of weights."""
+    fraction (or, in diff mode, the disagreeing fraction) of each ``tile`` of weights.
+    ``window`` is the ``(row0, row1, col0, col1)`` shown (None: the whole mask)."""
 
     name: str
     shape: tuple[int, ...]
@@ -92,14 +93,18 @@ class MaskHeatmapInfo(NamedTuple):
     tile: tuple[int, int]
     values: np.ndarray
     mode: str
+    window: tuple[int, int, int, int] | None = None
 
 
 def _tiles(grid: np.ndarray, tr: int, tc: int) -> np.ndarray:
+    """Fraction of True cells in every ``tr`` x ``tc`` tile of a bool grid (edge tiles may be
+    smaller), counted in one pass without copying the grid."""
     rows, cols = grid.shape
-    R, C = math.ceil(rows / tr), math.ceil(cols / tc)
-    padded = np.full((R * tr, C * tc), np.nan)
-    padded[:rows, :cols] = grid
-    return np.nanmean(padded.reshape(R, tr, C, tc), axis=(1, 3))  # (R, C)
+    r_starts, c_starts = np.arange(0, rows, tr), np.arange(0, cols, tc)
+    counts = np.add.reduceat(grid, c_starts, axis=1, dtype=np.int32)  # (rows, C), along rows
+    counts = np.add.reduceat(counts, r_starts, axis=0)  # (R, C)
+    cells = np.outer(np.diff(r_starts, append=rows), np.diff(c_starts, append=cols))  # (R, C)
+    return counts / cells
 
 
 def mask_heatmap_info(
@@ -128,8 +133,8 @@ def mask_heatmap_info(
         grid = grid[r0:r1, c0:c1]
     rows, cols = grid.shape
     tr, tc = max(1, math.ceil(rows / max_cells)), max(1, math.ceil(cols / max_cells))
-    values = grid.astype(float) if (tr, tc) == (1, 1) else _tiles(grid.astype(float), tr, tc)
-    return MaskHeatmapInfo(name, shape, rows, cols, (tr, tc), values, mode)
+    values = grid.astype(float) if (tr, tc) == (1, 1) else _tiles(grid, tr, tc)
+    return MaskHeatmapInfo(name, shape, rows, cols, (tr, tc), values, mode, window)
 
 
 def mask_heatmap_figure(info: MaskHeatmapInfo) -> go.Figure:
@@ -148,7 +153,11 @@ def _heatmap_title(info: MaskHeatmapInfo) -> str:
         "exact bits" if info.tile == (1, 1) else f"density of {info.tile[0]}x{info.tile[1]} tiles"
     )
     verb = "where the masks disagree" if info.mode == "diff" else "kept weights"
-    return f"{info.name} {info.shape}: {verb} ({what})"
+    where = ""
+    if info.window is not None:
+        r0, r1, c0, c1 = info.window
+        where = f", rows {r0}-{r1}, cols {c0}-{c1}"
+    return f"{info.name} {info.shape}{where}: {verb} ({what})"
 
 
 def _add_heatmap(fig: go.Figure, info: MaskHeatmapInfo, **where: Any) -> None:
@@ -171,12 +180,18 @@ def masks_figure(
     layer: str | None = None,
     other: Mapping[str, Any] | None = None,
     max_cells: int = 96,
+    window: tuple[int, int, int, int] | None = None,
 ) -> go.Figure:
-    """Static summary (for saved notebooks): sparsity bars plus one layer's heatmap (or diff)."""
+    """Static summary (for saved notebooks): sparsity bars plus one layer's heatmap (or diff),
+    of the whole layer or of ``window`` (see :func:`mask_heatmap_info`)."""
     info = layer_sparsity_info(masks)
     layer = layer if layer is not None else max(masks, key=lambda n: mask_grid(masks[n]).size)
     heat = mask_heatmap_info(
-        masks[layer], layer, other=None if other is None else other.get(layer), max_cells=max_cells
+        masks[layer],
+        layer,
+        other=None if other is None else other.get(layer),
+        max_cells=max_cells,
+        window=window,
     )
     fig = make_subplots(
         rows=1,

@@ -1,10 +1,12 @@
 """The MaskViewer in JupyterLab, in a real browser: its canvas draws, the sparsity slider, the
-method picker, zooming and diff mode redraw it, and the browser logs no errors.
+method picker, zooming and diff mode redraw it, errors are shown and undone, zoomed pixels are
+the mask's exact bits, and the browser logs no errors.
 
 Pixels are read from the canvas with ``getImageData``: ``ink`` counts pixels that are not
 white, ``rows`` the pixel rows with any ink, ``darkness`` sums how dark they are (kept weights
 are dark blue), ``red`` counts diff pixels (disagreeing weights are red), and ``digest``
-changes whenever any pixel does.
+changes whenever any pixel does. ``BITS_JS`` reads one pixel per cell of an exactly drawn
+window; the test compares them with masks it computes itself from the same seeded model.
 """
 
 from __future__ import annotations
@@ -13,14 +15,19 @@ import re
 import time
 
 import nbformat
+import numpy as np
 import pytest
+import torch
 from nbformat.v4 import new_code_cell, new_notebook
+
+from nasviz import prune
 
 from .conftest import open_notebook, run_all
 
 pytestmark = pytest.mark.browser
 
-VIEWER = ".jp-OutputArea-output:has(.nasviz-mask)"
+VIEWERS = ".jp-OutputArea-output:has(.nasviz-mask)"
+
 
 PIXELS_JS = """(canvas) => {
   const d = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
@@ -40,22 +47,66 @@ PIXELS_JS = """(canvas) => {
           height: canvas.height};
 }"""
 
-# A small seeded model whose first layer (1000 x 700 weights) is too big for exact bits, so
-# the canvas starts with density tiles; nothing is trained.
-SMALL = """
+# One canvas pixel per cell of an exactly drawn window [r0, r1) x [c0, c1): the first pixel
+# of each cell's block (pixel x shows cell floor(x * cells / width)); 1 = dark (kept or, in
+# diff mode, disagreeing), 0 = white.
+BITS_JS = """([canvas, r0, r1, c0, c1]) => {
+  const d = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
+  const R = r1 - r0, C = c1 - c0, out = [];
+  for (let i = 0; i < R; i++) {
+    const y = Math.ceil((i * canvas.height) / R);
+    let row = "";
+    for (let j = 0; j < C; j++) {
+      const x = Math.ceil((j * canvas.width) / C);
+      const o = (y * canvas.width + x) * 4;
+      row += d[o] + d[o + 1] + d[o + 2] < 600 ? "1" : "0";
+    }
+    out.push(row);
+  }
+  return out;
+}"""
+
+# A small seeded model whose first layer (1000 x 700 weights) is too big for exact bits, with
+# a 4-neuron layer that channel pruning at 0.9 would empty; nothing is trained. The viewer
+# opens zoomed by Python onto a window small enough for exact bits.
+MODEL = """
+torch.manual_seed(0)
+model = torch.nn.Sequential(
+    torch.nn.Linear(700, 1000), torch.nn.ReLU(), torch.nn.Linear(1000, 4), torch.nn.ReLU(),
+    torch.nn.Linear(4, 10)
+)
+"""
+SMALL = f"""
 import torch
 from nasviz import prune
 from nasviz.ui import MaskViewer
-
-torch.manual_seed(0)
-model = torch.nn.Sequential(
-    torch.nn.Linear(700, 1000), torch.nn.ReLU(), torch.nn.Linear(1000, 10)
-)
+{MODEL}
 viewer = MaskViewer(
     prune.magnitude(model, 0.3), model=model, other=prune.random(model, 0.3), layer="0.weight"
 )
+viewer.zoom((40, 160), (300, 390))
 viewer
 """
+
+
+def _model() -> torch.nn.Module:
+    """The notebook's model, built here from the same seed."""
+    scope: dict = {"torch": torch}
+    exec(MODEL, scope)
+    return scope["model"]
+
+
+def _bits_on_canvas(viewer, window) -> np.ndarray:
+    rows = viewer.locator("canvas").evaluate(BITS_JS_CALL, list(window))
+    return np.array([[c == "1" for c in row] for row in rows], dtype=bool)
+
+
+BITS_JS_CALL = f"(canvas, w) => ({BITS_JS})([canvas, ...w])"
+
+
+def _info_window(info_text: str) -> tuple[int, int, int, int]:
+    (r0, r1), (c0, c1) = _window(info_text)
+    return r0, r1, c0, c1
 
 
 def _pixels(viewer) -> dict:
@@ -119,12 +170,21 @@ def _drag_slider(page, viewer, fraction: float) -> None:
     page.mouse.up()
 
 
-def test_prune_notebook_renders_the_mask_viewer(lab, session):
+def test_prune_notebook_renders_the_mask_viewers(lab, session):
     page = session.page
     open_notebook(session, lab, "04_prune.ipynb")
-    run_all(session, timeout_ms=300_000)
+    run_all(session, timeout_ms=420_000)
     _no_tracebacks(page)
-    viewer = page.locator(VIEWER)
+    viewers = page.locator(VIEWERS)
+    assert viewers.count() == 2
+
+    # the lottery viewer opens on where the first and the last round's tickets disagree
+    lottery = viewers.nth(0)
+    lottery.scroll_into_view_if_needed()
+    assert _pixels(lottery)["red"] > 0
+    assert "red = masks disagree" in lottery.locator(".nasviz-mask-info").inner_text()
+
+    viewer = viewers.nth(1)
     viewer.scroll_into_view_if_needed()
     session.shot("viewer")
     pixels = _pixels(viewer)
@@ -144,14 +204,26 @@ def test_prune_notebook_renders_the_mask_viewer(lab, session):
     assert _wait_for_new_pixels(page, viewer, pruned)["red"] > 0
     session.shot("diff")
 
-    # saved, the notebook keeps the static figure next to the live widget
+    # saved, the notebook keeps a static figure next to each live widget
     page.click(".jp-NotebookPanel-toolbar [data-command='docmanager:save']")
     deadline = time.monotonic() + 30
-    while not (bundles := _saved_viewer_outputs(lab.root / "04_prune.ipynb")):
+    while len(bundles := _saved_viewer_outputs(lab.root / "04_prune.ipynb")) < 2:
         assert time.monotonic() < deadline, "the notebook was not saved with its outputs"
         time.sleep(0.5)
-    assert len(bundles) == 1 and "Plotly.newPlot" in bundles[0]["text/html"]
+    assert len(bundles) == 2 and all("Plotly.newPlot" in b["text/html"] for b in bundles)
     assert session.errors == []
+
+
+def _summary_says(page, viewer, text: str) -> None:
+    """Waits until the Python-made summary contains ``text``."""
+    page.wait_for_function(
+        "([el, t]) => el.innerText.includes(t)",
+        arg=[viewer.locator(".widget-html").first.element_handle(), text],
+    )
+
+
+def _method(viewer):
+    return viewer.get_by_label("method", exact=True)
 
 
 def test_mask_viewer_controls_redraw_the_canvas(lab, session):
@@ -166,15 +238,29 @@ def test_mask_viewer_controls_redraw_the_canvas(lab, session):
     open_notebook(session, lab, "mask_viewer_browser.ipynb")
     run_all(session)
     _no_tracebacks(page)
-    viewer = page.locator(VIEWER)
+    viewer = page.locator(VIEWERS)
     viewer.locator("canvas").wait_for()
     info = viewer.locator(".nasviz-mask-info")
+    model = _model()
 
-    # the canvas draws the magnitude mask of the big layer as density tiles
+    # Python zoomed in before display: the canvas draws exactly the bits of that window
+    page.wait_for_function("(el) => el.innerText.includes('exact bits')", arg=info.element_handle())
+    assert _info_window(info.inner_text()) == (40, 160, 300, 390)
+    expected = prune.magnitude(model, 0.3)["0.weight"].numpy()[40:160, 300:390]
+    assert np.array_equal(_bits_on_canvas(viewer, (40, 160, 300, 390)), expected)
+    assert "rows 40–160, cols 300–390 (exact bits)" in _summary(viewer)
+    session.shot("python-zoom")
+
+    # double-click shows the whole layer as density tiles, and Python hears about it
+    viewer.locator("canvas").dblclick()
+    page.wait_for_function(
+        "(el) => el.innerText.includes('density tiles')", arg=info.element_handle()
+    )
+    _summary_says(page, viewer, "showing the whole layer (density tiles)")
     start = _pixels(viewer)
     assert start["ink"] > 0.5 * start["width"] * start["height"], start
     assert start["red"] == 0
-    assert "density tiles" in info.inner_text() and "1000×700" in info.inner_text()
+    assert "1000×700" in info.inner_text()
     readout = (
         viewer.locator(".widget-slider").filter(has_text="sparsity").locator(".widget-readout")
     )
@@ -183,22 +269,44 @@ def test_mask_viewer_controls_redraw_the_canvas(lab, session):
     assert "sparsity 30.0%" in summary
 
     # dragging the slider right re-prunes in the kernel: fewer kept weights, a lighter canvas
-    _drag_slider(page, viewer, 0.9)
+    _drag_slider(page, viewer, 0.95)
     pruned = _wait_for_new_pixels(page, viewer, start)
     session.shot("slider")
-    assert readout.inner_text() != "0.30"
-    assert float(readout.inner_text()) > 0.6
+    high = readout.inner_text()
+    assert float(high) > 0.875  # round(ratio * 4) == 4
     assert _summary(viewer) != summary and "sparsity 30.0%" not in _summary(viewer)
     assert pruned["darkness"] < start["darkness"]
 
-    # the method picker re-prunes whole neurons: rows of the grid go blank
-    viewer.get_by_label("method", exact=True).select_option("channels")
-    rows = _wait_for_new_pixels(page, viewer, pruned)
+    # channels at that ratio would empty the 4-neuron layer: the error shows, the picker goes
+    # back, the canvas stays
+    _method(viewer).select_option("channels")
+    error = viewer.locator(".widget-html", has_text="failed")
+    error.wait_for()
+    session.shot("method-error")
+    assert "would remove all 4 channels" in error.inner_text()
+    page.wait_for_function("(el) => el.value === 'magnitude'", arg=_method(viewer).element_handle())
+    assert _pixels(viewer)["digest"] == pruned["digest"] and readout.inner_text() == high
+
+    # at a lower ratio the picker re-prunes whole neurons: rows of the grid go blank
+    _drag_slider(page, viewer, 0.5)
+    middle = _wait_for_new_pixels(page, viewer, pruned)
+    ratio = float(readout.inner_text())
+    _method(viewer).select_option("channels")
+    rows = _wait_for_new_pixels(page, viewer, middle)
     session.shot("channels")
-    assert "channels" in _summary(viewer)
+    assert "channels" in _summary(viewer) and error.count() == 0
     assert rows["ink"] > 0
 
-    # the mouse wheel zooms down to exact bits; double-click goes back to the whole layer
+    # a slider value that fails is shown too, and the slider goes back
+    _drag_slider(page, viewer, 0.97)
+    error.wait_for()
+    page.wait_for_function(
+        "([el, t]) => el.innerText === t", arg=[readout.element_handle(), f"{ratio:.2f}"]
+    )
+    session.shot("slider-error")
+    assert _pixels(viewer)["digest"] == rows["digest"]
+
+    # the mouse wheel zooms down to exact bits: the pixels are the channel mask's bits
     box = viewer.locator("canvas").bounding_box()
     page.mouse.move(box["x"] + box["width"] / 3, box["y"] + box["height"] / 3)
     before = _pixels(viewer)
@@ -209,16 +317,20 @@ def test_mask_viewer_controls_redraw_the_canvas(lab, session):
     session.shot("zoomed")
     assert zoomed["digest"] != before["digest"] and zoomed["ink"] > 0
     assert box["width"] == pytest.approx(zoomed["width"] + 2, abs=1)  # drawn 1:1, not squeezed
-    # zoomed about the pointer: the region under it stays in view
-    rows, cols = _window(info.inner_text())
-    assert rows[0] < 1000 / 3 < rows[1] and cols[0] < 700 / 3 < cols[1]
+    window = _info_window(info.inner_text())
+    r0, r1, c0, c1 = window
+    assert r0 < 1000 / 3 < r1 and c0 < 700 / 3 < c1  # zoomed about the pointer
+    expected = prune.channels(model, ratio)["0.weight"].numpy()[r0:r1, c0:c1]
+    assert np.array_equal(_bits_on_canvas(viewer, window), expected)
+    assert not expected.all(axis=1).all() and expected.any()  # blank rows and kept ones
+    _summary_says(page, viewer, f"rows {r0}–{r1}, cols {c0}–{c1} (exact bits)")  # Python knows
 
     # dragging pans the zoomed view
     page.mouse.down()
     page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2, steps=5)
     page.mouse.up()
     panned = _window(info.inner_text())
-    assert panned[0][0] < rows[0] and panned[1][0] < cols[0]
+    assert panned[0][0] < r0 and panned[1][0] < c0
     assert _pixels(viewer)["digest"] != zoomed["digest"]
     viewer.locator("canvas").dblclick()
     page.wait_for_function(
@@ -236,15 +348,15 @@ def test_mask_viewer_controls_redraw_the_canvas(lab, session):
     assert back["red"] == 0 and back["digest"] == before["digest"]
 
     # clicking a layer's bar shows that layer
-    bar = viewer.locator(".js-plotly-plot .bars .point path").nth(1).bounding_box()
+    bar = viewer.locator(".js-plotly-plot .bars .point path").nth(2).bounding_box()
     page.mouse.click(bar["x"] + bar["width"] / 2, bar["y"] + bar["height"] / 2)
-    page.wait_for_function("(el) => el.innerText.startsWith('2.weight')", arg=info.element_handle())
+    page.wait_for_function("(el) => el.innerText.startsWith('4.weight')", arg=info.element_handle())
     session.shot("layer")
-    assert "10×1000" in info.inner_text()
-    # 10 rows fill the canvas's height (stretched, not drawn as 10 thin lines)
+    assert "10×4" in info.inner_text()
+    # the classifier's 10 rows (none pruned) fill the canvas's height: stretched, not 10 lines
     layer = _pixels(viewer)
     assert layer["rows"] == layer["height"], layer
-    assert viewer.get_by_label("layer", exact=True).input_value() == "2.weight"
+    assert viewer.get_by_label("layer", exact=True).input_value() == "4.weight"
 
     _no_tracebacks(page)
     assert session.errors == []

@@ -69,3 +69,24 @@ def state(model: nn.Module) -> dict[str, torch.Tensor]:
 def same_state(model: nn.Module, before: dict[str, torch.Tensor]) -> bool:
     now = model.state_dict()
     return set(now) == set(before) and all(torch.equal(now[k], before[k]) for k in before)
+
+
+def parametrizations(model: nn.Module) -> list[tuple[str, str, tuple[str, ...]]]:
+    """Every parametrized tensor as (module, attribute, parametrization class names)."""
+    from torch.nn.utils import parametrize
+
+    return [
+        (name, attr, tuple(type(p).__name__ for p in module.parametrizations[attr]))
+        for name, module in model.named_modules()
+        if parametrize.is_parametrized(module)
+        for attr in module.parametrizations
+    ]
+
+
+def snapshot(model: nn.Module) -> tuple[dict[str, torch.Tensor], list]:
+    """Parameters, buffers and parametrizations, to check that an error changed nothing."""
+    return state(model), parametrizations(model)
+
+
+def unchanged(model: nn.Module, before: tuple[dict[str, torch.Tensor], list]) -> bool:
+    return same_state(model, before[0]) and parametrizations(model) == before[1]

@@ -8,11 +8,12 @@ import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
-from prune_helpers import mlp
+from prune_helpers import mlp, snapshot, unchanged
 
 from nasviz.errors import ConfigError, MaskError
-from nasviz.prune import gradual, remove, zhu_gupta_sparsity
+from nasviz.prune import applied, gradual, remove, zhu_gupta_sparsity
 from nasviz.runner import Event
+from nasviz.supernet import ElasticMLP, train_supernet
 
 
 def test_schedule_is_the_zhu_gupta_cubic():
@@ -60,17 +61,50 @@ def test_pruning_during_a_training_loop_reaches_final_and_masks_only_grow():
     assert float((model[0].weight == 0).float().mean()) > 0.3
 
 
-def test_accepts_events_from_a_training_loop():
-    cb = gradual(mlp(), 0.5, n_steps=2)
-    assert cb(Event("loss", {"step": 0})) is not None
-    assert cb(Event("loss", {"step": 2})).sparsity == pytest.approx(0.5, abs=1e-3)
+def test_accepts_events_and_ignores_those_without_a_step():
+    cb = gradual(mlp(), 0.5, n_steps=2, every=2, start=3)
+    assert cb(Event("loss", {"step": 2})) is None
+    for other in (Event("status", None), Event("error", {"error": "x"}), Event("eval", {})):
+        assert cb(other) is None  # no step: the schedule does not move (step 3 would prune)
+    assert cb.masks is None and cb._step == 2
+    assert cb(Event("loss", {"step": 3})) is not None
+    assert cb(Event("eval", {"step": 3})) is None  # same step twice: pruned once
+    assert cb(Event("loss", {"step": 7})).sparsity == pytest.approx(0.5, abs=1e-3)
+    assert list(cb.history["step"]) == [3, 7]
     remove(cb.model)
 
 
-def test_bad_arguments():
+def test_follows_the_steps_of_a_nasviz_training_run():
+    torch.manual_seed(0)
+    net = ElasticMLP(16, 4, widths=(8, 16), depths=(1, 2))
+    X, y = torch.randn(64, 16), torch.randint(0, 4, (64,))
+    run = train_supernet(net, (X, y), epochs=3, batch_size=16, n_random=0, seed=0)  # 12 steps
+    cb = gradual(net, 0.5, n_steps=3, every=3, start=3)
+    kinds = []
+    run.subscribe(lambda e: kinds.append(e.kind))
+    run.subscribe(cb)
+    assert run.run().state == "finished"
+    assert "status" in kinds and kinds.count("loss") == 12
+    assert list(cb.history["step"]) == [3, 6, 9, 12]  # on the run's own step numbers
+    expected = [zhu_gupta_sparsity(t, 0.5, 3, 3, 3) for t in (3, 6, 9, 12)]
+    assert list(cb.history["target"]) == pytest.approx(expected)
+    assert cb.done and cb.masks.sparsity == pytest.approx(0.5, abs=1e-3)
+    for name, mask in cb.masks.items():  # the supernet trained with its weights masked
+        module = net.get_submodule(name.rpartition(".")[0])
+        assert (module.weight[~mask] == 0).all()
+    with torch.no_grad(), net.subnet(net.space.largest()):
+        assert net(X).shape == (64, 4)
+    cb.finish()
+    assert applied(net) is None
+
+
+def test_bad_arguments_change_nothing():
+    model = mlp()
+    before = snapshot(model)
     with pytest.raises(MaskError):
-        gradual(mlp(), 1.2, n_steps=3)
+        gradual(model, 1.2, n_steps=3)
     with pytest.raises(ConfigError, match="n_steps"):
-        gradual(mlp(), 0.5, n_steps=0)
+        gradual(model, 0.5, n_steps=0)
     with pytest.raises(ConfigError, match="initial_sparsity"):
-        gradual(mlp(), 0.5, n_steps=3, initial_sparsity=0.6)
+        gradual(model, 0.5, n_steps=3, initial_sparsity=0.6)
+    assert unchanged(model, before)

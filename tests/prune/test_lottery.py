@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from prune_helpers import mlp
+from prune_helpers import mlp, snapshot, unchanged
 
 from nasviz.errors import ConfigError
-from nasviz.prune import lottery
+from nasviz.prune import lottery, magnitude
 
 
 def _trainer(x, y, steps=5):
@@ -58,10 +58,35 @@ def test_rewinding_restores_init_values_after_training():
     assert len(result.metrics) == 3
 
 
-def test_bad_arguments():
+def test_bad_arguments_change_nothing():
+    model = mlp()
+    magnitude(model, 0.3).apply(model)
+    before = snapshot(model)
     with pytest.raises(ConfigError, match="rounds"):
-        lottery(mlp(), lambda m: None, rounds=0)
+        lottery(model, lambda m: None, rounds=0)
     with pytest.raises(ConfigError, match="rate"):
-        lottery(mlp(), lambda m: None, rounds=1, rate=0.0)
+        lottery(model, lambda m: None, rounds=1, rate=0.0)
     with pytest.raises(ConfigError, match="rewind"):
-        lottery(mlp(), lambda m: None, rounds=1, rewind="late")
+        lottery(model, lambda m: None, rounds=1, rewind="late")
+    with pytest.raises(ConfigError, match="rewind state"):
+        lottery(model, lambda m: None, rounds=1, rewind={"0.weight": torch.zeros(2, 2)})
+    assert unchanged(model, before)
+
+
+def test_a_failing_train_fn_leaves_the_model_as_it_was():
+    torch.manual_seed(2)
+    model = mlp((16, 32, 4))
+    magnitude(model, 0.3).apply(model)  # masks applied before the call come back too
+    before = snapshot(model)
+    x, y = torch.randn(64, 16), torch.randint(0, 4, (64,))
+    calls = []
+
+    def train(m):
+        calls.append(1)
+        if len(calls) == 3:  # round 2, after two rounds of training and pruning
+            raise RuntimeError("out of memory")
+        return _trainer(x, y)(m)
+
+    with pytest.raises(RuntimeError, match="out of memory"):
+        lottery(model, train, rounds=3, rate=0.5)
+    assert len(calls) == 3 and unchanged(model, before)

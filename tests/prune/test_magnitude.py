@@ -11,7 +11,7 @@ from torch.nn.utils import prune as torch_prune
 
 from nasviz.errors import ConfigError, MaskError
 from nasviz.prune import magnitude
-from nasviz.prune._magnitude import lowest_k
+from nasviz.prune._magnitude import _global_keep, lowest_k
 
 
 @pytest.mark.parametrize("sparsity", [0.0, 0.2, 0.5, 0.9])
@@ -79,3 +79,32 @@ def test_bracketed_kth_smallest_equals_kthvalue(seed, q):
     )  # with ties
     k = max(1, round(q * scores.numel()))
     assert _kth_smallest(scores, k, sample=256) == torch.kthvalue(scores, k).values
+
+
+@given(
+    st.lists(st.integers(1, 400), min_size=1, max_size=4),
+    st.integers(0, 2**31),
+    st.floats(0, 1),
+)
+def test_global_selection_without_concatenating_equals_lowest_k_on_the_concatenation(
+    sizes, seed, frac
+):
+    g = torch.Generator().manual_seed(seed)
+    tensors = [torch.randn(n, generator=g).round(decimals=1) for n in sizes]  # many ties
+    flat = torch.cat([t.abs() for t in tensors])
+    k = round(frac * flat.numel())
+    got = _global_keep(tensors, k, sample=16)  # tiny sample: the bracketed path runs
+    assert torch.equal(torch.cat(got), lowest_k(flat, k))
+    assert all(m.shape == t.shape for m, t in zip(got, tensors, strict=True))
+
+
+def test_global_masks_equal_lowest_k_on_the_concatenation_on_both_paths():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(300, 40), torch.nn.Linear(40, 300))
+    ours = magnitude(model, 0.37)
+    flat = torch.cat([model[0].weight.abs().flatten(), model[1].weight.abs().flatten()])
+    reference = lowest_k(flat, round(0.37 * flat.numel()))
+    got = torch.cat([ours["0.weight"].flatten(), ours["1.weight"].flatten()])
+    assert torch.equal(got, reference)
+    keep = _global_keep([model[0].weight, model[1].weight], round(0.37 * flat.numel()), 64)
+    assert torch.equal(torch.cat([k.flatten() for k in keep]), reference)

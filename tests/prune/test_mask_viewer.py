@@ -9,8 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from prune_helpers import mlp
 
-from nasviz.errors import ConfigError
-from nasviz.prune import channels, magnitude, random
+from nasviz.errors import ConfigError, MaskError
+from nasviz.prune import Masks, channels, magnitude, random
 from nasviz.ui._masks import MaskViewer, pack_mask, unpack_mask
 from nasviz.viz._masks import layer_sparsity_info, mask_heatmap_info, masks_figure
 
@@ -106,3 +106,84 @@ def test_diff_info_and_summary_figure():
     s = layer_sparsity_info(a)
     assert s.sparsity == (0.25,) and s.overall == 0.25
     assert masks_figure(a, other=b).data[0].type == "bar"
+
+
+def test_a_failing_slider_value_is_shown_and_the_slider_goes_back():
+    model = mlp((64, 4, 10))  # 4 hidden neurons: channels at 0.9 would remove all of them
+    v = MaskViewer(model, method="channels", sparsity=0.25)
+    masks, bits = v.masks, v.canvas.bits
+    v.slider.value = 0.9
+    assert v.slider.value == 0.25 and v.masks is masks and v.canvas.bits == bits
+    assert (
+        "would remove all 4 channels" in v.error.value and "kept channels at 0.25" in v.error.value
+    )
+    with pytest.raises(MaskError, match="all 4 channels"):
+        v.set_sparsity(0.95)  # called from code, the error is raised too
+    v.slider.value = 0.5
+    assert v.error.value == "" and v.masks == channels(model, 0.5)
+
+
+def test_a_failing_method_is_shown_and_the_picker_goes_back():
+    model = mlp((64, 4, 10))
+    v = MaskViewer(model, sparsity=0.9)
+    v.picker.value = "channels"
+    assert v.picker.value == "magnitude" and v.method == "magnitude" and v.slider.value == 0.9
+    assert "channels at 0.90 failed" in v.error.value
+    assert v.masks == magnitude(model, 0.9)
+
+
+def _big():
+    mask = torch.rand(1000, 700, generator=torch.Generator().manual_seed(0)) > 0.4
+    other = torch.rand(1000, 700, generator=torch.Generator().manual_seed(1)) > 0.4
+    return Masks({"w": mask}), Masks({"w": other})
+
+
+def test_zoom_shows_exact_bits_in_python_and_in_the_browser_state():
+    a, b = _big()
+    v = MaskViewer(a, other=b)
+    assert v.window == (0, 1000, 0, 700) and list(v.canvas.window) == [0, 1000, 0, 700]
+    assert "density tiles" in v.summary.value
+    assert v.zoom((100, 250), (40, 340)) == (100, 250, 40, 340)
+    assert list(v.canvas.window) == [100, 250, 40, 340]  # sent to the browser
+    assert np.array_equal(v.window_bits(), a["w"].numpy()[100:250, 40:340])
+    assert "rows 100–250, cols 40–340 (exact bits)" in v.summary.value
+    heat = v.static_figure().data[1]  # the saved notebook's figure shows the same bits
+    assert np.array_equal(np.asarray(heat.z, dtype=bool), v.window_bits())
+    v.set_mode("diff")
+    assert v.window == (100, 250, 40, 340)  # the window stays
+    assert np.array_equal(v.window_bits(), (a["w"] != b["w"]).numpy()[100:250, 40:340])
+
+
+def test_windows_from_the_browser_are_honoured_and_clipped():
+    a, _ = _big()
+    v = MaskViewer(a)
+    v.canvas.window = [990, 1200, -5, 30]  # as the front end would send it, out of range
+    assert v.window == (990, 1000, 0, 30) and list(v.canvas.window) == [990, 1000, 0, 30]
+    assert np.array_equal(v.window_bits(), a["w"].numpy()[990:, :30])
+    v.canvas.window = [5, 5, 0, 10]  # empty: the last good window stays
+    assert v.window == (990, 1000, 0, 30)
+    with pytest.raises(ConfigError, match="window"):
+        v.zoom((0, 10), (3, 3))
+
+
+def test_the_viewer_can_open_on_a_diff():
+    a, b = _big()
+    v = MaskViewer(a, other=b, mode="diff")
+    assert v.canvas.mode == "diff" and v.mode.value == "diff" and len(v.canvas.other_bits) > 0
+    with pytest.raises(ConfigError, match="diff"):
+        MaskViewer(a, mode="diff")
+
+
+@given(
+    st.integers(1, 30), st.integers(1, 30), st.integers(1, 7), st.integers(1, 7), st.integers(0, 99)
+)
+def test_density_tiles_are_the_fraction_kept_per_tile(rows, cols, tr, tc, seed):
+    from nasviz.viz._masks import _tiles
+
+    grid = np.random.default_rng(seed).random((rows, cols)) > 0.5
+    got = _tiles(grid, tr, tc)
+    for i in range(got.shape[0]):
+        for j in range(got.shape[1]):
+            assert got[i, j] == pytest.approx(
+                grid[i * tr : (i + 1) * tr, j * tc : (j + 1) * tc].mean()
+            )

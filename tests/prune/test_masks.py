@@ -7,11 +7,19 @@ import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
-from prune_helpers import mlp, same_state, state
+from prune_helpers import mlp, parametrizations, same_state, snapshot, state, unchanged
 from torch import nn
+from torch.nn.utils import parametrize
 
 from nasviz.errors import CheckpointError, MaskError
-from nasviz.prune import Masks, magnitude, random, remove
+from nasviz.prune import Masks, applied, magnitude, random, remove
+
+
+class _Double(nn.Module):
+    """A parametrization that is not nasviz's."""
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        return 2 * w
 
 
 def test_apply_masks_outputs_and_remove_restores_weights(small_mlp):
@@ -130,3 +138,41 @@ def test_set_algebra_invariants(seed):
     assert (a & b).kept <= min(a.kept, b.kept) <= max(a.kept, b.kept) <= (a | b).kept
     assert (a & b).kept + (a | b).kept == a.kept + b.kept
     assert a.overlap(b) == b.overlap(a)
+
+
+def test_remove_checks_everything_before_taking_any_mask_off(small_mlp):
+    masks = magnitude(small_mlp, 0.5)
+    masks.apply(small_mlp)
+    parametrize.register_parametrization(small_mlp[4], "weight", _Double())  # a foreign one
+    before = snapshot(small_mlp)
+    assert [p[2] for p in parametrizations(small_mlp)] == [
+        ("_Mask",),
+        ("_Mask",),
+        ("_Mask", "_Double"),
+    ]
+    with pytest.raises(MaskError, match=r"\['4.weight'\].*other parametrizations"):
+        remove(small_mlp)
+    assert unchanged(small_mlp, before)  # layers 0 and 2 still masked: all or nothing
+    with pytest.raises(MaskError, match="other parametrizations"):
+        masks.remove(small_mlp)
+    assert unchanged(small_mlp, before)
+    remove(small_mlp, names=["0.weight", "2.weight"])  # the ones that can go, by name
+    assert [p[:2] for p in parametrizations(small_mlp)] == [("4", "weight")]
+
+
+def test_masks_remove_takes_off_its_own_masks_only(small_mlp):
+    x = torch.randn(3, 64)
+    dense = small_mlp(x)
+    first = magnitude(small_mlp, 0.5, params=["0.weight"])
+    second = magnitude(small_mlp, 0.5, params=["2.weight"])
+    first.apply(small_mlp)
+    second.apply(small_mlp)
+    assert set(applied(small_mlp)) == {"0.weight", "2.weight"}
+    first.remove(small_mlp)
+    assert applied(small_mlp) == Masks({"2.weight": second["2.weight"]})
+    second.remove(small_mlp)
+    assert applied(small_mlp) is None and torch.equal(small_mlp(x), dense)
+    before = snapshot(small_mlp)
+    with pytest.raises(MaskError, match="another model"):
+        magnitude(mlp((64, 40, 32, 10)), 0.5).remove(small_mlp)
+    assert unchanged(small_mlp, before)

@@ -6,9 +6,10 @@ import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
+from prune_helpers import snapshot, unchanged
 
 from nasviz.errors import ConfigError, MaskError
-from nasviz.prune import erk_densities, random
+from nasviz.prune import erk_densities, magnitude, random
 
 
 def test_uniform_prunes_every_layer_to_the_sparsity_and_is_seeded(small_cnn):
@@ -53,8 +54,13 @@ def test_erk_densities_are_valid_and_meet_the_budget(sparsity, shapes):
     )
 
 
-def test_bad_distribution_and_sparsity(small_cnn):
+def test_bad_distribution_and_sparsity_change_nothing(small_cnn):
+    magnitude(small_cnn, 0.3).apply(small_cnn)  # a masked model stays exactly as it is
+    before = snapshot(small_cnn)
     with pytest.raises(ConfigError, match="distribution"):
         random(small_cnn, 0.5, distribution="normal")
     with pytest.raises(MaskError, match=r"\[0, 1\)"):
         random(small_cnn, 1.0)
+    assert unchanged(small_cnn, before)
+    random(small_cnn, 0.5, distribution="erk")
+    assert unchanged(small_cnn, before)

@@ -1,15 +1,21 @@
-"""Pruning sweeps: a background run filling accuracy vs sparsity on the search's axes."""
+"""Pruning sweeps: a background run measuring pruned, shrunk models with the search's
+objectives, so sweep rows and search results share one Pareto front."""
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
-from prune_helpers import mlp, same_state, state
+from prune_helpers import mlp, snapshot, unchanged
+from torch import nn
 
 from nasviz.errors import ConfigError, MaskError
-from nasviz.objectives import Objective
+from nasviz.objectives import Objective, accuracy, count_params, macs, params
 from nasviz.prune import Masks, magnitude, sweep
+from nasviz.search import Search, pareto_mask
+from nasviz.supernet import ElasticMLP
+from nasviz.viz import pareto_info
 
 X = torch.randn(32, 64, generator=torch.Generator().manual_seed(0))
 
@@ -17,74 +23,145 @@ X = torch.randn(32, 64, generator=torch.Generator().manual_seed(0))
 def agreement(reference):
     target = reference(X).argmax(-1)
 
-    def evaluate(model):
+    def agree(model):
         with torch.no_grad():
             return 100.0 * float((model(X).argmax(-1) == target).float().mean())
 
-    return evaluate
+    return agree
 
 
 def test_sweep_runs_in_the_background_and_fills_one_row_per_point():
     model = mlp()
-    before = state(model)
-    run = sweep(
-        model,
-        ["magnitude", "random", "channels"],
-        [0.0, 0.5],
-        agreement(model),
-        input_shape=(1, 64),
-    )
+    magnitude(model, 0.1).apply(model)  # a masked model is pruned on copies, never changed
+    before = snapshot(model)
+    reference = agreement(model)
+    objectives = [
+        Objective("agree", "maximize", lambda m, a: reference(m)),
+        params(),
+        macs((1, 64)),
+    ]
+    run = sweep(model, ["magnitude", "random", "channels"], [0.0, 0.5], objectives)
     events = []
     run.subscribe(lambda e: events.append(e) if e.kind == "result" else None)
     run.start()
     status = run.wait(timeout=120)
     assert status.state == "finished" and status.done == 6 and status.failed == 0
     df = run.results
+    assert list(df.columns[:8]) == [
+        "trial",
+        "state",
+        "method",
+        "sparsity",
+        "weight_sparsity",
+        "agree",
+        "params",
+        "macs",
+    ]
+    assert list(df["trial"]) == [-1, -2, -3, -4, -5, -6] and (df["state"] == "COMPLETE").all()
     assert list(df["method"]) == ["magnitude"] * 2 + ["random"] * 2 + ["channels"] * 2
-    assert {"accuracy", "params", "nonzero_params", "macs", "actual_sparsity"} <= set(df.columns)
-    assert (df[df.sparsity == 0.0]["accuracy"] == 100.0).all()
+    assert (df[df.sparsity == 0.0]["agree"] == 100.0).all()
     dense = df.iloc[0]
     unstructured = df[(df.method == "magnitude") & (df.sparsity == 0.5)].iloc[0]
     structured = df[(df.method == "channels") & (df.sparsity == 0.5)].iloc[0]
+    assert unstructured["weight_sparsity"] == pytest.approx(0.5, abs=1e-3)
     assert (
-        unstructured["params"] == dense["params"]
+        unstructured["params"] == dense["params"] == count_params(model)
         and unstructured["nonzero_params"] < dense["params"]
+        and unstructured["macs"] == dense["macs"]
     )
-    assert structured["params"] < dense["params"] and structured["macs"] < dense["macs"]
+    # channels at 0.5 keeps 24 of 48 and 16 of 32 neurons: the middle layer loses 3/4
+    removed = 24 * 64 + (48 * 32 - 24 * 16) + 16 * 10
+    assert structured["sparsity"] == 0.5
+    assert structured["weight_sparsity"] == pytest.approx(removed / (64 * 48 + 48 * 32 + 32 * 10))
+    assert structured["params"] < 0.5 * dense["params"] and structured["macs"] < dense["macs"]
     assert len(events) == 6 and isinstance(run.masks[("channels", 0.5)], Masks)
-    assert same_state(model, before)
+    assert [o.name for o in run.objectives] == ["agree", "params", "macs"]
+    assert unchanged(model, before)
 
 
-def test_finetune_is_called_on_masked_copies_and_objectives_name_columns():
+def test_objectives_measure_the_shrunk_model_after_finetuning_the_masked_one():
     model = mlp()
-    seen = []
-    objective = Objective("agree", "maximize", lambda m, a: agreement(model)(m))
+    seen, tuned = [], []
+
+    def shape_of(m):
+        seen.append((hasattr(m[0], "parametrizations"), m[0].out_features))
+        return float(m[0].out_features)
+
     run = sweep(
         model,
-        {"mag": lambda m, s: magnitude(m, s)},
+        ["channels", "magnitude"],
         [0.5],
-        objective,
-        finetune=lambda m: seen.append(hasattr(m[0], "parametrizations")),
+        [Objective("width", "minimize", lambda m, a: shape_of(m))],
+        finetune=lambda m: tuned.append(hasattr(m[0], "parametrizations")),
     )
     run.run()
-    assert seen == [True] and "agree" in run.results.columns
+    assert tuned == [True, True]  # fine-tuning sees the masks
+    assert seen == [(False, 24), (False, 48)]  # objectives see the shrunk, plain model
+    assert list(run.results["width"]) == [24.0, 48.0]
+
+
+def test_a_plain_callable_names_its_column_and_dicts_fill_several():
+    model = mlp()
+    run = sweep(model, ["magnitude"], [0.5], agreement(model))
+    run.run()
+    assert "agree" in run.results and run.objectives == []
+    run = sweep(model, ["magnitude"], [0.5], lambda m: {"a": 1.0, "b": 2.0})
+    run.run()
+    assert run.results[["a", "b"]].iloc[0].tolist() == [1.0, 2.0]
+    assert "score" not in run.results
 
 
 def test_a_failing_point_is_recorded_and_the_sweep_goes_on():
     def broken(model, s):
         raise RuntimeError("boom")
 
-    run = sweep(mlp(), {"broken": broken, "magnitude": "magnitude"}, [0.5], agreement(mlp()))
+    model = mlp()
+    before = snapshot(model)
+    run = sweep(model, {"broken": broken, "magnitude": "magnitude"}, [0.5], [params()])
     status = run.run()
     assert status.state == "finished" and status.failed == 1
     df = run.results
-    assert "boom" in df.iloc[0]["error"] and pd.isna(df.iloc[1]["error"])
+    assert list(df["state"]) == ["FAIL", "COMPLETE"]
+    assert "boom" in df.iloc[0]["error"] and "RuntimeError" in df.iloc[0]["traceback"]
+    assert np.isnan(df.iloc[0]["params"]) and df.iloc[1]["error"] == ""
+    assert unchanged(model, before)
 
 
-def test_bad_arguments():
+def test_sweep_rows_join_search_results_on_one_pareto_front():
+    torch.manual_seed(0)
+    net = ElasticMLP(16, 3, widths=(8, 16), depths=(1, 2))
+    X, y = torch.randn(90, 16), torch.randint(0, 3, (90,))
+    objectives = [accuracy((X, y)), params()]  # the same list for both
+    search = Search(net, objectives=objectives, strategy="random", budget=5, storage=":memory:")
+    assert search.start().wait(timeout=120).state == "finished", search.traceback
+    sub = net.export(net.space.largest())
+    run = sweep(sub, ["channels", "magnitude"], [0.5], objectives)
+    run.run()
+    both = pd.concat([search.results, run.results], ignore_index=True)
+    names = [o.name for o in objectives]
+    front = pareto_mask(both[names].to_numpy(float), [o.direction for o in objectives])
+    assert len(front) == len(both) and front.any()
+    info = pareto_info(both, objectives)
+    assert set(info.trials) == set(both["trial"])  # every row, searched or pruned, is a point
+    pruned = both[both["method"] == "channels"].iloc[0]
+    assert pruned["params"] < count_params(sub)
+    at = list(info.trials).index(pruned["trial"])
+    assert info.xs[at] == pruned["accuracy"] and info.ys[at] == pruned["params"]
+
+
+def test_bad_arguments_change_nothing():
+    model = mlp()
+    before = snapshot(model)
     with pytest.raises(MaskError):
-        sweep(mlp(), ["magnitude"], [1.0], agreement(mlp()))
+        sweep(model, ["magnitude"], [1.0], [params()])
     with pytest.raises(ConfigError, match="unknown pruning method"):
-        sweep(mlp(), ["snip"], [0.5], agreement(mlp()))
-    with pytest.raises(ConfigError, match="evaluate"):
-        sweep(mlp(), ["magnitude"], [0.5], None)
+        sweep(model, ["snip"], [0.5], [params()])
+    with pytest.raises(ConfigError, match="objectives"):
+        sweep(model, ["magnitude"], [0.5], None)
+    with pytest.raises(ConfigError, match="no function"):
+        sweep(model, ["magnitude"], [0.5], [Objective("loss", "minimize")])
+    with pytest.raises(ConfigError, match="unique"):
+        sweep(model, ["magnitude"], [0.5], [params(), params()])
+    with pytest.raises(MaskError, match="no prunable"):
+        sweep(nn.Sequential(nn.ReLU()), ["magnitude"], [0.5], [params()])
+    assert unchanged(model, before)
