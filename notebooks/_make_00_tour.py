@@ -15,11 +15,15 @@ architecture search with a live Pareto front, pruning, and mixture-of-experts an
 one notebook. This tour shows the pieces every other notebook builds on.
 """),
     params("""
-seed = 0          # every random choice below is seeded
-n_samples = 5     # architectures to sample from the space
+seed = 0                  # every random choice below is seeded
+n_samples = 5             # architectures to sample from the space
+out_dir = "runs/00_tour"  # where the tour writes its one results table
 """),
     code("""
+from pathlib import Path
+
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 
@@ -87,7 +91,8 @@ print(tasks, "| tasks:", tasks.info["task_names"])
 
 An objective is a named, directed measurement of a model: `params()`, `macs(shape)` (torch's
 own FLOP counter), `latency(shape)` (median of timed runs after warm-up) and `accuracy(data)`.
-Here a small CNN is trained for a few seconds and measured.
+Here a small CNN is trained for a few seconds and measured; like every nasviz result, the
+measurements are a pandas DataFrame, saved to `out_dir`.
 """),
     code("""
 model = nn.Sequential(
@@ -101,8 +106,14 @@ for epoch in range(3):
         nn.functional.cross_entropy(model(X), y).backward()
         opt.step()
 
-for objective in (params(), macs((1, 1, 8, 8)), accuracy(digits)):
-    print(f"{objective.name:>9} ({objective.direction}): {objective(model):,.1f}")
+measured = pd.DataFrame(
+    {"objective": o.name, "direction": o.direction, "value": o(model)}
+    for o in (params(), macs((1, 1, 8, 8)), accuracy(digits))
+)
+out = Path(out_dir)
+out.mkdir(parents=True, exist_ok=True)
+measured.to_csv(out / "tour_objectives.csv", index=False)
+measured
 """),
     code(
         """
@@ -116,8 +127,10 @@ print(f"latency: {lat(model):.3f} ms median over 20 runs, {lat.last.threads} thr
 
 - `01_supernet` — build and train a weight-sharing supernet, export subnets.
 - `02_search` — multi-objective search in the background, persisted as it runs.
+- `03_pareto` — the live search dashboard: Pareto front, hypervolume, click a point to inspect it.
 - `04_prune` — pruning masks you can see and turn into real speed.
 - `05_moe` — mixture-of-experts routing, expert pruning and merging.
+- `pipeline/` — train -> search -> compress -> report as papermill steps: `nasviz pipeline --out DIR`.
 """),
 ]
 

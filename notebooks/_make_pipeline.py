@@ -59,6 +59,8 @@ SEARCH = [
 
 Loads `supernet.pt`, runs a multi-objective search (accuracy vs MACs vs parameters) whose every
 evaluation is persisted in `search.journal`, and writes the results table and its Pareto front.
+A search interrupted earlier (same supernet, same parameters) resumes from its journal; a journal
+made for another supernet or other parameters is kept aside as `search.1.journal`, never deleted.
 """),
     params("""
 seed = 0
@@ -71,22 +73,33 @@ from pathlib import Path
 
 import nasviz
 from nasviz import accuracy, macs, params
-from nasviz.pipeline import begin_step, finish_step
+from nasviz.pipeline import begin_step, finish_step, prepare_resumable
 from nasviz.search import Search
 from nasviz.supernet import load_supernet
 from nasviz.viz import pareto_figure, pareto_info
 
 out = Path(out_dir)
 manifest = begin_step(out, "search")
-trained = manifest["steps"]["train_supernet"]["parameters"]
+trained = manifest["steps"]["train_supernet"]
 net = load_supernet(out / "supernet.pt")
-data = nasviz.data.digits(seed=trained.get("seed", seed), flat=net.family == "ElasticMLP")
+flat = net.family == "ElasticMLP"
+data = nasviz.data.digits(seed=trained["parameters"].get("seed", seed), flat=flat)
 shape = (1, *data.input_shape)
 journal = out / "search.journal"
-journal.unlink(missing_ok=True)  # a fresh search for this run (earlier outputs are replaced, not mixed)
+key = {
+    "supernet": trained["outputs"]["supernet.pt"],
+    "seed": seed,
+    "strategy": strategy,
+    "budget": budget,
+}
+moved = prepare_resumable(journal, key)
+if moved:
+    print(f"an earlier search (other supernet or parameters) is kept as {moved.name}")
 search = Search(net, objectives=[accuracy(data.val), macs(shape), params()], strategy=strategy,
                 budget=budget, storage=journal, workers=1, seed=seed)
-search.run.run()
+print(f"{len(search.results)} evaluations resumed from {journal.name}")
+if not search.run.engine.finished():  # a journal that reached the budget has nothing left to run
+    search.run.run()
 print(search.status)
 """),
     code("""
@@ -116,7 +129,6 @@ finetune_epochs = 2
 out_dir = "runs/pipeline"
 """),
     code("""
-import json
 from pathlib import Path
 
 import pandas as pd

@@ -1,11 +1,14 @@
 """Builds our notebooks from Python: ``python notebooks/_make_<name>.py`` rewrites the .ipynb.
 
 Notebooks are generated so that they stay reviewable as code; commit the generated .ipynb
-(without outputs) together with its generator.
+(without outputs) together with its generator. Generation is deterministic: cell ids derive
+from the notebook's name and the cell's position, so regenerating an unchanged generator
+reproduces the committed file byte for byte (tests/notebooks/test_generators.py checks that).
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import nbformat
@@ -32,12 +35,21 @@ def params(text: str):
     return code(text, "parameters")
 
 
+def cell_id(stem: str, index: int) -> str:
+    """A stable nbformat cell id (``[A-Za-z0-9_-]{1,64}``): ``"<notebook stem>-<index>"``."""
+    safe = re.sub(r"[^A-Za-z0-9_-]", "_", stem)[:56]
+    return f"{safe}-{index:02d}"
+
+
 def write(path: str | Path, cells: list) -> Path:
-    """Writes a notebook with our kernelspec; returns its path."""
+    """Writes a notebook with our kernelspec and stable cell ids; returns its path."""
+    path = Path(path)
+    for index, cell in enumerate(cells):
+        cell["id"] = cell_id(path.stem, index)
     nb = new_notebook(cells=cells)
     nb.metadata["kernelspec"] = dict(KERNELSPEC)
     nb.metadata["language_info"] = {"name": "python"}
-    path = Path(path)
     nbformat.validate(nb)
+    path.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, path)
     return path

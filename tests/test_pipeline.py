@@ -1,10 +1,14 @@
-"""`nasviz run`: parameter checks before any kernel starts, provenance, failures kept."""
+"""`nasviz run` / `nasviz pipeline`: checks before any kernel starts, provenance, failures
+(a cell error, a timeout, a dead kernel) named and kept, the command line, the packaged notebooks."""
 
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import nbformat
@@ -12,14 +16,25 @@ import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
 from nasviz import ConfigError, PipelineError
-from nasviz.pipeline import notebook_parameters, resolve_notebook, run_notebook
+from nasviz.pipeline import (
+    STEPS,
+    available_notebooks,
+    notebook_parameters,
+    prepare_resumable,
+    resolve_notebook,
+    run_notebook,
+    run_pipeline,
+)
 from nasviz.pipeline._cli import _parse_value
 
+ROOT = Path(__file__).parents[1]
+NASVIZ = Path(sys.executable).with_name("nasviz")  # the console script of this environment
 
-def _notebook(path: Path, body: str) -> Path:
+
+def _notebook(path: Path, *bodies: str) -> Path:
     params = new_code_cell("seed = 0\nscale = 1.5\nname = 'x'\nout_dir = 'runs'")
     params.metadata["tags"] = ["parameters"]
-    nb = new_notebook(cells=[params, new_code_cell(body)])
+    nb = new_notebook(cells=[params, *(new_code_cell(b) for b in bodies)])
     nb.metadata["kernelspec"] = {
         "name": "python3",
         "display_name": "Python 3",
@@ -66,11 +81,26 @@ def test_unknown_notebook_and_unwritable_output(tmp_path):
     with pytest.raises(ConfigError, match=r"notebook 'nope' not found; .* one of: .*00_tour"):
         resolve_notebook("nope")
     assert resolve_notebook("00_tour").name == "00_tour.ipynb"
+    assert resolve_notebook("pipeline/2_search") == STEPS[1].path
+    assert "pipeline/4_report" in available_notebooks()
     nb = _notebook(tmp_path / "step.ipynb", GOOD)
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     with pytest.raises(ConfigError, match="output folder .* cannot be written"):
         run_notebook(nb, {}, out=blocker / "out")
+    with pytest.raises(ConfigError, match=r"timeout must be a number of seconds > 0"):
+        run_notebook(nb, {}, out=tmp_path / "out", timeout=0)
+    assert blocker.read_text() == "not a folder" and not (tmp_path / "out").exists()
+
+
+def test_pipeline_arguments_are_checked_before_any_kernel(tmp_path):
+    with pytest.raises(
+        ConfigError, match=r"unknown pipeline step 'serch'; steps: \['train_supernet'"
+    ):
+        run_pipeline(tmp_path / "out", until="serch")
+    with pytest.raises(ConfigError, match=r"timeout must be a number, got 'soon'"):
+        run_pipeline(tmp_path / "out", timeout="soon")
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.notebook
@@ -103,6 +133,69 @@ def test_a_failing_cell_is_named_and_the_executed_notebook_kept(tmp_path, monkey
     assert prov["status"] == "failed" and "broken step" in prov["error"]
 
 
+def _error_outputs(executed: Path) -> list[tuple[int, dict]]:
+    nb = nbformat.read(executed, as_version=4)
+    return [
+        (i, o)
+        for i, c in enumerate(nb.cells)
+        for o in c.get("outputs", [])
+        if o.get("output_type") == "error"
+    ]
+
+
+@pytest.mark.notebook
+def test_a_killed_kernel_is_named_and_recorded(tmp_path, monkeypatch):
+    """What mybinder.org does to a kernel past 2 GB, or the OOM killer anywhere."""
+    monkeypatch.chdir(tmp_path)
+    nb = _notebook(
+        tmp_path / "oom.ipynb", "x = 1", "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)"
+    )
+    with pytest.raises(
+        PipelineError,
+        match=r"oom.ipynb failed in cell #4 \('import os, signal'\): the kernel died .*out of memory",
+    ):
+        run_notebook(nb, {}, out="out")
+    prov = json.loads((tmp_path / "out" / "oom.provenance.json").read_text())
+    assert prov["status"] == "failed" and "the kernel died" in prov["error"]
+    [(index, error)] = _error_outputs(tmp_path / "out" / "oom.ipynb")
+    assert index == 3 and "the kernel died" in error["evalue"]  # cell 0 is papermill's injected one
+
+
+@pytest.mark.notebook
+def test_a_cell_past_the_timeout_is_interrupted_and_named(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    nb = _notebook(tmp_path / "slow.ipynb", "import time\ntime.sleep(60)")
+    with pytest.raises(
+        PipelineError,
+        match=r"slow.ipynb failed in cell In \[3\] \('import time'\): it ran longer than the 2 s cell timeout",
+    ):
+        run_notebook(nb, {}, out="out", timeout=2)
+    prov = json.loads((tmp_path / "out" / "slow.provenance.json").read_text())
+    assert prov["status"] == "failed" and "timeout" in prov["error"]
+    assert [i for i, _ in _error_outputs(tmp_path / "out" / "slow.ipynb")] == [2]
+
+
+def test_a_resumable_file_is_kept_for_the_same_key_and_set_aside_otherwise(tmp_path):
+    journal = tmp_path / "search.journal"
+    assert prepare_resumable(journal, {"seed": 0}) is None and not journal.exists()
+    journal.write_text("first evaluations\n")
+    assert prepare_resumable(journal, {"seed": 0}) is None  # same key: resumed as it is
+    assert journal.read_text() == "first evaluations\n"
+    moved = prepare_resumable(journal, {"seed": 1})
+    assert moved == tmp_path / "search.1.journal" and moved.read_text() == "first evaluations\n"
+    assert json.loads((tmp_path / "search.1.journal.key.json").read_text()) == {"seed": 0}
+    assert not journal.exists()
+    journal.write_text("second\n")
+    assert prepare_resumable(journal, {"seed": 2}) == tmp_path / "search.2.journal"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "search.1.journal",
+        "search.1.journal.key.json",
+        "search.2.journal",
+        "search.2.journal.key.json",
+        "search.journal.key.json",
+    ]
+
+
 def test_cli_values_parse_like_python_literals():
     assert _parse_value("3") == 3 and _parse_value("0.5") == 0.5 and _parse_value("true") is True
     assert (
@@ -112,23 +205,116 @@ def test_cli_values_parse_like_python_literals():
     )
 
 
+def test_the_nasviz_command_checks_before_any_kernel(tmp_path):
+    """The installed console script, run as a user runs it (in parallel: each start imports torch)."""
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    calls = {
+        "params": ["params", "pipeline/2_search"],
+        "unknown": ["pipeline", "-o", "a", "-p", "epoch", "3"],
+        "mistyped": ["pipeline", "-o", "b", "-p", "budget", "many"],
+        "unwritable": ["pipeline", "-o", str(blocker / "out")],
+        "until": ["pipeline", "-o", "c", "--until", "serch"],
+        "notebook": ["run", "nope", "-o", "d"],
+    }
+    procs = {
+        name: subprocess.Popen(
+            [str(NASVIZ), *args],
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name, args in calls.items()
+    }
+    done = {name: (p.wait(120), *p.communicate()) for name, p in procs.items()}
+    rc, out, err = done["params"]
+    assert rc == 0, err
+    assert out.splitlines() == [
+        "seed = 0  # int",
+        'strategy = "nsga2"  # str  "random", "nsga2" or "predictor"',
+        "budget = 30  # int",
+        'out_dir = "runs/pipeline"  # str',
+    ]
+    expected = {
+        "unknown": r"nasviz: error: no pipeline step has parameter\(s\) \['epoch'\]; parameters by step: train_supernet: seed, family, epochs",
+        "mistyped": r"parameter 'budget' expects int \(default 30\), got str 'many'",
+        "unwritable": r"output folder '.*file/out' cannot be written",
+        "until": r"unknown pipeline step 'serch'",
+        "notebook": r"notebook 'nope' not found; .* one of: 00_tour, 01_supernet",
+    }
+
+    for name, pattern in expected.items():
+        rc, out, err = done[name]
+        assert rc == 2 and re.search(pattern, err), (name, rc, err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]  # nothing was created
+    assert blocker.read_text() == "not a folder"
+
+
 @pytest.mark.notebook
 def test_cli_run_and_unknown_parameter(tmp_path):
     nb = _notebook(tmp_path / "step.ipynb", GOOD)
-    cli = [sys.executable, "-m", "nasviz.pipeline"]
     bad = subprocess.run(
-        [*cli, "run", str(nb), "-p", "seeds", "2"], capture_output=True, text=True, cwd=tmp_path
+        [str(NASVIZ), "run", str(nb), "-p", "seeds", "2"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
     )
     assert bad.returncode == 2 and "has no parameter(s) ['seeds']" in bad.stderr
     ok = subprocess.run(
-        [*cli, "run", str(nb), "-p", "seed", "2", "-o", "o"],
+        [str(NASVIZ), "run", str(nb), "-p", "seed", "2", "-o", "o"],
         capture_output=True,
         text=True,
         cwd=tmp_path,
     )
     assert ok.returncode == 0, ok.stderr
     assert json.loads((tmp_path / "o" / "result.json").read_text())["value"] == 3.0
-    listing = subprocess.run(
-        [*cli, "params", str(nb)], capture_output=True, text=True, check=True
-    ).stdout
-    assert "seed = 0  # int" in listing
+    assert "executed notebook: o/step.ipynb" in ok.stdout
+
+
+def test_the_wheel_ships_the_notebooks_and_finds_them(tmp_path):
+    """A plain ``pip install nasviz`` (no checkout) must still run ``nasviz run 02_search``:
+    the wheel holds every notebook of the checkout (and nothing else from notebooks/), and the
+    lookup finds the packaged copies."""
+    build = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, hatchling.build as b; print(b.build_wheel(sys.argv[1]))",
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert build.returncode == 0, build.stderr[-2000:]
+    wheel = tmp_path / build.stdout.strip().splitlines()[-1]
+    committed = sorted(f"nasviz/notebooks/{name}.ipynb" for name in available_notebooks())
+    with zipfile.ZipFile(wheel) as zf:
+        shipped = sorted(n for n in zf.namelist() if n.startswith("nasviz/notebooks/"))
+        zf.extractall(tmp_path / "site")
+    # every notebook, and nothing else (no runs/, no generators)
+    assert shipped == committed, (
+        "pyproject.toml's [tool.hatch.build.targets.wheel.force-include] must map each "
+        "notebooks/X.ipynb to nasviz/notebooks/X.ipynb"
+    )
+    lookup = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from nasviz.pipeline import STEPS, available_notebooks, resolve_notebook; "
+            "print(resolve_notebook('02_search')); print(STEPS[0].path); print(len(available_notebooks()))",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(tmp_path / "site")},
+    )
+    assert lookup.returncode == 0, lookup.stderr[-2000:]
+    packaged = tmp_path / "site" / "nasviz" / "notebooks"
+    assert lookup.stdout.split() == [
+        str(packaged / "02_search.ipynb"),
+        str(packaged / "pipeline" / "1_train_supernet.ipynb"),
+        str(len(committed)),
+    ]

@@ -22,10 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from nasviz.errors import ConfigError, PipelineError
+from nasviz.pipeline._locate import notebooks_dir
 from nasviz.pipeline._notebook import (
-    _REPO_NOTEBOOKS,
     _check_writable,
     check_parameters,
+    check_timeout,
     notebook_parameters,
     run_notebook,
 )
@@ -33,7 +34,6 @@ from nasviz.pipeline._notebook import (
 __all__ = ["STEPS", "Step", "begin_step", "finish_step", "read_manifest", "run_pipeline"]
 
 MANIFEST = "manifest.json"
-PIPELINE_DIR = _REPO_NOTEBOOKS / "pipeline"
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,8 @@ class Step:
 
     @property
     def path(self) -> Path:
-        return PIPELINE_DIR / self.notebook
+        """The step's notebook (packaged with nasviz, or in a checkout's notebooks/pipeline/)."""
+        return notebooks_dir() / "pipeline" / self.notebook
 
 
 STEPS: tuple[Step, ...] = (
@@ -170,22 +171,33 @@ def _step_parameters(step: Step, given: Mapping[str, Any], out: Path) -> dict[st
     return values
 
 
+def _compared(parameters: Mapping[str, Any]) -> dict[str, Any]:
+    """The parameters that decide whether a step's outputs are current: all but ``out_dir``
+    (a run folder copied or moved elsewhere is still up to date)."""
+    return {k: v for k, v in parameters.items() if k != "out_dir"}
+
+
 def run_pipeline(
     out: str | Path = "runs/pipeline",
     parameters: Mapping[str, Any] | None = None,
     kernel_name: str | None = None,
     progress: Callable[[str], None] | None = None,
+    until: str | None = None,
+    timeout: float | None = None,
 ) -> list[str]:
     """Runs the pipeline into ``out``, resuming from the first step that must run; returns the
     names of the steps it ran.
 
     Parameters go to every step that declares them (an unknown name is an error listing the
-    known ones, before any kernel starts). A failing step stops the chain with a
-    :class:`PipelineError` naming the step and cell; its executed notebook and every earlier
-    output stay in ``out``.
+    known ones, before any kernel starts). ``until`` names the last step to run (default: all);
+    ``timeout`` bounds each cell's run in seconds. A failing step (an error, a timeout, a dead
+    kernel) stops the chain with a :class:`PipelineError` naming the step and cell; its executed
+    notebook and every earlier output stay in ``out``.
     """
     out_path = Path(out)
     given = dict(parameters or {})
+    last = STEPS.index(step_named(until)) if until is not None else len(STEPS) - 1
+    check_timeout(timeout)
     declared = {step.name: notebook_parameters(step.path) for step in STEPS}
     known = {p for names in declared.values() for p in names} - {"out_dir"}
     unknown = sorted(set(given) - known)
@@ -202,19 +214,21 @@ def run_pipeline(
     ran: list[str] = []
     manifest = read_manifest(out_path)
     rerun = False
-    for step in STEPS:
+    for step in STEPS[: last + 1]:
         record = manifest["steps"].get(step.name, {})
         if (
             not rerun
             and _stale_reason(out_path, manifest, step) is None
-            and record.get("parameters") == per_step[step.name]
+            and _compared(record.get("parameters", {})) == _compared(per_step[step.name])
         ):
             say(f"{step.name}: up to date, skipped")
             continue
         rerun = True
         say(f"{step.name}: running {step.notebook}")
         try:
-            run_notebook(step.path, per_step[step.name], out_path, kernel_name=kernel_name)
+            run_notebook(
+                step.path, per_step[step.name], out_path, kernel_name=kernel_name, timeout=timeout
+            )
         except PipelineError as exc:
             raise PipelineError(f"pipeline step {step.name!r} failed: {exc}") from exc
         ran.append(step.name)

@@ -42,6 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("-p", "--parameter", **param)
     run.add_argument("-o", "--out", default="runs", help="output folder (default: runs)")
     run.add_argument("--kernel", default=None, help="Jupyter kernel name (default: the notebook's)")
+    run.add_argument("--timeout", type=float, default=None, help="seconds allowed per cell")
     pipe = sub.add_parser(
         "pipeline", help="train_supernet -> search -> compress_best -> report, resuming"
     )
@@ -49,7 +50,11 @@ def _parser() -> argparse.ArgumentParser:
     pipe.add_argument(
         "-o", "--out", default="runs/pipeline", help="output folder (default: runs/pipeline)"
     )
-    pipe.add_argument("--kernel", default=None)
+    pipe.add_argument("--kernel", default=None, help="Jupyter kernel name")
+    pipe.add_argument("--timeout", type=float, default=None, help="seconds allowed per cell")
+    pipe.add_argument(
+        "--until", default=None, metavar="STEP", help="the last step to run (default: all)"
+    )
     params = sub.add_parser("params", help="list a notebook's parameters")
     params.add_argument("notebook")
     return parser
@@ -69,7 +74,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         values = {name: _parse_value(value) for name, value in args.parameter}
         if args.command == "pipeline":
             ran = run_pipeline(
-                args.out, values, kernel_name=args.kernel, progress=lambda m: print(m, flush=True)
+                args.out,
+                values,
+                kernel_name=args.kernel,
+                progress=lambda m: print(m, flush=True),
+                until=args.until,
+                timeout=args.timeout,
             )
             print(f"pipeline done in {args.out}: ran {ran or 'nothing (all steps up to date)'}")
             return 0
@@ -79,6 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.out,
             kernel_name=args.kernel,
             progress_bar=sys.stderr.isatty(),
+            timeout=args.timeout,
         )
         print(f"executed notebook: {executed}")
         return 0

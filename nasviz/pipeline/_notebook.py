@@ -3,7 +3,10 @@
 ``run_notebook`` checks parameter names and types against the notebook's ``parameters`` cell and
 that the output folder is writable *before* a kernel starts, executes the notebook with
 papermill into the output folder and writes ``<name>.provenance.json`` beside it (nasviz and
-torch versions, parameters, seed, git commit when there is one).
+torch versions, parameters, seed, git commit when there is one). However a run stops (a cell
+raises, a cell outlives the timeout, the kernel is killed, say for memory), the error names the
+cell, the executed notebook stays beside the outputs showing the error in that cell, and the
+provenance records the failure.
 """
 
 from __future__ import annotations
@@ -18,17 +21,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from nasviz.errors import ConfigError, PipelineError
+from nasviz.errors import ConfigError, PipelineError, check_real
+from nasviz.pipeline._locate import resolve_notebook
 
-__all__ = [
-    "check_parameters",
-    "notebook_parameters",
-    "provenance",
-    "resolve_notebook",
-    "run_notebook",
-]
+__all__ = ["check_parameters", "notebook_parameters", "provenance", "run_notebook"]
 
-_REPO_NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 _TYPES: dict[str, tuple[type, ...]] = {
     "int": (int,),
     "float": (int, float),
@@ -37,34 +34,6 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "list": (list,),
     "dict": (dict,),
 }
-
-
-def _available() -> list[str]:
-    if not _REPO_NOTEBOOKS.is_dir():
-        return []
-    return sorted(
-        str(p.relative_to(_REPO_NOTEBOOKS).with_suffix(""))
-        for p in _REPO_NOTEBOOKS.rglob("*.ipynb")
-        if ".ipynb_checkpoints" not in p.parts
-    )
-
-
-def resolve_notebook(notebook: str | Path) -> Path:
-    """A notebook path, or a name from nasviz's notebooks/ folder (``"02_search"``)."""
-    path = Path(notebook)
-    candidates = [
-        path,
-        path.with_suffix(".ipynb"),
-        _REPO_NOTEBOOKS / path,
-        (_REPO_NOTEBOOKS / path).with_suffix(".ipynb"),
-    ]
-    for candidate in candidates:
-        if candidate.suffix == ".ipynb" and candidate.is_file():
-            return candidate
-    known = ", ".join(_available()) or "(none found)"
-    raise ConfigError(
-        f"notebook {str(notebook)!r} not found; give a path to an .ipynb or one of: {known}"
-    )
 
 
 def notebook_parameters(notebook: str | Path) -> dict[str, dict[str, Any]]:
@@ -124,6 +93,13 @@ def check_parameters(
             )
 
 
+def check_timeout(timeout: Any) -> float | None:
+    """A per-cell timeout in seconds (> 0), or None for none."""
+    if timeout is not None and check_real("timeout", timeout) <= 0:
+        raise ConfigError(f"timeout must be a number of seconds > 0 or None, got {timeout!r}")
+    return timeout
+
+
 def _check_writable(out: Path) -> None:
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -169,21 +145,79 @@ def provenance(notebook: Path, parameters: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def _cell_label(cell: Mapping[str, Any], index: int) -> str:
+    """``In [3] ('first line of the cell')``, or ``#4 (...)`` for a cell that never finished."""
+    count = cell.get("execution_count")
+    where = f"In [{count}]" if count else f"#{index + 1}"
+    first = (cell.get("source") or "").strip().splitlines()[:1] or [""]
+    return f"{where} ({first[0][:60]!r})"
+
+
+def _stopped_cell(executed: Path, reason: str) -> str | None:
+    """Labels the cell that was running when execution stopped (the last one papermill started);
+    None when no cell had started.
+
+    A dead kernel leaves no error in the notebook: the cell gets an error output saying
+    ``reason``, so the kept notebook shows where and why it stopped.
+    """
+    import nbformat
+
+    try:
+        nb = nbformat.read(executed, as_version=4)
+    except (OSError, ValueError):
+        return None
+    started = [
+        i
+        for i, c in enumerate(nb.cells)
+        if c.cell_type == "code" and c.metadata.get("papermill", {}).get("start_time")
+    ]
+    if not started:
+        return None
+    cell = nb.cells[started[-1]]
+    if not any(o.get("output_type") == "error" for o in cell.get("outputs", [])):
+        error = nbformat.v4.new_output(
+            "error", ename="PipelineError", evalue=reason, traceback=[reason]
+        )
+        cell.outputs.append(error)
+        nbformat.write(nb, executed)
+    return _cell_label(cell, started[-1])
+
+
+def _failure(exc: Exception, executed: Path, timeout: float | None) -> str:
+    """Where and why a run stopped: ``"in cell In [3] ('...') with ValueError: ..."``."""
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
+    from papermill.exceptions import PapermillExecutionError
+
+    if isinstance(exc, PapermillExecutionError):
+        cell = {"execution_count": exc.exec_count, "source": exc.source}
+        return f"in cell {_cell_label(cell, exc.cell_index)} with {exc.ename}: {exc.evalue}"
+    if isinstance(exc, DeadKernelError):
+        why = "the kernel died (killed by the OS? out of memory? mybinder.org restarts kernels past 2 GB)"
+    elif isinstance(exc, CellTimeoutError):
+        why = f"it ran longer than the {timeout} s cell timeout and was interrupted"
+    else:
+        why = f"{type(exc).__name__}: {exc}"
+    label = _stopped_cell(executed, why)
+    return f"in cell {label}: {why}" if label else f"before its first cell ran: {why}"
+
+
 def run_notebook(
     notebook: str | Path,
     parameters: Mapping[str, Any] | None = None,
     out: str | Path = "runs",
     kernel_name: str | None = None,
     progress_bar: bool = False,
+    timeout: float | None = None,
 ) -> Path:
     """Executes ``notebook`` with ``parameters`` into folder ``out``; returns the executed copy.
 
     A notebook that declares ``out_dir`` gets ``out`` as its ``out_dir`` unless one is given.
-    Everything is checked before a kernel starts. A failing cell raises :class:`PipelineError`
-    naming the cell; the executed notebook with the error stays in ``out`` for inspection.
+    Everything is checked before a kernel starts. A cell that fails, runs longer than
+    ``timeout`` seconds, or whose kernel dies (e.g. out of memory) raises
+    :class:`PipelineError` naming the cell; the executed notebook with the error stays in
+    ``out`` for inspection and ``<name>.provenance.json`` records the failure.
     """
     import papermill
-    from papermill.exceptions import PapermillExecutionError
 
     path = resolve_notebook(notebook)
     declared = notebook_parameters(path)
@@ -192,6 +226,7 @@ def run_notebook(
     if "out_dir" in declared and "out_dir" not in given:
         given["out_dir"] = str(out_path)
     check_parameters(path, declared, given)
+    check_timeout(timeout)
     _check_writable(out_path)
     executed = out_path / path.name
     record = provenance(path, given)
@@ -204,16 +239,17 @@ def run_notebook(
             kernel_name=kernel_name,
             progress_bar=progress_bar,
             cwd=str(Path.cwd()),
+            execution_timeout=timeout,
         )
-    except PapermillExecutionError as exc:
-        record.update(
-            status="failed", failed_cell=exc.exec_count, error=f"{exc.ename}: {exc.evalue}"
-        )
+    except BaseException as exc:
+        interrupted = not isinstance(exc, Exception)  # Ctrl-C: record it, then stop as asked
+        what = "interrupted" if interrupted else _failure(exc, executed, timeout)
+        record.update(status="interrupted" if interrupted else "failed", error=what)
         prov_file.write_text(json.dumps(record, indent=2, default=str) + "\n")
-        first_line = (exc.source or "").strip().splitlines()[:1] or [""]
+        if interrupted:
+            raise
         raise PipelineError(
-            f"{path.name} failed in cell In [{exc.exec_count}] ({first_line[0][:60]!r}) with {exc.ename}: {exc.evalue}; "
-            f"the executed notebook is kept at {executed}"
+            f"{path.name} failed {what}; the executed notebook is kept at {executed}"
         ) from exc
     record.update(status="completed", finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     prov_file.write_text(json.dumps(record, indent=2, default=str) + "\n")

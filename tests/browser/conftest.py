@@ -3,10 +3,16 @@ driven by Playwright (headless). Screenshots go to tests/browser/artifacts/ (not
 
 Where chromium, Playwright or JupyterLab is missing the tests skip with a message, except in CI
 (``CI=true``), where that is a failure.
+
+Shutdown is always complete, also when a test or the server's start fails: the server's kernels
+run in sessions of their own, so they are shut down through the REST API and then killed by pid
+before the server itself is stopped. Console errors collected before a test fails are printed
+with its failure; a test that passes with console errors fails at teardown.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -49,13 +55,30 @@ def _missing() -> str | None:
     return None
 
 
-def _require_browser() -> None:
-    reason = _missing()
+def _missing_lab() -> str | None:
+    try:
+        import jupyterlab  # noqa: F401
+    except ImportError as exc:
+        return f"{exc.name} is not installed (pip install -e '.[dev]')"
+    return None
+
+
+def _require(reason: str | None, what: str) -> None:
+    """Skips with ``reason`` locally; under ``CI=true`` a missing tool is a failure."""
     if reason is None:
         return
     if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(f"browser tests cannot run in CI: {reason}")
-    pytest.skip(f"browser tests need a browser: {reason}")
+        pytest.fail(f"{what} cannot run in CI: {reason}")
+    pytest.skip(f"{what} skipped: {reason}")
+
+
+def _require_browser() -> None:
+    _require(_missing(), "browser tests")
+
+
+def require_lab() -> None:
+    """For tests that drive the JupyterLab server alone (no browser)."""
+    _require(_missing_lab(), "JupyterLab tests")
 
 
 def _free_port() -> int:
@@ -70,23 +93,14 @@ class Lab:
     token: str
     root: Path
     log: Path
+    pid: int
 
     def notebook_url(self, name: str) -> str:
         return f"{self.url}/lab/tree/{name}?token={self.token}&reset"
 
 
-@pytest.fixture(scope="session")
-def lab(tmp_path_factory) -> Iterator[Lab]:
-    """A JupyterLab server on a copy of notebooks/, stopped by its own pid at the end."""
-    _require_browser()
-    root = tmp_path_factory.mktemp("lab")
-    shutil.copytree(
-        ROOT / "notebooks", root, dirs_exist_ok=True, ignore=shutil.ignore_patterns("runs", "out")
-    )
-    port, token = _free_port(), secrets.token_hex(16)
-    log = root / "lab.log"
-    settings = tmp_path_factory.mktemp("lab-settings")
-    # render every cell (no windowing: off-screen widgets stay in the DOM) and fetch no news
+def _write_lab_settings(settings: Path) -> None:
+    """Render every cell (no windowing: off-screen widgets stay in the DOM); fetch no news."""
     for plugin, values in (
         ("notebook-extension/tracker", {"windowingMode": "none"}),
         ("apputils-extension/notification", {"fetchNews": "false", "checkForUpdates": False}),
@@ -94,6 +108,61 @@ def lab(tmp_path_factory) -> Iterator[Lab]:
         path = settings / "@jupyterlab" / f"{plugin}.jupyterlab-settings"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(values))
+
+
+def api(lab: Lab, path: str, method: str = "GET", timeout: float = 10) -> object:
+    request = urllib.request.Request(f"{lab.url}{path}?token={lab.token}", method=method)
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        body = response.read()
+    return json.loads(body) if body else None
+
+
+def _shutdown_kernels(lab: Lab) -> None:
+    """Asks the server to shut down each kernel (best effort: the server may be gone)."""
+    try:
+        kernels = api(lab, "/api/kernels")
+    except OSError:
+        return
+    for kernel in kernels:
+        with contextlib.suppress(OSError):
+            api(lab, f"/api/kernels/{kernel['id']}", method="DELETE", timeout=20)
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, sig)
+
+
+def stop_lab(proc: subprocess.Popen, lab: Lab | None) -> None:
+    """Stops the server and everything it started, kernels included; never raises for a
+    process that is already gone (so a server that died at startup keeps its own error)."""
+    import psutil
+
+    try:
+        started = psutil.Process(proc.pid).children(recursive=True)  # kernels have own sessions
+    except psutil.NoSuchProcess:
+        started = []
+    if lab is not None and proc.poll() is None:
+        _shutdown_kernels(lab)
+    _signal_group(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        _signal_group(proc.pid, signal.SIGKILL)
+        proc.wait(15)
+    for child in started:  # whatever outlived the server, by pid (psutil checks it is the same)
+        with contextlib.suppress(psutil.NoSuchProcess):
+            child.kill()
+    psutil.wait_procs(started, timeout=10)
+
+
+@contextlib.contextmanager
+def running_lab(root: Path, settings: Path, extra_args: tuple[str, ...] = ()) -> Iterator[Lab]:
+    """A JupyterLab server on ``root`` (a free loopback port, a random token), stopped with all
+    its kernels when the block ends, however it ends."""
+    port, token = _free_port(), secrets.token_hex(16)
+    log = root / "lab.log"
+    _write_lab_settings(settings)
     env = {
         **os.environ,
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
@@ -114,6 +183,7 @@ def lab(tmp_path_factory) -> Iterator[Lab]:
                 f"--ServerApp.root_dir={root}",
                 "--LabApp.news_url=",
                 "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+                *extra_args,
             ],
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -121,26 +191,34 @@ def lab(tmp_path_factory) -> Iterator[Lab]:
             cwd=root,
             start_new_session=True,
         )
-    url = f"http://127.0.0.1:{port}"
+    lab = Lab(f"http://127.0.0.1:{port}", token, root, log, proc.pid)
     try:
         deadline = time.monotonic() + 90
         while True:
             try:
-                with urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=2):
-                    break
+                api(lab, "/api/status", timeout=2)
+                break
             except OSError:
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(
-                        f"JupyterLab did not start; log:\n{log.read_text()[-3000:]}"
+                        f"JupyterLab did not start (exit code {proc.poll()}); log:\n{log.read_text()[-3000:]}"
                     ) from None
                 time.sleep(0.5)
-        yield Lab(url, token, root, log)
+        yield lab
     finally:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(15)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            os.killpg(proc.pid, signal.SIGKILL)
+        stop_lab(proc, lab)
+
+
+@pytest.fixture(scope="session")
+def lab(tmp_path_factory) -> Iterator[Lab]:
+    """A JupyterLab server on a copy of notebooks/."""
+    _require_browser()
+    root = tmp_path_factory.mktemp("lab")
+    shutil.copytree(
+        ROOT / "notebooks", root, dirs_exist_ok=True, ignore=shutil.ignore_patterns("runs", "out")
+    )
+    with running_lab(root, tmp_path_factory.mktemp("lab-settings")) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")
@@ -177,12 +255,25 @@ class Session:
 IGNORED_CONSOLE = ()
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """Keeps each phase's report on the item, and adds the browser's console errors to the
+    report of a failing test (they are otherwise asserted only at its end)."""
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"_nasviz_{report.when}", report)
+    s = getattr(item, "_nasviz_session", None)
+    if s is not None and report.failed and s.errors:
+        report.sections.append(("browser console errors", "\n".join(s.errors)))
+
+
 @pytest.fixture
 def session(browser, request) -> Iterator[Session]:
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     page = context.new_page()
     page.set_default_timeout(60_000)
     s = Session(page, request.node.name)
+    request.node._nasviz_session = s
 
     def on_console(msg):
         if msg.type == "error" and not any(text in msg.text for text in IGNORED_CONSOLE):
@@ -197,6 +288,9 @@ def session(browser, request) -> Iterator[Session]:
             s.shot("final")
         finally:
             context.close()
+    call = getattr(request.node, "_nasviz_call", None)
+    if s.errors and call is not None and call.passed:
+        pytest.fail("the browser console logged errors:\n" + "\n".join(s.errors))
 
 
 def open_notebook(s: Session, lab: Lab, name: str) -> None:

@@ -6,11 +6,15 @@
 from __future__ import annotations
 
 import ast
+import json
+import re
 from pathlib import Path
 
 import nbformat
 import papermill
 import pytest
+
+from nasviz.pipeline import available_notebooks, notebooks_dir
 
 NOTEBOOKS = Path(__file__).parents[2] / "notebooks"
 
@@ -18,9 +22,9 @@ NOTEBOOKS = Path(__file__).parents[2] / "notebooks"
 # need the previous steps' outputs: they run as a chain with non-default parameters in
 # tests/test_pipeline_chain.py (None here).
 NON_DEFAULT: dict[str, dict | None] = {
-    "00_tour.ipynb": {"seed": 3, "n_samples": 2},
+    "00_tour.ipynb": {"seed": 3, "n_samples": 2, "out_dir": "tour_out"},
     "01_supernet.ipynb": {"seed": 1, "epochs": 5},
-    "02_search.ipynb": {"strategy": "random", "budget": 8, "seed": 1},
+    "02_search.ipynb": {"strategy": "random", "budget": 8, "seed": 1, "storage": "search.journal"},
     "03_pareto.ipynb": {"seed": 1, "budget": 12, "strategy": "random", "workers": 1},
     "04_prune.ipynb": {"seed": 1, "epochs": 5, "lottery_rounds": 2},
     "05_moe.ipynb": {"seed": 1, "epochs": 3, "keep": 3},
@@ -31,16 +35,52 @@ NON_DEFAULT: dict[str, dict | None] = {
 }
 
 
-# notebooks that display nasviz widgets: how many static figures their executed copy must hold
-STATIC_FIGURES = {"03_pareto.ipynb": 3, "04_prune.ipynb": 1, "05_moe.ipynb": 1}
+# notebooks that display nasviz widgets: the static figure each executed copy must hold, so
+# that it reads as a report without a live kernel (trace names/types and title texts to find)
+STATIC_FIGURES: dict[str, list[dict]] = {
+    "01_supernet.ipynb": [  # the TrainingMonitor
+        {"names": {"largest", "smallest"}, "text": r"^Training loss per sandwich member"}
+    ],
+    "03_pareto.ipynb": [{"names": {"Pareto front", "hypervolume"}}],  # the search dashboard
+    "04_prune.ipynb": [{"types": {"heatmap"}, "text": r"kept weights|where the masks disagree"}],
+    "05_moe.ipynb": [{"types": {"heatmap"}, "text": r"^Expert load per layer"}],
+}
+
+
+def _html_figures(html: str) -> list[dict]:
+    """The figures a static plotly HTML draws (``Plotly.newPlot(id, data, layout, ...)``)."""
+    decoder, comma, figures = json.JSONDecoder(), re.compile(r"\s*,\s*"), []
+    for call in re.finditer(r"Plotly\.newPlot\(\s*", html):
+        pos, args = call.end(), []
+        for _ in range(3):  # div id, data, layout
+            value, pos = decoder.raw_decode(html, pos)
+            args.append(value)
+            pos = comma.match(html, pos).end()
+        figures.append({"data": args[1], "layout": args[2]})
+    return figures
+
+
+def _texts(figure: dict) -> list[str]:
+    """The figure's title and annotation texts (subplot titles are annotations)."""
+    layout = figure["layout"]
+    title = layout.get("title", {})
+    texts = [title.get("text", "") if isinstance(title, dict) else str(title)]
+    return texts + [a.get("text", "") for a in layout.get("annotations", [])]
+
+
+def _matches(figure: dict, expected: dict) -> bool:
+    traces = figure["data"]
+    return (
+        expected.get("names", set()) <= {t.get("name") for t in traces}
+        and expected.get("types", set()) <= {t.get("type", "scatter") for t in traces}
+        and any(re.search(expected.get("text", ""), text) for text in _texts(figure))
+    )
 
 
 def _notebooks() -> list[str]:
-    return sorted(
-        str(p.relative_to(NOTEBOOKS))
-        for p in NOTEBOOKS.rglob("*.ipynb")
-        if ".ipynb_checkpoints" not in p.parts
-    )
+    """Every committed notebook (``runs/`` folders hold executed copies, not notebooks)."""
+    assert notebooks_dir() == NOTEBOOKS
+    return [f"{name}.ipynb" for name in available_notebooks()]
 
 
 def test_every_notebook_has_non_default_parameters_listed():
@@ -95,5 +135,26 @@ def test_notebook_runs_under_papermill_with_non_default_parameters(name, tmp_pat
             "plotly" in output["data"]["text/html"].lower()
             or "<pre>" in output["data"]["text/html"]
         )
-    if name in STATIC_FIGURES:
-        assert len(nasviz_views) >= STATIC_FIGURES[name]
+    figures = [f for o in nasviz_views for f in _html_figures(o["data"]["text/html"])]
+    for expected in STATIC_FIGURES.get(name, []):
+        assert any(_matches(f, expected) for f in figures), (
+            f"{name}: no static figure with {expected}; found {[_texts(f)[0] for f in figures]}"
+        )
+    if name == "00_tour.ipynb":
+        written = (tmp_path / "tour_out" / "tour_objectives.csv").read_text().splitlines()
+        assert written[0] == "objective,direction,value" and len(written) == 4
+
+
+def test_static_figures_are_recognized():
+    """The figure check itself: it finds a plotly HTML figure and tells figures apart."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure(
+        go.Heatmap(z=[[0, 1]], name="mask"), layout={"title": "Expert load per layer (fraction)"}
+    )
+    fig.add_annotation(text="w0 (4, 4): kept weights (exact bits)", showarrow=False)
+    [found] = _html_figures(fig.to_html(include_plotlyjs="cdn", full_html=False))
+    assert _matches(found, STATIC_FIGURES["05_moe.ipynb"][0])
+    assert _matches(found, STATIC_FIGURES["04_prune.ipynb"][0])
+    assert not _matches(found, STATIC_FIGURES["03_pareto.ipynb"][0])
+    assert not _matches(found, STATIC_FIGURES["01_supernet.ipynb"][0])
