@@ -13,7 +13,9 @@ on nasviz :class:`~nasviz.moe.MoE` layers (standalone or inside any model, e.g. 
   are permuted to match their dominant's (``scipy.optimize.linear_sum_assignment``) and the
   group is averaged weighted by activation frequency. The router is kept whole and several
   router slots point at one merged expert (``MoE.expert_map``), so routing is unchanged.
-* :func:`compression_report` — params, memory and accuracy of variants, on the search's axes.
+
+Stats must come from the model being compressed: every layer's fingerprint (router shape and
+weight hash, expert modules) recorded with the stats must match the model's.
 """
 
 from __future__ import annotations
@@ -23,15 +25,15 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 from torch import nn
 
 from nasviz.errors import MoEError
 from nasviz.moe._layer import MoE
+from nasviz.moe._recorder import layer_fingerprint
 from nasviz.moe._stats import RoutingStats
 
-__all__ = ["compression_report", "drop_experts", "merge_experts", "prune_experts"]
+__all__ = ["check_stats", "drop_experts", "merge_experts", "prune_experts"]
 
 
 def _moe_layers(model: nn.Module) -> dict[str, MoE]:
@@ -46,14 +48,28 @@ def _moe_layers(model: nn.Module) -> dict[str, MoE]:
     return layers
 
 
-def _check_stats(model: nn.Module, stats: RoutingStats) -> dict[str, MoE]:
+def check_stats(model: nn.Module, stats: RoutingStats) -> dict[str, MoE]:
+    """The model's MoE layers, or a MoEError when ``stats`` were recorded from another model
+    (other layers or expert counts, or other fingerprints: different router weights, a
+    pruned, merged or retrained copy). Recordings without fingerprints are checked by shape."""
     layers = _moe_layers(model)
-    expected = tuple((name, m.num_experts) for name, m in layers.items())
-    if stats.recording.signature != expected:
+    recorded = [(name, e) for name, e, _ in stats.recording.signature]
+    current = [(name, m.num_experts) for name, m in layers.items()]
+    if recorded != current:
         raise MoEError(
-            f"these routing stats come from another model: they cover layers {list(stats.recording.signature)} "
-            f"but the model has {list(expected)}; record the model you compress"
+            f"these routing stats come from another model: they cover layers {recorded} "
+            f"but the model has {current}; record the model you compress"
         )
+    for (name, _, fingerprint), layer in zip(
+        stats.recording.signature, layers.values(), strict=True
+    ):
+        now = layer_fingerprint(layer)
+        if fingerprint and fingerprint != now:
+            raise MoEError(
+                f"these routing stats come from another model: layer {name!r} was recorded as "
+                f"[{fingerprint}] but is [{now}] in this model (other router weights, or a pruned, "
+                "merged or retrained copy); record the model you compress"
+            )
     return layers
 
 
@@ -140,6 +156,9 @@ def prune_experts(
 ) -> nn.Module:
     """A copy of ``model`` keeping the ``keep`` most used experts of every MoE layer.
 
+    "Used" counts every time the router chose the expert (also when a capacity limit dropped
+    the assignment); ties go to the higher mean router probability.
+
     Args:
         model: the model the stats were recorded from (left unchanged).
         stats: its routing statistics.
@@ -147,15 +166,15 @@ def prune_experts(
         per_label: ``(label, value)``: rank experts by the tokens of that label only (task-specific
             pruning, e.g. ``("task", 2)``).
     """
-    layers = _check_stats(model, stats)
+    layers = check_stats(model, stats)
     keep_n = _per_layer(keep, layers, "keep")
     drop = {}
     for i, (name, layer) in enumerate(layers.items()):
         if per_label is None:
-            usage = stats.counts(i).astype(float)
+            usage = stats.counts(i, include_dropped=True).astype(float)
         else:
             label, value = per_label
-            table = stats.by_label(label, layer=i, normalize=False)
+            table = stats.by_label(label, layer=i, normalize=False, include_dropped=True)
             if value not in table.index:
                 raise MoEError(
                     f"label {label!r} has no value {value!r}; values: {list(table.index)}"
@@ -215,7 +234,7 @@ def merge_experts(
         stats: its routing statistics (usage and router logits).
         groups: merged experts per layer (int or layer name -> int), ``1 <= groups <= E``.
     """
-    layers = _check_stats(model, stats)
+    layers = check_stats(model, stats)
     n_groups = _per_layer(groups, layers, "groups")
     new_model = copy.deepcopy(model)
     new_layers = _moe_layers(new_model)
@@ -227,7 +246,7 @@ def merge_experts(
                     f"layer {name!r} was merged already; merge the original model instead"
                 )
             continue
-        usage = stats.counts(i).astype(float)
+        usage = stats.counts(i, include_dropped=True).astype(float)
         dominant = np.argsort(-usage, kind="stable")[:G]
         similarity = _router_similarity(stats, i, layer)
         group_of = np.empty(E, dtype=np.int64)
@@ -262,49 +281,3 @@ def merge_experts(
         new_model = _replace(new_model, name, merged)
         new_layers[name] = merged
     return new_model
-
-
-def _memory_bytes(model: nn.Module) -> int:
-    tensors = {id(t): t for t in (*model.parameters(), *model.buffers())}
-    return sum(t.numel() * t.element_size() for t in tensors.values())
-
-
-def compression_report(
-    models: Mapping[str, nn.Module], data: Any, baseline: str | None = None
-) -> pd.DataFrame:
-    """Params, memory and accuracy of each variant against a baseline, one row per model.
-
-    Columns ``accuracy`` (percent, on ``data``'s val split for a Dataset) and ``params`` are the
-    same axes the search's Pareto front uses, so the rows can be plotted with search results.
-
-    Args:
-        models: name -> model (e.g. ``{"original": m, "pruned": p, "merged": q}``).
-        data: a Dataset, Split or ``(X, y)`` pair.
-        baseline: the name the others are compared to (default: the first).
-    """
-    from nasviz.objectives import count_params, evaluate_accuracy
-
-    if not models:
-        raise MoEError("compression_report needs at least one model")
-    baseline = next(iter(models)) if baseline is None else baseline
-    if baseline not in models:
-        raise MoEError(f"baseline {baseline!r} is not one of the models {list(models)}")
-    rows = []
-    for name, m in models.items():
-        moes = [x for x in m.modules() if isinstance(x, MoE)]
-        rows.append(
-            {
-                "name": name,
-                "accuracy": evaluate_accuracy(m, data),
-                "params": count_params(m),
-                "memory_bytes": _memory_bytes(m),
-                "experts": sum(len(x.experts) for x in moes),
-            }
-        )
-    table = pd.DataFrame(rows)
-    base = table.set_index("name").loc[baseline]
-    table["accuracy_change"] = table["accuracy"] - base["accuracy"]
-    table["params_saved"] = base["params"] - table["params"]
-    table["params_saved_fraction"] = table["params_saved"] / base["params"]
-    table["memory_saved_bytes"] = base["memory_bytes"] - table["memory_bytes"]
-    return table

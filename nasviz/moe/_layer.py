@@ -44,6 +44,8 @@ class Routing(NamedTuple):
         gates: renormalized gate weights of the chosen experts, (N, k); an assignment dropped
             by the capacity limit has gate 0.
         shape: leading shape of the layer's input (``(B, T)`` or ``(N,)``).
+        kept: bool (N, k): which assignments an expert processed (False: dropped by a capacity
+            limit); None when nothing can be dropped.
     """
 
     logits: torch.Tensor
@@ -51,6 +53,7 @@ class Routing(NamedTuple):
     experts: torch.Tensor
     gates: torch.Tensor
     shape: tuple[int, ...]
+    kept: torch.Tensor | None = None
 
 
 def route(
@@ -140,8 +143,12 @@ class MoE(nn.Module):
             loss; use ``top_k >= 2`` when the router should learn from the task.
         temperature: router softmax temperature (> 0).
         capacity_factor: if set, each expert takes at most
-            ``ceil(capacity_factor * N * top_k / E)`` assignments per forward; later ones (first
-            choices of all tokens before second choices, then token order) are dropped (gate 0).
+            ``ceil(capacity_factor * N * top_k / E)`` assignments per forward (``E``: the
+            distinct experts in use, so after merging a merged expert has one capacity, not one
+            per router slot); later ones (first choices of all tokens before second choices,
+            then token order) are dropped: gate 0, the expert never sees the token, and a token
+            whose every assignment was dropped gets a zero output (in a residual block it passes
+            through unchanged). The kept gates are not renormalized.
 
     Attributes:
         router: ``Linear(dim, num_experts, bias=False)``.
@@ -217,16 +224,28 @@ class MoE(nn.Module):
             raise MoEError(f"hidden must be in 1..{self.hidden}, got {hidden}")
         return e, k, None if hidden is None or int(hidden) == self.hidden else int(hidden)
 
-    def _capacity_keep(self, experts: torch.Tensor, num_experts: int) -> torch.Tensor:
-        """Bool (N, k): which assignments fit in their expert's capacity."""
-        n, k = experts.shape
-        capacity = math.ceil(self.capacity_factor * n * k / num_experts)
-        order = experts.t().reshape(-1)  # (k*N,) first choices of every token, then second...
-        onehot = F.one_hot(order, num_experts)  # (k*N, E)
-        position = (onehot.cumsum(dim=0) * onehot).sum(
-            dim=-1
-        ) - 1  # (k*N,) place in its expert's queue
+    def _capacity_keep(self, physical: torch.Tensor, num_experts: int) -> torch.Tensor:
+        """Bool (N, k): which assignments fit in their expert module's capacity; the capacity
+        divides by the distinct modules the first ``num_experts`` router slots reach."""
+        n, k = physical.shape
+        in_use = num_experts
+        if self.expert_map is not None:
+            in_use = int(torch.unique(self.expert_map[:num_experts]).numel())
+        capacity = math.ceil(self.capacity_factor * n * k / in_use)
+        order = physical.t().reshape(-1)  # (k*N,) first choices of every token, then second...
+        onehot = F.one_hot(order, len(self.experts))  # (k*N, experts)
+        position = (onehot.cumsum(dim=0) * onehot).sum(dim=-1) - 1  # (k*N,) place in its queue
         return (position < capacity).reshape(k, n).t()  # (N, k)
+
+    def _call_routing_hooks(self, routing: Routing) -> None:
+        if torch.is_grad_enabled():  # observers never hold on to the autograd graph
+            routing = routing._replace(
+                logits=routing.logits.detach(),
+                probs=routing.probs.detach(),
+                gates=routing.gates.detach(),
+            )
+        for hook in list(self._routing_hooks.values()):
+            hook(self, routing)
 
     def forward(
         self,
@@ -248,18 +267,19 @@ class MoE(nn.Module):
         flat = x.reshape(-1, self.dim)  # (N, D)
         logits = F.linear(flat, self.router.weight[:e])  # (N, E)
         probs, experts, gates = route(logits, k, self.temperature)  # (N, E), (N, k), (N, k)
+        physical = experts if self.expert_map is None else self.expert_map[experts]  # (N, k)
+        kept = None
         if self.capacity_factor is not None:
-            gates = gates * self._capacity_keep(experts, e).to(gates.dtype)
+            kept = self._capacity_keep(physical, e)  # (N, k)
+            gates = gates * kept.to(gates.dtype)
+            physical = physical.masked_fill(~kept, -1)  # dropped: no expert computes it
         self._aux.set(load_balancing_loss(probs, experts))
         if self._routing_hooks:
-            routing = Routing(
-                logits.detach(), probs.detach(), experts.detach(), gates.detach(), lead
-            )
-            for hook in list(self._routing_hooks.values()):
-                hook(self, routing)
-        physical = experts if self.expert_map is None else self.expert_map[experts]  # (N, k)
+            self._call_routing_hooks(Routing(logits, probs, experts, gates, lead, kept))
         out = torch.zeros_like(flat)  # (N, D)
         for j in torch.unique(physical).tolist():  # loop over experts, never over tokens
+            if j < 0:
+                continue
             token, slot = (physical == j).nonzero(as_tuple=True)  # (n,), (n,)
             y = self.experts[j](flat[token], h)  # (n, D)
             out.index_add_(0, token, y * gates[token, slot].unsqueeze(-1).to(y.dtype))

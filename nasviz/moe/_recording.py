@@ -18,7 +18,8 @@ from nasviz.errors import CheckpointError, MoEError
 
 __all__ = ["LayerRecord", "Recording"]
 
-_FORMAT = "nasviz.moe.recording/1"
+_FORMAT = "nasviz.moe.recording/2"
+_READABLE = ("nasviz.moe.recording/1", _FORMAT)  # /1: no `dropped` arrays, no fingerprints
 _ARRAYS = ("experts", "gates", "probs", "logits", "example", "position", "token")
 
 
@@ -37,6 +38,10 @@ class LayerRecord:
         example: index of the example (sequence) each token belongs to, (n,) int64.
         position: position of the token in its sequence, (n,) int64.
         token: input token id, or -1 where unknown, (n,) int64.
+        dropped: bool (n, k): the assignment was dropped by a capacity limit (no expert
+            processed it); None means nothing was dropped and is stored as all False.
+        fingerprint: what identifies the layer the tokens went through (router shape and
+            weight hash, experts); stats are only used on a model with the same fingerprints.
     """
 
     name: str
@@ -49,6 +54,12 @@ class LayerRecord:
     example: np.ndarray
     position: np.ndarray
     token: np.ndarray
+    dropped: np.ndarray | None = None
+    fingerprint: str = ""
+
+    def __post_init__(self) -> None:
+        if self.dropped is None:
+            object.__setattr__(self, "dropped", np.zeros(self.experts.shape, dtype=bool))
 
     def __len__(self) -> int:
         return len(self.example)
@@ -77,9 +88,10 @@ class Recording:
                 )
 
     @property
-    def signature(self) -> tuple[tuple[str, int], ...]:
-        """``(layer name, number of experts)`` per layer: what a model must match to use these stats."""
-        return tuple((layer.name, layer.num_experts) for layer in self.layers)
+    def signature(self) -> tuple[tuple[str, int, str], ...]:
+        """``(layer name, number of experts, fingerprint)`` per layer: what a model must match
+        to use these stats."""
+        return tuple((layer.name, layer.num_experts, layer.fingerprint) for layer in self.layers)
 
     @property
     def num_decisions(self) -> int:
@@ -117,14 +129,19 @@ class Recording:
             "format": _FORMAT,
             "num_examples": self.num_examples,
             "layers": [
-                {"name": r.name, "num_experts": r.num_experts, "top_k": r.top_k}
+                {
+                    "name": r.name,
+                    "num_experts": r.num_experts,
+                    "top_k": r.top_k,
+                    "fingerprint": r.fingerprint,
+                }
                 for r in self.layers
             ],
             "labels": list(self.labels),
         }
         arrays: dict[str, np.ndarray] = {"meta": np.array(json.dumps(meta))}
         for i, record in enumerate(self.layers):
-            for key in _ARRAYS:
+            for key in (*_ARRAYS, "dropped"):
                 arrays[f"layer{i}.{key}"] = getattr(record, key)
         for j, values in enumerate(self.labels.values()):
             arrays[f"label{j}"] = values
@@ -137,9 +154,10 @@ class Recording:
         try:
             with np.load(Path(path), allow_pickle=False) as npz:
                 meta = json.loads(str(npz["meta"]))
-                if meta.get("format") != _FORMAT:
+                if meta.get("format") not in _READABLE:
                     raise CheckpointError(
-                        f"{path} is not a nasviz routing recording (format {meta.get('format')!r})"
+                        f"{path} is not a nasviz routing recording (format {meta.get('format')!r}; "
+                        f"readable: {list(_READABLE)})"
                     )
                 layers = tuple(
                     LayerRecord(
@@ -147,6 +165,8 @@ class Recording:
                         int(info["num_experts"]),
                         int(info["top_k"]),
                         **{key: npz[f"layer{i}.{key}"] for key in _ARRAYS},
+                        dropped=npz.get(f"layer{i}.dropped"),
+                        fingerprint=str(info.get("fingerprint", "")),
                     )
                     for i, info in enumerate(meta["layers"])
                 )

@@ -17,11 +17,16 @@ from nasviz.moe._recording import LayerRecord, Recording
 __all__ = ["RoutingStats"]
 
 
-def _valid(record: LayerRecord) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Flattened ``(token row, rank, expert)`` of every real assignment (elastic padding -1 dropped)."""
+def _valid(
+    record: LayerRecord, include_dropped: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Flattened ``(token row, rank, expert)`` of every processed assignment: elastic padding
+    (-1) left out, and assignments dropped by capacity unless ``include_dropped``."""
     n, k = record.experts.shape
     experts = record.experts.reshape(-1)
     keep = experts >= 0
+    if not include_dropped:
+        keep &= ~record.dropped.reshape(-1)
     rows = np.repeat(np.arange(n), k)[keep]
     ranks = np.tile(np.arange(k), n)[keep]
     return rows, ranks, experts[keep]
@@ -33,9 +38,20 @@ def _entropy(p: np.ndarray, axis: int = -1) -> np.ndarray:
     return -(p * logp).sum(axis=axis)
 
 
+def _first_kept(record: LayerRecord, rows: np.ndarray) -> np.ndarray:
+    """The best-ranked expert that processed each token of ``rows`` (-1: none did)."""
+    experts = record.experts[rows]
+    valid = (experts >= 0) & ~record.dropped[rows]
+    first = experts[np.arange(len(rows)), valid.argmax(axis=1)] if len(rows) else experts[:, 0]
+    return np.where(valid.any(axis=1), first, -1)
+
+
 class RoutingStats:
     """Statistics of one :class:`~nasviz.moe.Recording`; every method returns a DataFrame
     (or a number) and leaves the recording unchanged.
+
+    Load means assignments an expert processed: assignments dropped by a capacity limit are
+    counted apart (``dropped`` columns) and, where a method says so, included on request.
 
     Args:
         recording: what a :class:`~nasviz.moe.RoutingRecorder` recorded (or :meth:`load` read).
@@ -68,21 +84,24 @@ class RoutingStats:
         return cls(Recording.load(path))
 
     # ---- load -------------------------------------------------------------------------------
-    def counts(self, layer: int | str) -> np.ndarray:
-        """Assignments per expert of one layer, (E,) int64."""
+    def counts(self, layer: int | str, include_dropped: bool = False) -> np.ndarray:
+        """Assignments per expert of one layer, (E,) int64: processed ones, plus those dropped
+        by capacity with ``include_dropped`` (then: every time the router chose the expert)."""
         record = self.recording.layer(layer)
-        _, _, experts = _valid(record)
+        _, _, experts = _valid(record, include_dropped)
         return np.bincount(experts, minlength=record.num_experts)
 
     def load(self) -> pd.DataFrame:
-        """One row per (layer, expert): ``count`` of assignments, ``fraction`` of the layer's
-        assignments, ``mean_gate`` (mean gate weight when chosen), ``mean_prob`` (mean router
-        probability over all tokens)."""
+        """One row per (layer, expert): ``count`` of processed assignments, ``dropped``
+        assignments (chosen but over capacity), ``fraction`` of the layer's processed
+        assignments, ``mean_gate`` (mean gate weight when processed), ``mean_prob`` (mean
+        router probability over all tokens)."""
         frames = []
         for i, record in enumerate(self.recording.layers):
             rows, ranks, experts = _valid(record)
             E = record.num_experts
             count = np.bincount(experts, minlength=E)
+            dropped = self.counts(i, include_dropped=True) - count
             gate_sum = np.bincount(experts, weights=record.gates[rows, ranks], minlength=E)
             total = max(int(count.sum()), 1)
             mean_prob = record.probs.mean(axis=0) if len(record) else np.zeros(E)
@@ -93,6 +112,7 @@ class RoutingStats:
                         "layer_index": i,
                         "expert": np.arange(E),
                         "count": count,
+                        "dropped": dropped,
                         "fraction": count / total,
                         "mean_gate": gate_sum / np.maximum(count, 1),
                         "mean_prob": mean_prob,
@@ -102,12 +122,12 @@ class RoutingStats:
         return pd.concat(frames, ignore_index=True)
 
     def load_matrix(self, value: str = "fraction") -> pd.DataFrame:
-        """Layer x expert table of ``value`` (``"count"`` or ``"fraction"``); NaN where a layer
-        has fewer experts than the widest one."""
-        if value not in ("count", "fraction", "mean_gate", "mean_prob"):
-            raise MoEError(
-                f"value must be 'count', 'fraction', 'mean_gate' or 'mean_prob', got {value!r}"
-            )
+        """Layer x expert table of ``value`` (a :meth:`load` column: ``"count"``,
+        ``"dropped"``, ``"fraction"``, ``"mean_gate"``, ``"mean_prob"``); NaN where a layer has
+        fewer experts than the widest one."""
+        allowed = ("count", "dropped", "fraction", "mean_gate", "mean_prob")
+        if value not in allowed:
+            raise MoEError(f"value must be one of {allowed}, got {value!r}")
         table = self.load().pivot(index="layer", columns="expert", values=value)
         return table.reindex(self.layers).rename_axis(columns="expert")
 
@@ -137,25 +157,25 @@ class RoutingStats:
         )
 
     def sequence(self, example: int) -> pd.DataFrame:
-        """Position x layer: the top-1 expert of each token of one sequence in every layer,
-        with a ``token`` column first."""
-        columns: dict[str, np.ndarray] = {}
-        position = None
-        for record in self.recording.layers:
-            rows = self._example_rows(record, example)
-            if position is None:
-                position = record.position[rows]
-                columns["token"] = record.token[rows]
-            columns[record.name] = (
-                record.experts[rows, 0]
-                if len(rows) == len(position)
-                else np.full(len(position), -1)
-            )
+        """Position x layer: for each token of one sequence, the best-ranked expert that
+        processed it in every layer (-1: not routed there, e.g. dropped by capacity), with a
+        ``token`` column first."""
+        per_layer = [(r, self._example_rows(r, example)) for r in self.recording.layers]
+        position = np.unique(np.concatenate([r.position[rows] for r, rows in per_layer]))
+        token = np.full(len(position), -1, dtype=np.int64)
+        columns: dict[str, np.ndarray] = {"token": token}
+        for record, rows in per_layer:
+            at = np.searchsorted(position, record.position[rows])
+            token[at] = np.where(token[at] >= 0, token[at], record.token[rows])
+            column = np.full(len(position), -1, dtype=np.int64)
+            column[at] = _first_kept(record, rows)
+            columns[record.name] = column
         return pd.DataFrame(columns, index=pd.Index(position, name="position"))
 
     def tokens(self, layer: int | str, expert: int, limit: int | None = None) -> pd.DataFrame:
         """The tokens routed to ``expert`` in ``layer``: ``example``, ``position``, ``token``,
-        ``rank`` (0: first choice), ``gate`` and every label; strongest gate first."""
+        ``rank`` (0: first choice), ``gate``, ``dropped`` (over capacity) and every label;
+        strongest gate first."""
         record = self.recording.layer(layer)
         if not 0 <= expert < record.num_experts:
             raise MoEError(
@@ -172,6 +192,7 @@ class RoutingStats:
                 "token": record.token[rows],
                 "rank": ranks,
                 "gate": gate,
+                "dropped": record.dropped[rows, ranks],
             }
         )
         for name, values in self.recording.labels.items():
@@ -195,6 +216,7 @@ class RoutingStats:
         layer: int | str | None = None,
         normalize: bool = True,
         first_choice: bool = False,
+        include_dropped: bool = False,
     ) -> pd.DataFrame:
         """Label value x expert: share (or count) of each label's assignments per expert.
 
@@ -203,6 +225,7 @@ class RoutingStats:
             layer: one layer; None sums all layers (they must have the same number of experts).
             normalize: rows sum to 1 (fractions) instead of counts.
             first_choice: count only each token's first-choice expert.
+            include_dropped: also count assignments dropped by capacity (router choices).
         """
         values, codes = self._label_codes(label)
         records = self.recording.layers if layer is None else (self.recording.layer(layer),)
@@ -214,7 +237,7 @@ class RoutingStats:
         E = widths.pop()
         table = np.zeros(len(values) * E)
         for record in records:
-            rows, ranks, experts = _valid(record)
+            rows, ranks, experts = _valid(record, include_dropped)
             if first_choice:
                 rows, experts = rows[ranks == 0], experts[ranks == 0]
             token_code = (
@@ -272,10 +295,12 @@ class RoutingStats:
 
     def balance(self) -> pd.DataFrame:
         """Per layer: coefficient of variation of expert counts, max/mean, min and max load
-        fraction, unused experts, and the load-balancing loss ``E * sum f_e P_e``."""
+        fraction, unused experts, the load-balancing loss ``E * sum f_e P_e`` and
+        ``dropped_fraction`` (share of assignments dropped by capacity)."""
         rows = []
         for record in self.recording.layers:
             counts = self.counts(record.name).astype(float)
+            chosen = max(int((record.experts >= 0).sum()), 1)
             mean = counts.mean()
             f = counts / max(counts.sum(), 1)
             p = record.probs.mean(axis=0) if len(record) else np.zeros(record.num_experts)
@@ -289,6 +314,7 @@ class RoutingStats:
                     "max_fraction": float(f.max()),
                     "unused": int((counts == 0).sum()),
                     "balance_loss": float(record.num_experts * (f * p).sum()),
+                    "dropped_fraction": float(record.dropped.sum() / chosen),
                 }
             )
         return pd.DataFrame(rows)
@@ -310,7 +336,8 @@ class RoutingStats:
     def compare(self, other: RoutingStats, names: tuple[str, str] = ("a", "b")) -> pd.DataFrame:
         """Load of two recordings side by side per (layer, expert): ``fraction_<a>``,
         ``fraction_<b>``, ``delta`` (b - a) and, per layer, ``tv_distance`` (total variation
-        between the two load distributions). Layers or experts missing on one side count 0."""
+        between the two load distributions). Layers or experts missing on one side count 0.
+        :meth:`compare_layers` compares balance and entropy."""
         a, b = names
         left = self.load()[["layer", "expert", "count", "fraction"]]
         right = other.load()[["layer", "expert", "count", "fraction"]]
@@ -332,12 +359,35 @@ class RoutingStats:
         )
         return table.reset_index(drop=True)
 
+    def compare_layers(
+        self, other: RoutingStats, names: tuple[str, str] = ("a", "b")
+    ) -> pd.DataFrame:
+        """Balance and entropy of two recordings side by side, one row per layer both have:
+        for each :meth:`summary` figure ``<figure>_<a>``, ``<figure>_<b>`` and
+        ``<figure>_delta`` (b - a), plus ``tv_distance`` between the two load distributions."""
+        a, b = names
+        if not set(self.layers) & set(other.layers):
+            raise MoEError(
+                f"the recordings share no layer: {self.layers} vs {other.layers}; compare "
+                "recordings of the same model (or of a compressed copy of it)"
+            )
+        left, right = self.summary(), other.summary()
+        figures = [c for c in left.columns if c not in ("layer", "experts")]
+        table = left.merge(right, on="layer", suffixes=(f"_{a}", f"_{b}"))
+        for figure in figures:
+            table[f"{figure}_delta"] = table[f"{figure}_{b}"] - table[f"{figure}_{a}"]
+        tv = self.compare(other, names).groupby("layer")["tv_distance"].first()
+        table["tv_distance"] = table["layer"].map(tv)
+        ordered = [f"{f}_{s}" for f in figures for s in (a, b, "delta")]
+        return table[["layer", *ordered, "tv_distance"]]
+
     def load_without(self, layer: int | str, drop: list[int] | tuple[int, ...]) -> pd.DataFrame:
         """What-if load of one layer with experts ``drop`` removed: every recorded token re-routed
         to its top-k among the remaining experts (router renormalized over them).
 
         Returns one row per expert: ``fraction_before``, ``fraction_after`` (0 for dropped ones)
-        and ``rerouted`` (share of tokens whose first choice changed).
+        and ``rerouted`` (share of tokens whose first choice changed). A capacity limit is not
+        simulated: ``fraction_after`` counts every re-routed choice.
         """
         record = self.recording.layer(layer)
         E = record.num_experts

@@ -1,9 +1,10 @@
 """RoutingHeatmap: look at mixture-of-experts routing and try dropping experts.
 
-A plotly FigureWidget heatmap with three views (layer x expert load, label x expert, one
-sequence's experts per layer); clicking a load cell lists the tokens routed there; a "drop
-experts" control shows the re-routed load from the recorded router probabilities and, when a
-model and data are given, the accuracy change of the pruned copy (computed on demand).
+A plotly FigureWidget heatmap with views (layer x expert load, label x expert, one sequence's
+experts per layer, and the load after a drop); clicking a load cell lists the tokens routed
+there; the "drop experts" control re-routes the recorded tokens without the chosen experts
+(from the recorded router probabilities, instantly) and shows that load in the heatmap; the
+accuracy change of the pruned copy is computed only when its button is pressed.
 
 Threads: a RoutingHeatmap is driven from the kernel's main thread (widget callbacks); it only
 reads its RoutingStats and never changes the model (drops are evaluated on copies).
@@ -20,9 +21,10 @@ import plotly.graph_objects as go
 from torch import nn
 
 from nasviz.errors import MoEError
-from nasviz.moe import RoutingRecorder, RoutingStats, drop_experts
+from nasviz.moe import RoutingRecorder, RoutingStats, check_stats, drop_experts
 from nasviz.ui._base import View
 from nasviz.viz._routing import (
+    routing_drop_info,
     routing_grid_figure,
     routing_label_info,
     routing_load_info,
@@ -31,9 +33,27 @@ from nasviz.viz._routing import (
 
 __all__ = ["RoutingHeatmap"]
 
+_HEATMAP_KEYS = (
+    "z",
+    "x",
+    "y",
+    "text",
+    "customdata",
+    "texttemplate",
+    "colorscale",
+    "zmin",
+    "zmax",
+    "hovertemplate",
+    "colorbar",
+)
+
 
 def _table_html(frame: pd.DataFrame) -> str:
     return frame.to_html(index=False, float_format=lambda v: f"{v:.3f}", border=0)
+
+
+def _error_html(exc: Exception) -> str:
+    return f"<span style='color:#b00'>{html.escape(str(exc))}</span>"
 
 
 class RoutingHeatmap(View):
@@ -41,7 +61,9 @@ class RoutingHeatmap(View):
 
     Args:
         source: a RoutingStats, or a RoutingRecorder that finished recording.
-        model: the recorded model; with ``data`` it enables the accuracy change of drops.
+        model: the recorded model (a nasviz MoE model; a :class:`~nasviz.errors.MoEError` if
+            the stats come from another one); with ``data`` it enables the accuracy button of
+            drops.
         data: a Dataset / Split / ``(X, y)`` for :func:`~nasviz.objectives.evaluate_accuracy`.
         max_listed: rows shown when a cell is clicked.
     """
@@ -59,10 +81,14 @@ class RoutingHeatmap(View):
             raise MoEError(
                 f"RoutingHeatmap needs a RoutingStats or RoutingRecorder, got {type(source).__name__}"
             )
+        if model is not None:  # drops are scored on this model: it must be the recorded one
+            check_stats(model, source)
         self.stats, self.model, self.data, self.max_listed = source, model, data, max_listed
         self.listed: pd.DataFrame | None = None
         self.last_drop: pd.DataFrame | None = None
+        self._dropped: tuple[str, tuple[int, ...]] | None = None  # (layer, experts) last shown
         self._baseline_accuracy: float | None = None
+        self._view = "load"
         views = [("layer x expert load", "load")]
         views += [(f"{name} x expert", f"label:{name}") for name in self.stats.labels]
         views += [("sequence", "sequence")]
@@ -76,9 +102,19 @@ class RoutingHeatmap(View):
         self.drop_layer = w.Dropdown(options=self.stats.layers, description="layer")
         self.drop_select = w.SelectMultiple(options=[], description="drop", rows=4)
         self.drop_button = w.Button(description="drop experts", icon="scissors")
+        can_score = model is not None and data is not None
+        self.accuracy_button = w.Button(
+            description="accuracy change",
+            icon="calculator",
+            disabled=True,
+            tooltip="evaluate the pruned copy on the data"
+            if can_score
+            else "pass model= and data= to enable",
+        )
         self.drop_result = w.HTML()
         self.drop_layer.observe(lambda _: self._refresh_drop_options(), names="value")
         self.drop_button.on_click(lambda _: self._on_drop())
+        self.accuracy_button.on_click(lambda _: self._on_accuracy())
         self.view_picker.observe(lambda _: self.show(self.view_picker.value), names="value")
         self.example.observe(lambda _: self._example_changed(), names="value")
         self._refresh_drop_options()
@@ -87,11 +123,10 @@ class RoutingHeatmap(View):
                 w.HBox([self.view_picker, self.example]),
                 self.figure,
                 self.listing,
-                w.HBox([self.drop_layer, self.drop_select, self.drop_button]),
+                w.HBox([self.drop_layer, self.drop_select, self.drop_button, self.accuracy_button]),
                 self.drop_result,
             ]
         )
-        self._view = "load"
 
     def __repr__(self) -> str:
         return f"RoutingHeatmap({self.stats!r})"
@@ -99,16 +134,19 @@ class RoutingHeatmap(View):
     # ---- views ---------------------------------------------------------------------------------
     def info(self, view: str | None = None) -> Any:
         """The :class:`~nasviz.viz.RoutingGridInfo` of a view (``"load"``, ``"label:<name>"``,
-        ``"sequence"``)."""
+        ``"sequence"``, or ``"drop"`` after :meth:`drop`)."""
         view = self._view if view is None else view
         if view == "load":
             return routing_load_info(self.stats)
         if view == "sequence":
             return routing_sequence_info(self.stats, int(self.example.value))
+        if view == "drop" and self._dropped is not None:
+            return routing_drop_info(self.stats, *self._dropped)
         if view.startswith("label:"):
             return routing_label_info(self.stats, view.split(":", 1)[1])
         raise MoEError(
-            f"view must be 'load', 'sequence' or 'label:<name>' with a recorded label, got {view!r}"
+            f"view must be 'load', 'sequence', 'label:<name>' with a recorded label or, after a "
+            f"drop, 'drop'; got {view!r}"
         )
 
     def show(self, view: str) -> None:
@@ -117,19 +155,7 @@ class RoutingHeatmap(View):
         self._view = view
         with self.figure.batch_update():
             heat = self.figure.data[0]
-            for key in (
-                "z",
-                "x",
-                "y",
-                "text",
-                "customdata",
-                "texttemplate",
-                "colorscale",
-                "zmin",
-                "zmax",
-                "hovertemplate",
-                "colorbar",
-            ):
+            for key in _HEATMAP_KEYS:
                 setattr(heat, key, getattr(fig.data[0], key))
             self.figure.layout.update(fig.layout)
         if self.view_picker.value != view:
@@ -155,12 +181,12 @@ class RoutingHeatmap(View):
         return self.listed
 
     def _on_click(self, trace: Any, points: Any, state: Any = None) -> None:
-        """plotly click callback: in the load view a cell is (layer, expert)."""
-        if not points.point_inds or self._view != "load":
+        """plotly click callback: in the load views a cell is (layer, expert)."""
+        if not points.point_inds or self._view not in ("load", "drop"):
             return
         row, col = (
             points.point_inds[0]
-            if isinstance(points.point_inds[0], (tuple, list))
+            if isinstance(points.point_inds[0], tuple | list)
             else (points.ys[0], points.xs[0])
         )
         layer = row if isinstance(row, int) else self.stats.layers.index(str(row))
@@ -173,29 +199,60 @@ class RoutingHeatmap(View):
         n = self.stats.recording.layer(self.drop_layer.value).num_experts
         self.drop_select.options = [(f"expert {e}", e) for e in range(n)]
 
-    def drop(self, layer: int | str, experts: list[int], accuracy: bool = True) -> pd.DataFrame:
-        """Shows (and returns) the load of ``layer`` with ``experts`` dropped and, when the view
-        has a model and data and ``accuracy`` is set, the accuracy change of that pruned copy
-        (columns ``accuracy_before``, ``accuracy_after``, ``accuracy_change``)."""
+    def drop(self, layer: int | str, experts: list[int]) -> pd.DataFrame:
+        """Shows (and returns) the load of ``layer`` with ``experts`` dropped, re-routed from the
+        recorded router probabilities (:meth:`~nasviz.moe.RoutingStats.load_without`), in the
+        heatmap (view ``"drop"``) and as a table. Cheap: no model is run."""
         result = self.stats.load_without(layer, experts)
         name = self.stats.recording.layer(layer).name
-        if accuracy and self.model is not None and self.data is not None:
-            from nasviz.objectives import evaluate_accuracy
-
-            if self._baseline_accuracy is None:
-                self._baseline_accuracy = evaluate_accuracy(self.model, self.data)
-            after = evaluate_accuracy(drop_experts(self.model, {name: list(experts)}), self.data)
-            result = result.assign(
-                accuracy_before=self._baseline_accuracy,
-                accuracy_after=after,
-                accuracy_change=after - self._baseline_accuracy,
-            )
+        self._dropped = (name, tuple(sorted({int(e) for e in experts})))
         self.last_drop = result
-        summary = f"<b>{html.escape(name)} without experts {sorted(experts)}</b>"
-        if "accuracy_change" in result:
-            summary += f": accuracy {result['accuracy_after'].iloc[0]:.1f}% ({result['accuracy_change'].iloc[0]:+.1f})"
-        self.drop_result.value = summary + _table_html(result)
+        if "drop" not in [v for _, v in self.view_picker.options]:
+            self.view_picker.options = [*self.view_picker.options, ("after drop", "drop")]
+        self.show("drop")
+        self.accuracy_button.disabled = self.model is None or self.data is None
+        self._render_drop()
+        self._refresh_after_cell()
         return result
+
+    def accuracy_change(self) -> pd.DataFrame:
+        """Evaluates the model with the last :meth:`drop` applied (a pruned copy) and the model
+        itself on the data; returns the drop table with ``accuracy_before``,
+        ``accuracy_after`` and ``accuracy_change`` (percentage points) added."""
+        if self._dropped is None:
+            raise MoEError("drop experts first (drop() or the drop button), then ask for accuracy")
+        if self.model is None or self.data is None:
+            raise MoEError("the accuracy change needs RoutingHeatmap(stats, model=..., data=...)")
+        from nasviz.objectives import evaluate_accuracy
+
+        name, experts = self._dropped
+        if self._baseline_accuracy is None:
+            self._baseline_accuracy = evaluate_accuracy(self.model, self.data)
+        after = evaluate_accuracy(drop_experts(self.model, {name: list(experts)}), self.data)
+        self.last_drop = self.last_drop.assign(
+            accuracy_before=self._baseline_accuracy,
+            accuracy_after=after,
+            accuracy_change=after - self._baseline_accuracy,
+        )
+        self._render_drop()
+        self._refresh_after_cell()
+        return self.last_drop
+
+    def _render_drop(self) -> None:
+        name, experts = self._dropped
+        result = self.last_drop
+        summary = (
+            f"<b>{html.escape(name)} without experts {list(experts)}</b>: "
+            f"{result['rerouted'].iloc[0]:.0%} of its tokens change first choice"
+        )
+        if "accuracy_change" in result:
+            summary += (
+                f"; accuracy {result['accuracy_after'].iloc[0]:.1f}% "
+                f"({result['accuracy_change'].iloc[0]:+.1f} points)"
+            )
+        elif not self.accuracy_button.disabled:
+            summary += "; press <i>accuracy change</i> to evaluate the pruned copy"
+        self.drop_result.value = summary + _table_html(result)
 
     def _on_drop(self) -> None:
         chosen = list(self.drop_select.value)
@@ -205,4 +262,14 @@ class RoutingHeatmap(View):
         try:
             self.drop(self.drop_layer.value, chosen)
         except MoEError as exc:
-            self.drop_result.value = f"<span style='color:#b00'>{html.escape(str(exc))}</span>"
+            self.drop_result.value = _error_html(exc)
+
+    def _on_accuracy(self) -> None:
+        self.accuracy_button.disabled = True
+        self.drop_result.value += "<br><i>evaluating…</i>"
+        try:
+            self.accuracy_change()
+        except Exception as exc:  # a failing evaluation is shown, never swallowed
+            self.drop_result.value = _error_html(exc)
+        finally:
+            self.accuracy_button.disabled = False

@@ -7,6 +7,7 @@ import torch
 
 from nasviz import data
 from nasviz.moe import MoEClassifier, RoutingRecorder
+from nasviz.supernet import ElasticTransformer
 
 
 @pytest.fixture(scope="session")
@@ -30,3 +31,22 @@ def recorded(classifier, tiny_tasks):
     ):
         classifier(test.X)
     return classifier, rec.stats()
+
+
+@pytest.fixture
+def moe_supernet():
+    """(net, dataset): a tiny untrained ElasticTransformer with MoE FFNs, in eval mode."""
+    dataset = data.tasks(n_per_task=20, seq_len=8, tokens_per_task=4)
+    torch.manual_seed(0)
+    net = ElasticTransformer.for_data(
+        dataset,
+        dim=16,
+        head_dim=8,
+        layers=(1, 2),
+        heads=(1, 2),
+        ffn=(8, 16),
+        moe=True,
+        experts=(2, 4),
+        top_k=(1, 2),
+    ).eval()
+    return net, dataset

@@ -18,6 +18,7 @@ from nasviz.moe import (
     merge_experts,
     prune_experts,
 )
+from nasviz.objectives import accuracy, evaluate_accuracy, macs, params
 
 
 def _state(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -84,19 +85,6 @@ def test_bad_keep_is_moe_error_and_model_unchanged(recorded, keep):
     assert _same(model, state)
 
 
-def test_stats_from_another_model_is_moe_error(recorded, tiny_tasks):
-    model, stats = recorded
-    other = copy.deepcopy(model)
-    other.moes = nn.ModuleList([*other.moes, copy.deepcopy(other.moes[0])])
-    other.norms = nn.ModuleList([*other.norms, nn.LayerNorm(16)])
-    state = _state(other)
-    with pytest.raises(MoEError, match="another model"):
-        prune_experts(other, stats, keep=2)
-    with pytest.raises(MoEError, match="another model"):
-        merge_experts(other, stats, groups=2)
-    assert _same(other, state)
-
-
 def test_model_without_moe_is_moe_error(recorded):
     _, stats = recorded
     with pytest.raises(MoEError, match="no nasviz MoE layers"):
@@ -158,24 +146,96 @@ def test_merge_aligns_permuted_neurons():
     torch.testing.assert_close(merged(x), before)
 
 
-def test_compression_report_on_pareto_axes(recorded, tiny_tasks):
+def test_compression_report_carries_the_search_objectives(recorded, tiny_tasks):
     model, stats = recorded
-    report = compression_report(
-        {
-            "original": model,
-            "pruned": prune_experts(model, stats, keep=2),
-            "merged": merge_experts(model, stats, groups=2),
-        },
-        tiny_tasks.test,
+    variants = {
+        "original": model,
+        "pruned": prune_experts(model, stats, keep=2),
+        "merged": merge_experts(model, stats, groups=2),
+        "top-1": prune_experts(model, stats, keep=1),
+    }
+    report = compression_report(variants, tiny_tasks)
+    objectives = [accuracy(tiny_tasks), params(), macs((1, 8))]
+    for o in objectives:  # the same measurement a Search makes, under the same names
+        assert report[o.name].tolist() == [o(m) for m in variants.values()]
+    table = report.set_index("name")
+    assert table.loc["original", "accuracy_change"] == 0
+    assert table.loc["pruned", "accuracy_change"] == pytest.approx(
+        table.loc["pruned", "accuracy"] - table.loc["original", "accuracy"]
     )
-    assert {"name", "accuracy", "params", "memory_bytes", "accuracy_change", "params_saved"} <= set(
-        report.columns
-    )
-    base = report.set_index("name").loc["original"]
-    assert base.accuracy_change == 0 and base.params_saved == 0
-    assert (report.set_index("name").loc[["pruned", "merged"], "params_saved"] > 0).all()
-    assert (report.memory_bytes == report.params * 4).all() or (
-        report.memory_bytes >= report.params * 4
-    ).all()
+    assert (table.loc[["pruned", "merged"], "params_saved_fraction"] > 0).all()
+    assert table.loc["merged", "macs"] == table.loc["original", "macs"]  # merging saves memory
+    assert table.loc["top-1", "macs_saved_fraction"] > 0  # one expert per token: fewer MACs
+    assert (table.memory_bytes >= table.params * 4).all()
+    assert table.experts.tolist() == [8, 4, 4, 2]
     with pytest.raises(MoEError):
         compression_report({"a": model}, tiny_tasks.test, baseline="b")
+
+
+def test_compression_report_per_task_accuracy(recorded, tiny_tasks):
+    model, stats = recorded
+    test = tiny_tasks.test
+    for_task = prune_experts(model, stats, keep=1, per_label=("task", 2))
+    report = compression_report(
+        {"original": model, "for task 2": for_task},
+        test,
+        objectives=[accuracy(test), params()],
+        label="task",
+    )
+    tasks = sorted(set(test.extras["task"].tolist()))
+    assert [c for c in report.columns if c.startswith("accuracy_task_")] == [
+        f"accuracy_task_{t}" for t in tasks
+    ]
+    keep = test.extras["task"] == 2
+    subset = (test.X[keep], test.y[keep])
+    assert report.set_index("name").loc["for task 2", "accuracy_task_2"] == pytest.approx(
+        evaluate_accuracy(for_task, subset)
+    )
+    with pytest.raises(MoEError, match="no per-example 'colour'"):
+        compression_report({"original": model}, test, label="colour")
+
+
+def _another(kind: str, model: nn.Module, stats, tasks) -> nn.Module:
+    if kind == "extra layer":
+        other = copy.deepcopy(model)
+        other.moes = nn.ModuleList([*other.moes, copy.deepcopy(other.moes[0])])
+        other.norms = nn.ModuleList([*other.norms, nn.LayerNorm(16)])
+        return other
+    if kind == "same shape":
+        torch.manual_seed(123)
+        return type(model).for_dataset(tasks, dim=16, hidden=16, num_experts=4, top_k=2)
+    return merge_experts(model, stats, groups=2)  # keeps all 4 router slots
+
+
+@pytest.mark.parametrize("kind", ["extra layer", "same shape", "merged copy"])
+def test_stats_from_another_model_are_refused(recorded, tiny_tasks, kind):
+    model, stats = recorded
+    other = _another(kind, model, stats, tiny_tasks)
+    state = _state(other)
+    with pytest.raises(MoEError, match="another model"):
+        prune_experts(other, stats, keep=2)
+    with pytest.raises(MoEError, match="another model"):
+        merge_experts(other, stats, groups=1)
+    assert _same(other, state)
+    if kind == "extra layer":
+        return
+    with pytest.raises(MoEError, match="layer 'moes.0' was recorded as"):  # names the layer
+        prune_experts(other, stats, keep=2)
+    with torch.no_grad(), RoutingRecorder(other) as rec:  # the model's own stats work
+        other(tiny_tasks.test.X)
+    assert all(m.num_experts == 2 for m in prune_experts(other, rec.stats(), keep=2).moes)
+
+
+def test_pruning_counts_choices_dropped_by_capacity():
+    """An expert the router wants but whose capacity overflows is still the most used one."""
+    torch.manual_seed(0)
+    moe = MoE(4, 8, 3, 1, capacity_factor=0.5)
+    with torch.no_grad():
+        moe.router.weight[0] = torch.tensor([5.0, 5.0, 5.0, 5.0])  # positive inputs: expert 0
+    x = torch.rand(60, 4)
+    with torch.no_grad(), RoutingRecorder(moe) as rec:
+        moe(x)
+    stats = rec.stats()
+    assert stats.counts(0, include_dropped=True)[0] == 60 and stats.load().dropped[0] > 0
+    pruned = prune_experts(moe, stats, keep=1)
+    assert torch.equal(pruned.router.weight[0], moe.router.weight[0])

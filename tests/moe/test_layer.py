@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import threading
 
 import pytest
@@ -98,18 +99,96 @@ def test_deepcopy_after_backward_keeps_outputs():
     assert torch.equal(clone(x), moe(x))
 
 
-def test_capacity_factor_caps_assignments_per_expert():
+def _rows_seen(moe: MoE) -> list[list[int]]:
+    """Per expert module, how many token rows each of its forwards received."""
+    seen: list[list[int]] = [[] for _ in moe.experts]
+    for j, expert in enumerate(moe.experts):
+        expert.register_forward_pre_hook(lambda m, args, j=j: seen[j].append(args[0].shape[0]))
+    return seen
+
+
+def capacity_reference(moe: MoE, x: torch.Tensor, factor: float) -> torch.Tensor:
+    """Token-by-token definition with a capacity: choices are queued first choices of every
+    token, then second choices; an expert module takes the first ceil(f * N * k / modules)."""
+    flat = x.reshape(-1, moe.dim)
+    n, k = flat.shape[0], moe.top_k
+    probs = torch.softmax(flat @ moe.router.weight.t() / moe.temperature, dim=-1)
+    top, idx = probs.topk(k)
+    gates = top / top.sum(-1, keepdim=True)
+    module = idx if moe.expert_map is None else moe.expert_map[idx]
+    modules = len(
+        set(range(moe.num_experts) if moe.expert_map is None else moe.expert_map.tolist())
+    )
+    capacity = math.ceil(factor * n * k / modules)
+    taken = [0] * len(moe.experts)
+    out = torch.zeros_like(flat)
+    for rank in range(k):
+        for t in range(n):
+            j = int(module[t, rank])
+            if taken[j] < capacity:
+                taken[j] += 1
+                out[t] += gates[t, rank] * moe.experts[j](flat[t : t + 1])[0]
+    return out.reshape(x.shape)
+
+
+@pytest.mark.parametrize("factor", [0.25, 0.5, 1.0, 4.0])
+def test_capacity_drops_assignments_and_their_output(factor):
+    torch.manual_seed(0)
+    moe = MoE(4, 8, 4, 2, capacity_factor=factor)
+    with torch.no_grad():
+        moe.router.weight[0] += 2.0  # a popular expert, so something overflows
+    seen_routing = []
+    moe.register_routing_hook(lambda m, r: seen_routing.append(r))
+    rows = _rows_seen(moe)
+    x = torch.randn(40, 4).abs()
+    with torch.no_grad():
+        out = moe(x)
+        rows = [list(r) for r in rows]  # before the reference calls the experts again
+        torch.testing.assert_close(out, capacity_reference(moe, x, factor), rtol=1e-5, atol=1e-6)
+    routing = seen_routing[0]
+    capacity = math.ceil(factor * 40 * 2 / 4)
+    for e in range(4):
+        processed = int(((routing.experts == e) & routing.kept).sum())
+        assert processed <= capacity and sum(rows[e]) == processed  # the expert saw only those
+    assert torch.equal(routing.gates == 0, ~routing.kept)
+    if factor < 1:
+        assert (~routing.kept).any()
+        nothing = (~routing.kept).all(dim=1)  # tokens no expert processed: zero output
+        if nothing.any():
+            assert (out[nothing] == 0).all()
+    else:
+        assert factor < 4 or routing.kept.all()
+
+
+def test_capacity_of_a_merged_layer_counts_per_merged_expert():
+    """After merging 4 router slots into 2 expert modules, capacity divides by 2 modules, and
+    no module takes more than one capacity whatever slots its tokens came through."""
+    torch.manual_seed(1)
+    moe = MoE(4, 8, 4, 2, capacity_factor=0.5)
+    moe.experts = torch.nn.ModuleList([moe.experts[0], moe.experts[1]])
+    moe.expert_map = torch.tensor([0, 0, 1, 1])
+    seen_routing = []
+    moe.register_routing_hook(lambda m, r: seen_routing.append(r))
+    rows = _rows_seen(moe)
+    x = torch.randn(30, 4)
+    with torch.no_grad():
+        out = moe(x)
+        rows = [list(r) for r in rows]  # before the reference calls the experts again
+        torch.testing.assert_close(out, capacity_reference(moe, x, 0.5), rtol=1e-5, atol=1e-6)
+    capacity = math.ceil(0.5 * 30 * 2 / 2)
+    module = moe.expert_map[seen_routing[0].experts]
+    for j in range(2):
+        processed = int(((module == j) & seen_routing[0].kept).sum())
+        assert processed == sum(rows[j]) <= capacity
+    assert sum(map(sum, rows)) == int(seen_routing[0].kept.sum())
+
+
+def test_capacity_keeps_gradients_to_the_router():
     torch.manual_seed(0)
     moe = MoE(4, 8, 4, 2, capacity_factor=0.5)
-    seen = []
-    moe.register_routing_hook(lambda m, r: seen.append(r))
-    moe(torch.randn(40, 4))
-    routing = seen[0]
-    capacity = 0.5 * 40 * 2 / 4
-    kept = routing.gates > 0
-    for e in range(4):
-        assert int(((routing.experts == e) & kept).sum()) <= capacity
-    assert (~kept).any()  # with factor 0.5 something must be dropped
+    moe.register_routing_hook(lambda m, r: None)  # an observer must not cut the graph
+    moe(torch.randn(20, 4)).sum().backward()
+    assert moe.router.weight.grad is not None and moe.router.weight.grad.abs().sum() > 0
 
 
 @given(st.integers(1, 4), st.integers(1, 3), st.integers(1, 8), st.integers(0, 1000))

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from nasviz.errors import MoEError
-from nasviz.moe import MoE, RoutingRecorder, route
+from nasviz.moe import MoE, RoutingRecorder, layer_fingerprint, route
 
 
 def _hook_count(model: nn.Module) -> int:
@@ -130,3 +130,79 @@ def test_recorder_refuses_nested_use(classifier):
     rec = RoutingRecorder(classifier)
     with rec, pytest.raises(MoEError, match="already recording"):
         rec.__enter__()
+
+
+def test_capacity_drops_are_recorded():
+    torch.manual_seed(0)
+    moe = MoE(4, 8, 4, 2, capacity_factor=0.5)
+    seen = []
+    moe.register_routing_hook(lambda m, r: seen.append(r))
+    x = torch.randn(2, 20, 4)
+    with torch.no_grad(), RoutingRecorder(moe) as rec:
+        moe(x)
+    layer = rec.recording().layers[0]
+    assert np.array_equal(layer.dropped, (~seen[0].kept).numpy()) and layer.dropped.any()
+    assert (layer.gates[layer.dropped] == 0).all()
+    load = rec.stats().load()
+    assert load["count"].sum() == int(seen[0].kept.sum())
+    assert load["dropped"].sum() == int((~seen[0].kept).sum())
+
+
+class _Padded(nn.Module):
+    """A token model called like a Hugging Face one: ``model(input_ids=, attention_mask=)``."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None):
+        return self.inner(input_ids)
+
+
+def test_padding_is_left_out_when_the_model_gets_an_attention_mask(classifier, tiny_tasks):
+    X = tiny_tasks.test.X[:4]
+    mask = torch.ones_like(X)
+    mask[0, -3:] = 0  # right padding
+    mask[2, :2] = 0  # left padding
+    model = _Padded(classifier)
+    with torch.no_grad(), RoutingRecorder(model) as rec:
+        model(input_ids=X, attention_mask=mask)
+    layer = rec.recording().layers[0]
+    real = mask.reshape(-1).bool().numpy()
+    assert len(layer) == int(real.sum())
+    assert np.array_equal(layer.token, X.reshape(-1).numpy()[real])
+    T = X.shape[1]
+    assert np.array_equal(layer.position, np.tile(np.arange(T), 4)[real])
+    assert np.array_equal(layer.example, np.repeat(np.arange(4), T)[real])
+    with torch.no_grad(), RoutingRecorder(model, skip_padding=False) as everything:
+        model(input_ids=X, attention_mask=mask)
+    assert len(everything.recording().layers[0]) == X.numel()
+
+
+def test_entering_again_appends_until_the_model_changes(classifier, tiny_tasks):
+    X = tiny_tasks.test.X
+    rec = RoutingRecorder(classifier)
+    with torch.no_grad():
+        with rec:
+            classifier(X[:3])
+        with rec:
+            classifier(X[3:5])
+    recording = rec.recording()
+    assert recording.num_examples == 5 and recording.layers[0].example.max() == 4
+    assert np.array_equal(recording.layers[0].token, X[:5].reshape(-1).numpy())
+    baseline = _hook_count(classifier)
+    with torch.no_grad():
+        classifier.moes[1].router.weight.add_(0.1)  # e.g. a training step in between
+    with pytest.raises(MoEError, match="routers changed"):
+        rec.__enter__()
+    assert _hook_count(classifier) == baseline  # refused before hooking anything
+    assert rec.recording().num_examples == 5  # and what was recorded is kept
+
+
+def test_fingerprints_identify_the_recorded_layers(classifier, tiny_tasks):
+    with torch.no_grad(), RoutingRecorder(classifier) as rec:
+        classifier(tiny_tasks.test.X[:2])
+    prints = [fp for _, _, fp in rec.recording().signature]
+    assert prints == [layer_fingerprint(m) for m in classifier.moes]
+    assert prints[0] != prints[1]  # different router weights
+    assert "modules=4" in prints[0] and "map=-" in prints[0]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -222,3 +225,103 @@ def test_unknown_label_and_layer_are_moe_errors():
         stats.counts("nope")
     with pytest.raises(MoEError, match="entries but"):
         stats.recording.with_labels(task=[1, 2])
+
+
+def _with_drops(recording: Recording, seed: int) -> Recording:
+    """The recording with a random share of assignments marked dropped by capacity (gate 0)."""
+    rng = np.random.default_rng(seed)
+    layers = []
+    for layer in recording.layers:
+        dropped = rng.random(layer.experts.shape) < 0.3
+        gates = np.where(dropped, 0.0, layer.gates).astype(np.float32)
+        layers.append(dataclasses.replace(layer, gates=gates, dropped=dropped))
+    return Recording(tuple(layers), recording.num_examples, recording.labels)
+
+
+@settings(max_examples=20)
+@given(recordings, st.integers(0, 1000))
+def test_dropped_assignments_are_not_load(recording, seed):
+    stats = RoutingStats(_with_drops(recording, seed))
+    load = stats.load()
+    for i, layer in enumerate(stats.recording.layers):
+        part = load[load.layer_index == i]
+        kept = [
+            int(((layer.experts == e) & ~layer.dropped).sum()) for e in range(layer.num_experts)
+        ]
+        gone = [int(((layer.experts == e) & layer.dropped).sum()) for e in range(layer.num_experts)]
+        assert part["count"].tolist() == kept and part["dropped"].tolist() == gone
+        assert stats.counts(i, include_dropped=True).tolist() == [
+            a + b for a, b in zip(kept, gone, strict=True)
+        ]
+        if sum(kept):
+            assert part["fraction"].sum() == pytest.approx(1.0)
+        assert stats.balance().dropped_fraction[i] == pytest.approx(layer.dropped.mean())
+        assert np.diag(stats.coactivation(i).to_numpy()).tolist() == kept
+    by_task = stats.by_label("task", normalize=False)
+    assert by_task.to_numpy().sum() == sum(int((~r.dropped).sum()) for r in stats.recording.layers)
+    everything = stats.by_label("task", normalize=False, include_dropped=True)
+    assert everything.to_numpy().sum() == recording.num_decisions
+
+
+def test_sequence_shows_the_expert_that_processed_each_token():
+    recording = _with_drops(synthetic(3, 6, 5, 2, seed=4), seed=1)
+    stats = RoutingStats(recording)
+    seq = stats.sequence(1)
+    layer = recording.layers[0]
+    rows = np.flatnonzero(layer.example == 1)
+    for row, got in zip(rows, seq[layer.name], strict=True):
+        kept = [e for e, d in zip(layer.experts[row], layer.dropped[row], strict=True) if not d]
+        assert got == (kept[0] if kept else -1)
+    assert (seq[layer.name] == -1).any() or layer.dropped[rows].all(axis=1).sum() == 0
+
+
+def test_compare_layers_puts_balance_and_entropy_side_by_side():
+    a = RoutingStats(synthetic(10, 4, 4, 1, seed=0))
+    same = a.compare_layers(a)
+    assert (same.filter(like="_delta").to_numpy() == 0).all() and (same.tv_distance == 0).all()
+    b = RoutingStats(_with_drops(synthetic(10, 4, 4, 1, seed=5), seed=2))
+    table = a.compare_layers(b, names=("old", "new"))
+    summary_a, summary_b = a.summary().set_index("layer"), b.summary().set_index("layer")
+    for figure in (
+        "cv",
+        "max_over_mean",
+        "balance_loss",
+        "router_entropy_norm",
+        "dropped_fraction",
+    ):
+        row = table.set_index("layer").loc["layer1"]
+        assert row[f"{figure}_old"] == pytest.approx(summary_a.loc["layer1", figure])
+        assert row[f"{figure}_new"] == pytest.approx(summary_b.loc["layer1", figure])
+        assert row[f"{figure}_delta"] == pytest.approx(row[f"{figure}_new"] - row[f"{figure}_old"])
+    tv = a.compare(b).groupby("layer").tv_distance.first()
+    assert table.set_index("layer").tv_distance.to_dict() == pytest.approx(tv.to_dict())
+    other = RoutingStats(dataclasses.replace(synthetic(2, 2, 4, 1, seed=0), layers=()))
+    with pytest.raises(MoEError, match="share no layer"):
+        a.compare_layers(other)
+
+
+def test_drops_and_fingerprints_survive_save_and_load_and_old_files_load(tmp_path):
+    recording = _with_drops(synthetic(5, 3, 4, 2, seed=1), seed=0)
+    recording = dataclasses.replace(
+        recording,
+        layers=tuple(
+            dataclasses.replace(r, fingerprint=f"moe E=4 router={i}")
+            for i, r in enumerate(recording.layers)
+        ),
+    )
+    again = RoutingStats.from_file(RoutingStats(recording).save(tmp_path / "r.npz"))
+    assert again.recording.signature == recording.signature
+    for a, b in zip(again.recording.layers, recording.layers, strict=True):
+        assert np.array_equal(a.dropped, b.dropped)
+    # a file written before drops and fingerprints were recorded (format 1) still loads
+    with np.load(tmp_path / "r.npz", allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files if not k.endswith(".dropped")}
+    meta = json.loads(str(arrays["meta"]))
+    meta["format"] = "nasviz.moe.recording/1"
+    for info in meta["layers"]:
+        del info["fingerprint"]
+    arrays["meta"] = np.array(json.dumps(meta))
+    np.savez(tmp_path / "old.npz", **arrays)
+    old = RoutingStats.from_file(tmp_path / "old.npz")
+    assert [fp for _, _, fp in old.recording.signature] == ["", ""]
+    assert not old.recording.layers[0].dropped.any()

@@ -5,30 +5,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from nasviz import data
 from nasviz.moe import MoE, RoutingRecorder, prune_experts, train_moe
-from nasviz.supernet import ElasticTransformer
 
 
-def _net():
-    dataset = data.tasks(n_per_task=20, seq_len=8, tokens_per_task=4)
-    torch.manual_seed(0)
-    net = ElasticTransformer.for_data(
-        dataset,
-        dim=16,
-        head_dim=8,
-        layers=(1, 2),
-        heads=(1, 2),
-        ffn=(8, 16),
-        moe=True,
-        experts=(2, 4),
-        top_k=(1, 2),
-    ).eval()
-    return net, dataset
-
-
-def test_records_the_active_subnet_without_changing_outputs():
-    net, dataset = _net()
+def test_records_the_active_subnet_without_changing_outputs(moe_supernet):
+    net, dataset = moe_supernet
     X = dataset.test.X
     arch = {
         "layers": 2,
@@ -58,8 +39,8 @@ def test_records_the_active_subnet_without_changing_outputs():
     assert np.array_equal(first.token, X.reshape(-1).numpy())
 
 
-def test_exported_subnet_experts_can_be_pruned():
-    net, dataset = _net()
+def test_exported_subnet_experts_can_be_pruned(moe_supernet):
+    net, dataset = moe_supernet
     arch = net.space.largest()
     static = net.export(arch).eval()
     X = dataset.test.X
@@ -70,7 +51,7 @@ def test_exported_subnet_experts_can_be_pruned():
     assert pruned(X).shape == (len(X), 2)
 
 
-def test_train_moe_uses_the_supernets_aux_loss_method():
-    net, dataset = _net()
+def test_train_moe_uses_the_supernets_aux_loss_method(moe_supernet):
+    net, dataset = moe_supernet
     history = train_moe(net, dataset, epochs=1, batch_size=32)
     assert history.aux_loss.iloc[0] > 0
