@@ -89,7 +89,7 @@ def _evaluations(spec: Any) -> list[Evaluation]:
     items = [spec] if isinstance(spec, Objective) or callable(spec) else spec
     if items is None or isinstance(items, str) or not isinstance(items, Sequence) or not items:
         raise ConfigError(
-            "sweep needs evaluate: a list of nasviz Objectives such as a Search's "
+            "sweep needs evaluate, the objectives to measure: a list of nasviz Objectives such as a Search's "
             "[accuracy(data), params(), macs(shape), latency(shape)], or one callable "
             f"evaluate(model) -> float | dict; got {spec!r}"
         )
