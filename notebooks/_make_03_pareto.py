@@ -11,11 +11,12 @@ CELLS = [
 # The live Pareto front
 
 A search runs in a background thread while this kernel stays free. The **dashboard** shows it
-as it happens: every evaluated subnet, the current front highlighted and connected, dominated
-points faded, the hypervolume growing, and buttons that pause, resume and stop it. The
-**explorer** then browses the finished (or a saved) search: click a point to see that subnet,
-measure its real latency, export it, pin up to four for comparison, and drag budget sliders to
-find the best subnet that fits.
+as it happens: every evaluated subnet (hover one to see its architecture), the current front
+highlighted and connected, dominated points faded, failed and constraint-violating evaluations
+counted, the hypervolume growing, and buttons that pause, resume and stop it. The **explorer**
+then browses the finished (or a saved) search: click a point to see that subnet, measure its
+real latency, export it, pin up to four for comparison, and drag budget sliders to find the
+best subnet that fits.
 
 Everything the widgets show is also reachable from code (`search.results`, `search.pareto()`,
 `search.hypervolume_history()`), and every evaluation is already in the search's storage.
@@ -52,7 +53,10 @@ print(f"supernet with {net.space.size} subnets, trained for {epochs} epochs")
 ## A live search
 
 `start()` returns at once. The dashboard listens to the search and redraws at most ten times
-a second, so the notebook stays responsive however fast results arrive.
+a second, sending only what changed, so the notebook stays responsive however fast results
+arrive. With three objectives, pick the axes and the colour above the plot. When the search
+ends, the static copy of the dashboard saved in this notebook's output is replaced by the
+final one (what a papermill run or a reopened notebook shows).
 """),
     code("""
 storage = out / "search.journal"
@@ -88,7 +92,8 @@ SearchDashboard(baseline)
 
 Click a point (or lasso several). The buttons act in this kernel on that subnet: measure its
 latency now, export it (to `explorer.exported` and to a file), pin it for comparison. The
-sliders bound the cost objectives; the star marks the most accurate subnet that fits.
+sliders bound the cost objectives: subnets over budget fade, the table keeps the front's
+subnets that fit, and the star marks the most accurate one.
 """),
     code("""
 results = search.results

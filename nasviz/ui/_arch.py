@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import plotly.graph_objects as go
+import ipywidgets as W
 
 from nasviz.errors import ConfigError
 from nasviz.space import SearchSpace
 from nasviz.ui._base import View
-from nasviz.viz._arch import arch_figure, arch_info
+from nasviz.viz._arch import arch_info, arch_svg
 
 __all__ = ["ArchView"]
 
@@ -18,6 +18,10 @@ __all__ = ["ArchView"]
 class ArchView(View):
     """Stages/layers of ``arch`` with depth, width / expand ratio / kernel (or heads, FFN,
     experts) per column, greyed where inactive.
+
+    Drawn as an inline SVG in an HTML widget: crisp at any zoom, a few kilobytes, nothing to
+    load in the browser (a plotly figure widget per clicked point would make the browser parse
+    plotly's 5 MB front-end module each time). The static output is the same SVG.
 
     Args:
         arch: the architecture (a mapping; validated against the space).
@@ -37,7 +41,7 @@ class ArchView(View):
             )
         self.space = space
         self.title = title
-        self.widget = go.FigureWidget()
+        self.widget = W.HTML()
         self.show(arch)
 
     def show(self, arch: Mapping[str, Any], title: str | None = None) -> None:
@@ -46,12 +50,10 @@ class ArchView(View):
         if title is not None:
             self.title = title
         self.info = arch_info(self.arch, self.space)
-        fig = arch_figure(self.info, self.title)
-        with self.widget.batch_update():
-            self.widget.layout = fig.layout
+        self.widget.value = arch_svg(self.info, self.title)
 
-    def static_figure(self) -> go.Figure:
-        return arch_figure(self.info, self.title)
+    def static_html(self) -> str:
+        return arch_svg(self.info, self.title)
 
     def __repr__(self) -> str:
         return f"ArchView({self.arch!r})"

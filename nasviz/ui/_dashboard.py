@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import threading
 from typing import Any
 
@@ -12,32 +13,52 @@ import plotly.graph_objects as go
 
 from nasviz.errors import ConfigError
 from nasviz.runner import Event
-from nasviz.search import default_reference, hypervolume, pareto_mask
+from nasviz.search import pareto_mask
 from nasviz.ui._base import View
 from nasviz.ui._controls import RunControls
+from nasviz.ui._figure import FigureSlot
+from nasviz.ui._hypervolume import LiveHypervolume
 from nasviz.ui._live import ChunkedSeries, Throttle
+from nasviz.viz._dashboard import (
+    HYPERVOLUME_AXES,
+    HYPERVOLUME_TITLE,
+    PARETO_AXES,
+    PREDICTOR_AXES,
+    dashboard_figure,
+    dashboard_layout,
+)
 from nasviz.viz._pareto import (
-    DOMINATED,
-    FRONT,
+    HYPERVOLUME_STYLE,
     arch_columns,
+    error_line,
+    failed_note,
+    front_style,
     hover_text,
-    hypervolume_figure,
-    hypervolume_info,
-    pareto_figure,
-    pareto_info,
-    predictor_figure,
+    hypervolume_title,
+    infeasible_style,
+    pareto_title,
+    point_style,
     predictor_info,
+    predictor_traces,
 )
 
 __all__ = ["SearchDashboard"]
 
 
+def _on(axes: tuple[str, str]) -> dict[str, str]:
+    return {"xaxis": axes[0], "yaxis": axes[1]}
+
+
 class SearchDashboard(View):
-    """Start / Pause / Resume / Stop, status, errors, a live Pareto scatter (axis pickers for 3+
-    objectives), the hypervolume curve with an editable reference point, and the predictor panel.
+    """Start / Pause / Resume / Stop, status, errors, and one live figure: the Pareto scatter
+    (axis and colour pickers for 3+ objectives; failed evaluations counted in a corner note,
+    infeasible ones crossed; hovering any point shows its arch), the hypervolume curve with an editable
+    reference point, and the predictor panel for the predictor strategy.
 
     Updates from the search thread go through one :class:`~nasviz.ui._live.Throttle` (at most
-    ``rate`` per second, each in one ``batch_update``, sending only new points and the front).
+    ``rate`` per second, each in one ``batch_update``, sending only new points and what changed;
+    while the search runs the status clock ticks once a second). When the search ends, the
+    static figure in the notebook's output is refreshed (see :mod:`nasviz.ui._base`).
 
     Args:
         search: a :class:`nasviz.search.Search` (running, finished or loaded).
@@ -49,29 +70,29 @@ class SearchDashboard(View):
         self.objectives = list(search.objectives)
         self._names = [o.name for o in self.objectives]
         self._dirs = [o.direction for o in self.objectives]
+        self._predictor = getattr(getattr(search, "strategy", None), "name", "") == "predictor"
         self._lock = threading.Lock()
-        self._pending: list[dict[str, Any]] = []
+        self._pending: list[dict[str, Any]] = list(search.results.to_dict("records"))
         self._rows: list[dict[str, Any]] = []
-        self._by_trial: dict[int, dict[str, Any]] = {}
         self._arch_cols: list[str] | None = None
         self._values = np.zeros((0, len(self._names)))
         self._trials = np.zeros(0, dtype=np.int64)
-        self._failed = 0
-        self._hv: list[float] = []
-        self._front_hv_points = np.zeros((0, len(self._names)))
-        self._reference: np.ndarray | None = None
-        self._reference_fixed = False
-        self._cycles_dirty = False
-        self._hv_redraw = False
-        self._build()
-        self._load_existing()
+        self._hover: list[str] = []
+        self._infeasible: list[dict[str, Any]] = []
+        self._errors: list[str] = []
+        self.hv = LiveHypervolume(self.objectives)
+        self._deaf = False  # the figure's front end is deaf: build a new one
+        self._relayout = False  # a picker changed: lay the figure out again
+        self._ended_state = ""
         self.throttle = Throttle(self._flush, rate)
+        self._ingest()
+        self._build()
         self._unsubscribe = search.subscribe(self._on_event)
         self.throttle.flush_now()
 
     # ---- layout --------------------------------------------------------------------------
     def _build(self) -> None:
-        self.controls = RunControls(self.search, "search", on_change=lambda: self.throttle.notify())
+        self.controls = RunControls(self.search, "search", on_change=self.throttle.notify)
         self.buttons = self.controls.buttons
         self.status_line = self.controls.status_line
         self.error_box = self.controls.error_box
@@ -85,89 +106,94 @@ class SearchDashboard(View):
         )
         for picker in (self.x_picker, self.y_picker, self.color_picker):
             picker.observe(lambda _c: self.redraw(), names="value")
-        self.pareto = go.FigureWidget()
-        self.hv_fig = go.FigureWidget(
-            layout=hypervolume_figure(
-                hypervolume_info(pd.DataFrame(columns=names), self.objectives, [0.0] * len(names))
-            ).layout
-        )
-        self.hv_series = ChunkedSeries(
-            self.hv_fig,
-            {"mode": "lines", "name": "hypervolume", "line": {"color": FRONT}, "showlegend": False},
-            continuous=True,
-        )
-        self._hv_drawn = 0
         self.reference_inputs = [
             W.FloatText(description=n, layout=W.Layout(width="200px")) for n in names
         ]
         self.reference_button = W.Button(description="Set reference")
-        self.reference_button.on_click(
-            lambda _b: self.set_reference([w.value for w in self.reference_inputs])
-        )
-        self.predictor_fig = go.FigureWidget() if self._is_predictor() else None
+        self.reference_button.on_click(lambda _b: self._reference_clicked())
+        self.reference_message = W.HTML()
+        self.slot = FigureSlot(self._locked_new_figure, on_deaf=self._on_deaf)
         pickers = (
             [W.HBox([self.x_picker, self.y_picker, self.color_picker])] if len(names) > 2 else []
         )
-        panels = [
-            self.controls.widget,
-            *pickers,
-            self.pareto,
-            self.hv_fig,
-            W.HBox([*self.reference_inputs, self.reference_button]),
-        ]
-        if self.predictor_fig is not None:
-            panels.append(self.predictor_fig)
-        self.widget = W.VBox(panels)
-        self._reset_pareto()
-
-    def _is_predictor(self) -> bool:
-        return getattr(getattr(self.search, "strategy", None), "name", "") == "predictor"
-
-    def _reset_pareto(self) -> None:
-        x, y = self.x_picker.value, self.y_picker.value
-        color = None if self.color_picker.value == "(none)" else self.color_picker.value
-        self._axes = (
-            self._names.index(x),
-            self._names.index(y),
-            None if color is None else self._names.index(color),
+        self.widget = W.VBox(
+            [
+                self.controls.widget,
+                *pickers,
+                self.slot.box,
+                W.HBox([*self.reference_inputs, self.reference_button, self.reference_message]),
+            ]
         )
-        with self.pareto.batch_update():
-            self.pareto.data = []
-            empty = pareto_figure(
-                pareto_info(
-                    pd.DataFrame(columns=["trial", *self._names]), self.objectives, x, y, color
-                )
-            )
-            self.pareto.layout = empty.layout
-            if color is not None:
-                self.pareto.layout.coloraxis = {
-                    "colorscale": "Viridis",
-                    "colorbar": {"title": color},
-                }
-            marker = {"color": DOMINATED, "opacity": 0.35, "size": 7}
-            if color is not None:
-                marker = {"coloraxis": "coloraxis", "opacity": 0.5, "size": 7}
-            self.points = ChunkedSeries(
-                self.pareto,
-                {"mode": "markers", "name": "evaluated", "marker": marker, "hoverinfo": "text"},
-            )
-            self.pareto.add_scatter(
-                x=[],
-                y=[],
-                mode="lines+markers",
-                name="Pareto front",
-                hoverinfo="text",
-                line={"color": FRONT, "shape": "hv"},
-                marker={"color": FRONT, "size": 10, "line": {"color": "white", "width": 1}},
-            )
-            self.front_trace = self.pareto.data[-1]
-        self._drawn = 0
+
+    @property
+    def figure(self) -> go.FigureWidget:
+        """The one live figure (scatter, hypervolume and predictor panel as subplots)."""
+        return self.slot.figure
+
+    def _axes(self) -> tuple[int, int, int | None]:
+        color = self.color_picker.value
+        return (
+            self._names.index(self.x_picker.value),
+            self._names.index(self.y_picker.value),
+            None if color == "(none)" else self._names.index(color),
+        )
+
+    def _materialize(self) -> None:
+        self.slot.figure  # noqa: B018 - made when the view is first displayed
+
+    def _locked_new_figure(self) -> go.FigureWidget:
+        with self.throttle.lock:  # not while a flush draws
+            return self._new_figure()
+
+    def _new_figure(self) -> go.FigureWidget:
+        """A new figure widget that holds everything drawn so far in its *initial* state (so
+        that even a front end that misses every later message shows it)."""
+        draft = go.Figure()
+        self._reset_figure(draft)
+        self._draw(draft)
+        widget = go.FigureWidget(draft)
+        index = {id(t): i for i, t in enumerate(draft.data)}
+        for series in (self.points, self.infeasible_series, self.hv_series):
+            series.rebind(widget)
+        self.front_trace = widget.data[index[id(self.front_trace)]]
+        self.hv_tail = widget.data[index[id(self.hv_tail)]]
+        self._predictor_traces = [widget.data[index[id(t)]] for t in self._predictor_traces]
+        return widget
+
+    def _reset_figure(self, fig: go.Figure) -> None:
+        """Empties ``fig`` and lays it out for the current pickers; :meth:`_draw` then draws
+        everything again."""
+        ix, iy, ic = self._axes()
+        color = None if ic is None else self._names[ic]
+        directions = dict(zip(self._names, self._dirs, strict=True))
+        layout = dashboard_layout(
+            self._names[ix], self._names[iy], color, directions, self._predictor
+        ).layout
+        with fig.batch_update():
+            fig.data = []
+            fig.layout = layout
+        on = _on(PARETO_AXES)
+        self.points = ChunkedSeries(fig, {**point_style(color), **on})
+        # the front's hover comes from the evaluated point under each of its markers (same
+        # place, same text), so a change of the front sends coordinates and trials only
+        fig.add_scatter(**{**front_style(self._dirs[ix]), "hoverinfo": "skip"}, **on, x=[], y=[])
+        self.front_trace = fig.data[-1]
+        self.infeasible_series = ChunkedSeries(fig, {**infeasible_style(), **on})
+        fig.add_annotation(failed_note([]))
+        # the curve is a staircase: only the evaluations where it rises are points of the
+        # series; a two-point tail trace runs on to the latest evaluation
+        hv_style = {**HYPERVOLUME_STYLE, "showlegend": False, **_on(HYPERVOLUME_AXES)}
+        self.hv_series = ChunkedSeries(fig, hv_style, continuous=True)
+        fig.add_scatter(**hv_style, x=[], y=[])
+        self.hv_tail = fig.data[-1]
+        self._hv_step: tuple[int, float] | None = None  # the last point of the series
+        self._predictor_traces: list[Any] = []
+        self._drawn = self._infeasible_drawn = self._hv_drawn = 0
+        self._front_drawn: list[int] | None = None
+        self._errors_drawn = -1
+        self._cycles_dirty = self._predictor
 
     # ---- data in ---------------------------------------------------------------------------
-    def _load_existing(self) -> None:
-        frame = self.search.results
-        self._pending.extend(frame.to_dict("records"))
-
     def _on_event(self, event: Event) -> None:
         """Run listener (search thread): queue and notify; drawing happens in the throttle."""
         if event.kind == "result":
@@ -175,6 +201,45 @@ class SearchDashboard(View):
                 self._pending.append(dict(event.data))
         elif event.kind == "cycle":
             self._cycles_dirty = True
+        elif event.kind == "status" and not event.data.active and event.data.state != "idle":
+            self._refresh_after_cell()  # the run ended: its final front goes into the output
+        self.throttle.notify()
+
+    def _ingest(self) -> Any:
+        """Takes the queued results and updates the data behind the figure; returns the
+        search's status."""
+        with self._lock:
+            new, self._pending = self._pending, []
+        ok = []
+        for row in new:
+            self._rows.append(row)
+            if row.get("state") == "FAIL":
+                self._errors.append(error_line(row))
+                continue
+            if row.get("state") != "COMPLETE" or not all(pd.notna(row.get(n)) for n in self._names):
+                continue
+            if self._arch_cols is None:
+                self._arch_cols = arch_columns(pd.DataFrame([row]), self.objectives)
+            (ok if bool(row.get("feasible", True)) else self._infeasible).append(row)
+        if ok:
+            vals = np.array([[r[n] for n in self._names] for r in ok], dtype=np.float64)
+            self._values = np.vstack([self._values, vals])
+            self._trials = np.concatenate([self._trials, [int(r["trial"]) for r in ok]])
+            self._hover += [hover_text(r, self._arch_cols, self.objectives) for r in ok]
+        status = self.search.status
+        self.hv.update(self._values, len(new), self._frame, final=self._ended(status))
+        return status
+
+    @staticmethod
+    def _ended(status: Any) -> bool:
+        return not status.active and status.state != "idle"
+
+    def _prepare_static(self) -> None:
+        self.throttle.flush_now()
+
+    def _on_deaf(self) -> None:
+        """The figure's front end never caught up (see :mod:`nasviz.ui._figure`): rebuild it."""
+        self._deaf = True
         self.throttle.notify()
 
     # ---- controls --------------------------------------------------------------------------
@@ -184,78 +249,87 @@ class SearchDashboard(View):
 
     def set_reference(self, reference: list[float]) -> None:
         """Fixes the hypervolume reference point (objective units) and recomputes the curve."""
-        ref = np.asarray(reference, dtype=np.float64)
-        if ref.shape != (len(self._names),) or not np.all(np.isfinite(ref)):
-            raise ConfigError(
-                f"the reference point needs {len(self._names)} finite values, got {reference}"
-            )
-        with self._lock:
-            self._reference, self._reference_fixed = ref, True
-        self._recompute_hv()
+        with self.throttle.lock:
+            self.hv.fix(reference)
         self.throttle.flush_now()
 
+    def _reference_clicked(self) -> None:
+        try:
+            self.set_reference([w.value for w in self.reference_inputs])
+        except ConfigError as exc:
+            self.reference_message.value = (
+                f"<span style='color:#b00'>{html.escape(str(exc))}</span>"
+            )
+        else:
+            self.reference_message.value = ""
+
     def redraw(self) -> None:
-        """Full redraw (after an axis change)."""
-        self._reset_pareto()
+        """Full redraw (after an axis or colour change)."""
+        self._relayout = True
         self.throttle.flush_now()
 
     # ---- flush (throttle thread) -------------------------------------------------------------
     def _flush(self) -> None:
-        with self._lock:
-            new, self._pending = self._pending, []
-        ok_rows = []
-        for row in new:
-            self._rows.append(row)
-            if row.get("state") == "COMPLETE":
-                self._by_trial[int(row["trial"])] = row
-                if self._arch_cols is None:
-                    self._arch_cols = arch_columns(pd.DataFrame([row]), self.objectives)
-            ok = (
-                row.get("state") == "COMPLETE"
-                and bool(row.get("feasible", True))
-                and all(pd.notna(row.get(n)) for n in self._names)
-            )
-            self._failed += row.get("state") == "FAIL"
-            if ok:
-                ok_rows.append(row)
-        if ok_rows:
-            vals = np.array([[r[n] for n in self._names] for r in ok_rows], dtype=np.float64)
-            self._values = np.vstack([self._values, vals])
-            self._trials = np.concatenate([self._trials, [int(r["trial"]) for r in ok_rows]])
-        self._update_hv(len(new))
-        status = self.search.status
-        with self.pareto.batch_update(), self.hv_fig.batch_update():
+        status = self._ingest()
+        final = self._ended(status) and status.state != self._ended_state
+        if not self.slot.created:  # not displayed yet: it will be drawn whole when it is
+            self._deaf = self._relayout = False
+        elif self._deaf:
+            self._deaf = self._relayout = False
+            self.slot.install(self._new_figure())
+        elif self._relayout:
+            self._relayout = False
+            self._reset_figure(self.figure)
+        if self.slot.created:
+            self._draw(self.figure)
+        self.controls.draw(status)
+        self.throttle.keep_ticking(status.active)
+        if final:
+            self._ended_state = status.state
+            self.slot.sync_state()  # views made later (a page reload) show the final figure
+            self.slot.finalize()  # a front end still behind gets the final figure anew
+            self.refresh_static()  # front ends that follow background threads update at once
+        elif not self._ended(status):
+            self._ended_state = ""
+
+    def _draw(self, fig: go.Figure) -> None:
+        """Sends what changed since the last draw: new points, the front if it changed, the
+        failed count, the new part of the hypervolume curve (all of it after the reference point
+        moved), the titles; the predictor panel after a new cycle."""
+        if self.hv.redraw or self._hv_drawn > len(self.hv.values):
+            self.hv.redraw, self._hv_drawn, self._hv_step = False, 0, None
+            self.hv_series.clear()  # outside batch_update: it batches by trace index
+        with fig.batch_update():
             self._draw_points()
             self._draw_front()
-            self._draw_hv()
-            self._draw_status(status)
-        if self._cycles_dirty and self.predictor_fig is not None:
-            self._cycles_dirty = False
-            fig = predictor_figure(predictor_info(self.search.cycles))
-            with self.predictor_fig.batch_update():
-                self.predictor_fig.data = []
-                self.predictor_fig.add_traces(list(fig.data))
-                self.predictor_fig.layout = fig.layout
+            self._draw_failed(fig)
+            self._draw_hv(fig)
+            self._draw_title(fig)
+        self._draw_predictor(fig)
 
     def _draw_points(self) -> None:
+        ix, iy, ic = self._axes()
         start = self._drawn
-        if start >= len(self._values):
-            return
-        ix, iy, ic = self._axes
-        trials = self._trials[start:]
-        cols = self._arch_cols or []
-        hover = [
-            hover_text(pd.Series(self._by_trial[int(t)]), cols, self.objectives) for t in trials
-        ]
-        extra = {"color": self._values[start:, ic].tolist()} if ic is not None else {}
-        self.points.append(
-            self._values[start:, ix].tolist(),
-            self._values[start:, iy].tolist(),
-            customdata=trials.tolist(),
-            hovertext=hover,
-            **extra,
-        )
-        self._drawn = len(self._values)
+        if start < len(self._values):
+            extra = {"color": self._values[start:, ic]} if ic is not None else {}
+            self.points.append(
+                self._values[start:, ix],
+                self._values[start:, iy],
+                customdata=self._trials[start:],
+                hovertext=self._hover[start:],
+                **extra,
+            )
+            self._drawn = len(self._values)
+        rows = self._infeasible[self._infeasible_drawn :]
+        if rows:
+            cols = self._arch_cols or []
+            self.infeasible_series.append(
+                [r[self._names[ix]] for r in rows],
+                [r[self._names[iy]] for r in rows],
+                customdata=[int(r["trial"]) for r in rows],
+                hovertext=[hover_text(r, cols, self.objectives) + "<br>infeasible" for r in rows],
+            )
+            self._infeasible_drawn = len(self._infeasible)
 
     def _front(self) -> np.ndarray:
         if len(self._values) == 0:
@@ -263,76 +337,114 @@ class SearchDashboard(View):
         return np.flatnonzero(pareto_mask(self._values, self._dirs))
 
     def _draw_front(self) -> None:
-        ix, iy, _ = self._axes
+        """Sends the front only when it changed (most new points leave it alone)."""
+        ix, iy, _ = self._axes()
         idx = self._front()
         idx = idx[np.argsort(self._values[idx, ix], kind="stable")]
-        self.front_trace.x = self._values[idx, ix].tolist()
-        self.front_trace.y = self._values[idx, iy].tolist()
-        self.front_trace.customdata = self._trials[idx].tolist()
-        self.front_trace.line.shape = "hv" if self._dirs[ix] == "minimize" else "vh"
-        failed = f", {self._failed} failed" if self._failed else ""
-        title = f"Pareto front — {len(self._values)} evaluated, {len(idx)} on the front{failed}"
-        if self.pareto.layout.title.text != title:
-            self.pareto.layout.title.text = title
-
-    def _update_hv(self, n_new: int) -> None:
-        """Extends the hypervolume curve by ``n_new`` evaluations (failures count as evaluations)."""
-        if len(self._values) == 0:
-            self._hv.extend([0.0] * n_new)
+        if self._front_drawn == idx.tolist():
             return
-        if not self._reference_fixed:
-            ref = default_reference(self._values, self._dirs)
-            signs = np.array([1.0 if d == "minimize" else -1.0 for d in self._dirs])
-            if self._reference is None or np.any(ref * signs > self._reference * signs):
-                self._reference = ref  # a point fell outside: the whole curve changes
-                self._recompute_hv()
-                return
-        front = self._values[self._front()]
-        current = hypervolume(front, self._dirs, self._reference)
-        self._hv.extend([current] * n_new)
+        self._front_drawn = idx.tolist()
+        self.front_trace.x = self._values[idx, ix]
+        self.front_trace.y = self._values[idx, iy]
+        self.front_trace.customdata = self._trials[idx]
 
-    def _recompute_hv(self) -> None:
-        frame = pd.DataFrame(self._rows) if self._rows else pd.DataFrame(columns=self._names)
-        info = hypervolume_info(frame, self.objectives, self._reference)
-        self._hv = info.hypervolume.tolist()
-        self._hv_redraw = True
+    def _draw_failed(self, fig: go.Figure) -> None:
+        if self._errors_drawn == len(self._errors):
+            return
+        self._errors_drawn = len(self._errors)
+        note = failed_note(self._errors)
+        fig.update_annotations(
+            selector={"name": "failed"},
+            text=note["text"],
+            visible=note["visible"],
+            hovertext=note["hovertext"],
+        )
 
-    def _draw_hv(self) -> None:
-        if self._hv_redraw:
-            self.hv_series.clear()
-            self._hv_drawn, self._hv_redraw = 0, False
-        start = self._hv_drawn
-        if start < len(self._hv):
-            self.hv_series.append(range(start + 1, len(self._hv) + 1), self._hv[start:])
-            self._hv_drawn = len(self._hv)
-        if self._reference is not None:
-            ref = ", ".join(f"{v:.4g}" for v in self._reference)
-            self.hv_fig.layout.title.text = f"Hypervolume vs evaluations (reference {ref})"
-            if not self._reference_fixed:
-                for box, value in zip(self.reference_inputs, self._reference, strict=True):
-                    box.value = float(value)
+    def _draw_title(self, fig: go.Figure) -> None:
+        title = pareto_title(
+            "Pareto front",
+            len(self._values),
+            len(self._front_drawn or ()),
+            len(self._errors),
+            len(self._infeasible),
+        )
+        if fig.layout.title.text != title:
+            fig.layout.title.text = title
 
-    def _draw_status(self, status: Any) -> None:
-        extra = f" · {self._failed} failed evaluation(s)" if self._failed else ""
-        self.controls.draw(status, extra)
+    def _draw_hv(self, fig: go.Figure) -> None:
+        curve = self.hv.values
+        if self._hv_drawn < len(curve):
+            steps = []
+            last = None if self._hv_step is None else self._hv_step[1]
+            for i in range(self._hv_drawn, len(curve)):
+                if curve[i] != last:
+                    steps.append((i + 1, curve[i]))
+                    last = curve[i]
+            if steps:
+                self.hv_series.append([x for x, _ in steps], [y for _, y in steps])
+                self._hv_step = steps[-1]
+            self._hv_drawn = len(curve)
+            x, y = self._hv_step
+            self.hv_tail.x, self.hv_tail.y = [x, len(curve)], [y, y]
+        title = hypervolume_title(self.hv.reference)
+        if _hv_title(fig) != title:
+            fig.update_annotations(selector={"name": HYPERVOLUME_TITLE}, text=title)
+        if self.hv.reference is not None and not self.hv.fixed:
+            for box, value in zip(self.reference_inputs, self.hv.reference, strict=True):
+                box.value = float(value)
+
+    def _draw_predictor(self, fig: go.Figure) -> None:
+        if not (self._predictor and self._cycles_dirty):
+            return
+        self._cycles_dirty = False
+        if self._predictor_traces:
+            mine = {id(t) for t in self._predictor_traces}
+            fig.data = [t for t in fig.data if id(t) not in mine]
+        self._predictor_traces = []
+        for trace, col in predictor_traces(predictor_info(self.search.cycles)):
+            fig.add_scatter(**trace, **_on(PREDICTOR_AXES[col - 1]))
+            self._predictor_traces.append(fig.data[-1])
+
+    def _frame(self) -> pd.DataFrame:
+        if not self._rows:
+            return pd.DataFrame(columns=["trial", "state", *self._names])
+        return pd.DataFrame(self._rows)
 
     # ---- state for tests and static output ---------------------------------------------------
     @property
     def drawn_points(self) -> int:
         """Points drawn in the scatter (completed, feasible evaluations)."""
+        self._materialize()
         return self.points.count
 
     @property
     def front_trials(self) -> list[int]:
-        return list(self.front_trace.customdata or [])
+        self._materialize()
+        trials = self.front_trace.customdata
+        return [] if trials is None else [int(t) for t in trials]
 
     @property
     def hypervolume_curve(self) -> list[float]:
-        """The curve as drawn (read back from the figure's traces)."""
-        ys: list[float] = []
-        for i, trace in enumerate(self.hv_series.traces):
-            ys.extend(list(trace.y or ())[1 if i else 0 :])  # chunks after the first repeat a point
-        return ys
+        """The value after each evaluation, read back from the drawn staircase."""
+        self._materialize()
+        steps = list(zip(self.hv_series.values("x"), self.hv_series.values("y"), strict=True))
+        end = int(self.hv_tail.x[-1]) if self.hv_tail.x else 0
+        curve: list[float] = []
+        for k, (x, y) in enumerate(steps):
+            until = steps[k + 1][0] if k + 1 < len(steps) else end + 1
+            curve += [y] * (int(until) - int(x))
+        return curve
+
+    @property
+    def hv_title(self) -> str:
+        """The hypervolume subplot's title (it shows the reference point)."""
+        return _hv_title(self.figure)
+
+    @property
+    def predictor_traces(self) -> list[Any]:
+        """The predictor panel's traces (empty unless the strategy is ``"predictor"``)."""
+        self._materialize()
+        return list(self._predictor_traces)
 
     def close(self) -> None:
         """Stops listening to the search."""
@@ -340,15 +452,23 @@ class SearchDashboard(View):
         self.throttle.close()
 
     def static_figure(self) -> go.Figure:
-        frame = (
-            pd.DataFrame(self._rows)
-            if self._rows
-            else pd.DataFrame(columns=["trial", *self._names])
-        )
-        color = None if self.color_picker.value == "(none)" else self.color_picker.value
-        return pareto_figure(
-            pareto_info(frame, self.objectives, self.x_picker.value, self.y_picker.value, color)
+        ix, iy, ic = self._axes()
+        return dashboard_figure(
+            self._frame(),
+            self.objectives,
+            self._names[ix],
+            self._names[iy],
+            None if ic is None else self._names[ic],
+            reference=self.hv.reference,
+            cycles=self.search.cycles if self._predictor else None,
         )
 
     def __repr__(self) -> str:
         return f"SearchDashboard({self.search.status})"
+
+
+def _hv_title(fig: go.Figure) -> str:
+    for note in fig.layout.annotations:
+        if note.name == HYPERVOLUME_TITLE:
+            return note.text
+    return ""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,12 +19,22 @@ from nasviz.search import pareto_mask
 from nasviz.space import SearchSpace
 from nasviz.ui._arch import ArchView
 from nasviz.ui._base import View
-from nasviz.viz._pareto import arch_columns, objective_specs, pareto_figure, pareto_info
+from nasviz.ui._figure import FigureSlot
+from nasviz.viz._pareto import (
+    arch_columns,
+    objective_specs,
+    pareto_figure,
+    pareto_info,
+    point_style,
+)
 
 __all__ = ["ParetoExplorer"]
 
 MAX_PINNED = 4
 BEST = "#ff7f0e"
+#: Marker opacity of points outside the budgets (the front's and the others').
+OUTSIDE_BUDGET = 0.12
+NO_COLOR = "(none)"
 
 
 class ParetoExplorer(View):
@@ -31,8 +42,10 @@ class ParetoExplorer(View):
 
     Actions run in the kernel: measure the subnet's real latency now, export it (to
     ``explorer.exported`` and to a file), pin it for side-by-side comparison (up to 4). Budget
-    sliders on each minimized objective filter the front and highlight the best feasible arch
-    (best on the first maximized objective, else the first objective) without re-evaluating.
+    sliders on each minimized objective filter the front (points over budget fade, the table
+    keeps the front archs within budget) and mark the best arch within budget with a star (best
+    on the first maximized objective, else the first objective) without re-evaluating. With 3+
+    objectives, pickers choose the axes and the colour.
 
     Args:
         results: a :class:`nasviz.search.Search` or a results DataFrame (``Search.results``,
@@ -70,6 +83,7 @@ class ParetoExplorer(View):
         self.net = net
         self.space = space if space is not None else getattr(net, "space", None)
         self.latency_input = latency_input
+        self._results = frame
         self.info = pareto_info(frame, self.objectives)
         self.frame = (
             frame.set_index("trial", drop=False)
@@ -82,27 +96,20 @@ class ParetoExplorer(View):
         self.measured: dict[int, float] = {}
         self.exported: Any = None
         self.best: int | None = None
+        self._lock = threading.RLock()  # the figure may be rebuilt from a timer thread
+        self._syncing = False
         self._build()
 
     # ---- layout ----------------------------------------------------------------------------
     def _build(self) -> None:
-        self.figure = go.FigureWidget(pareto_figure(self.info, "Pareto explorer"))
-        self.figure.add_scatter(
-            x=[],
-            y=[],
-            mode="markers",
-            name="best within budget",
-            hoverinfo="skip",
-            marker={
-                "symbol": "star",
-                "size": 18,
-                "color": BEST,
-                "line": {"color": "black", "width": 1},
-            },
+        names = [o.name for o in self.objectives]
+        self.x_picker = W.Dropdown(options=names, value=self.info.x, description="x")
+        self.y_picker = W.Dropdown(options=names, value=self.info.y, description="y")
+        self.color_picker = W.Dropdown(
+            options=[NO_COLOR, *names], value=self.info.color or NO_COLOR, description="colour"
         )
-        for trace in self.figure.data[:2]:
-            trace.on_click(self._on_click)
-            trace.on_selection(self._on_selection)
+        for picker in (self.x_picker, self.y_picker, self.color_picker):
+            picker.observe(self._picked, names="value")
         self.details = W.HTML("<i>click a point to inspect it</i>")
         self.arch_box = W.VBox([])
         self.action_out = W.HTML()
@@ -123,31 +130,13 @@ class ParetoExplorer(View):
         self.buttons["pin"].on_click(lambda _b: self._act(self.pin))
         self.buttons["unpin"].on_click(lambda _b: self._act(self.unpin_all))
         self.pinned_box = W.HTML()
-        self.sliders: dict[str, W.FloatSlider] = {}
-        for o in self.objectives:
-            if o.direction != "minimize" or len(self.info.trials) == 0:
-                continue
-            values = self.frame.loc[self.info.trials, o.name].to_numpy(dtype=np.float64)
-            lo, hi = float(values.min()), float(values.max())
-            step = (hi - lo) / 200 if hi > lo else 1.0
-            slider = W.FloatSlider(
-                value=hi,
-                min=lo,
-                max=hi if hi > lo else lo + 1.0,
-                step=step,
-                description=f"{o.name} ≤",
-                continuous_update=True,
-                readout_format=".4g",
-                layout=W.Layout(width="420px"),
-                style={"description_width": "120px"},
-            )
-            slider.observe(lambda _c: self.apply_budgets(), names="value")
-            self.sliders[o.name] = slider
+        self.sliders = self._make_sliders()
+        ok = self.info.trials[self.within_budget(self.info.trials)]
+        self.best = self._best(ok, self._quality())
+        self.slot = FigureSlot(self._new_figure, on_deaf=self._rebuild_figure)
         self.budget_out = W.HTML()
         self.sort_picker = W.Dropdown(
-            options=[o.name for o in self.objectives] + ["trial"],
-            value=self.objectives[0].name,
-            description="sort by",
+            options=[*names, "trial"], value=names[0], description="sort by"
         )
         self.sort_desc = W.Checkbox(
             value=self.objectives[0].direction == "maximize", description="descending"
@@ -155,26 +144,20 @@ class ParetoExplorer(View):
         for w in (self.sort_picker, self.sort_desc):
             w.observe(lambda _c: self._draw_table(), names="value")
         self.table = W.HTML()
+        pickers = [W.HBox([self.x_picker, self.y_picker, self.color_picker])]
+        actions = W.VBox(
+            [
+                W.HBox([self.buttons["latency"], self.buttons["pin"], self.buttons["unpin"]]),
+                W.HBox([self.path_box, self.buttons["export"]]),
+                self.action_out,
+            ]
+        )
         self.widget = W.VBox(
             [
-                self.figure,
+                *(pickers if len(names) > 2 else []),
+                self.slot.box,
                 W.HBox(
-                    [
-                        W.VBox([self.details, self.arch_box], layout=W.Layout(width="60%")),
-                        W.VBox(
-                            [
-                                W.HBox(
-                                    [
-                                        self.buttons["latency"],
-                                        self.buttons["pin"],
-                                        self.buttons["unpin"],
-                                    ]
-                                ),
-                                W.HBox([self.path_box, self.buttons["export"]]),
-                                self.action_out,
-                            ]
-                        ),
-                    ]
+                    [W.VBox([self.details, self.arch_box], layout=W.Layout(width="60%")), actions]
                 ),
                 self.pinned_box,
                 W.VBox(list(self.sliders.values())),
@@ -183,8 +166,109 @@ class ParetoExplorer(View):
                 self.table,
             ]
         )
-        self._draw_table()
         self.apply_budgets()
+
+    def _make_sliders(self) -> dict[str, W.FloatSlider]:
+        sliders = {}
+        for o in self.objectives:
+            if o.direction != "minimize" or len(self.info.trials) == 0:
+                continue
+            values = self.frame.loc[self.info.trials, o.name].to_numpy(dtype=np.float64)
+            lo, hi = float(values.min()), float(values.max())
+            slider = W.FloatSlider(
+                value=hi,
+                min=lo,
+                max=hi if hi > lo else lo + 1.0,
+                step=(hi - lo) / 200 if hi > lo else 1.0,
+                description=f"{o.name} ≤",
+                continuous_update=True,
+                readout_format=".4g",
+                layout=W.Layout(width="420px"),
+                style={"description_width": "120px"},
+            )
+            slider.observe(lambda _c: self.apply_budgets(), names="value")
+            sliders[o.name] = slider
+        return sliders
+
+    # ---- the figure ----------------------------------------------------------------------------
+    @property
+    def figure(self) -> go.FigureWidget:
+        """The scatter: trace 0 dominated points, 1 the front, 2 infeasible points (outside
+        the search's constraints), 3 the star on the best arch within the budgets."""
+        return self.slot.figure
+
+    def _materialize(self) -> None:
+        self.slot.figure  # noqa: B018 - made when the view is first displayed
+
+    def _new_figure(self) -> go.FigureWidget:
+        """A figure widget with the points, the budgets' fading and the star in its *initial*
+        state (so that even a front end that misses every later message shows them)."""
+        fig = pareto_figure(self.info, "Pareto explorer")
+        fig.add_scatter(
+            x=[],
+            y=[],
+            mode="markers",
+            name="best within budget",
+            hoverinfo="skip",
+            marker={
+                "symbol": "star",
+                "size": 18,
+                "color": BEST,
+                "line": {"color": "black", "width": 1},
+            },
+        )
+        self._draw_budgets(fig)
+        widget = go.FigureWidget(fig)
+        for trace in widget.data[:3]:
+            trace.on_click(self._on_click)
+            trace.on_selection(self._on_selection)
+        return widget
+
+    def _rebuild_figure(self) -> None:
+        """A new figure widget in place of one whose front end is deaf (see ``_figure``)."""
+        with self._lock:
+            self.slot.install(self._new_figure())
+
+    def _picked(self, _change: Any = None) -> None:
+        if not self._syncing:
+            self.set_axes(self.x_picker.value, self.y_picker.value, self.color_picker.value)
+
+    def set_axes(
+        self, x: str | None = None, y: str | None = None, color: str | None = None
+    ) -> None:
+        """Shows other objectives on the axes, or as the colour (``"(none)"``: no colour)."""
+        color = color or self.info.color or NO_COLOR
+        info = pareto_info(
+            self._results,
+            self.objectives,
+            x or self.info.x,
+            y or self.info.y,
+            None if color == NO_COLOR else color,
+            auto_color=False,
+        )
+        with self._lock:
+            self.info = info
+            self._syncing = True
+            try:
+                self.x_picker.value, self.y_picker.value = info.x, info.y
+                self.color_picker.value = info.color or NO_COLOR
+            finally:
+                self._syncing = False
+            if not self.slot.created:  # made with these axes when first shown
+                self.apply_budgets()
+                return
+            drawn = pareto_figure(info, "Pareto explorer")
+            fig = self.figure
+            with fig.batch_update():
+                for target, source in zip(fig.data[:3], drawn.data, strict=True):
+                    for prop in ("x", "y", "customdata", "hovertext", "marker", "line"):
+                        if prop in source:
+                            target[prop] = source[prop]
+                fig.layout.title.text = drawn.layout.title.text
+                fig.layout.xaxis.title.text = drawn.layout.xaxis.title.text
+                fig.layout.yaxis.title.text = drawn.layout.yaxis.title.text
+                fig.layout.coloraxis = drawn.layout.coloraxis
+            self.apply_budgets()
 
     # ---- selection ---------------------------------------------------------------------------
     def _on_click(self, trace: Any, points: Any, _state: Any) -> None:
@@ -231,10 +315,11 @@ class ParetoExplorer(View):
             f"<tr><td>{html.escape(o.name)}</td><td>{row[o.name]:.5g}</td></tr>"
             for o in self.objectives
         )
-        if int(row["trial"]) in self.measured:
-            metrics += f"<tr><td>latency (measured)</td><td>{self.measured[int(row['trial'])]:.4g} ms</td></tr>"
+        trial = int(row["trial"])
+        if trial in self.measured:
+            metrics += f"<tr><td>latency (measured)</td><td>{self.measured[trial]:.4g} ms</td></tr>"
         arch = ", ".join(f"{c}={row[c]}" for c in self._arch_cols)
-        return f"<b>trial {int(row['trial'])}</b><table>{metrics}</table><code>{html.escape(arch)}</code>"
+        return f"<b>trial {trial}</b><table>{metrics}</table><code>{html.escape(arch)}</code>"
 
     # ---- actions (run in the kernel) ---------------------------------------------------------
     def _act(self, action: Any) -> None:
@@ -306,55 +391,94 @@ class ParetoExplorer(View):
     def budgets(self) -> dict[str, float]:
         return {name: float(s.value) for name, s in self.sliders.items()}
 
-    def apply_budgets(self) -> int | None:
-        """Highlights the best arch within the slider budgets; returns its trial (or None)."""
-        ok = self.frame.loc[self.info.trials] if len(self.info.trials) else self.frame.iloc[:0]
+    def within_budget(self, trials: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Whether each trial fits every budget slider (bool array)."""
+        rows = self.frame.loc[list(trials)]
+        fits = np.ones(len(rows), dtype=bool)
         for name, bound in self.budgets().items():
-            ok = ok[ok[name] <= bound + 1e-12]
-        quality = next(
-            (o for o in self.objectives if o.direction == "maximize"), self.objectives[0]
-        )
-        star = self.figure.data[2]
-        if ok.empty:
-            self.best = None
-            star.x, star.y = [], []
-            self.budget_out.value = "<i>no evaluated arch fits these budgets</i>"
+            fits &= rows[name].to_numpy(dtype=np.float64) <= bound + 1e-12
+        return fits
+
+    def apply_budgets(self) -> int | None:
+        """Fades the points over budget, filters the table, stars the best arch within budget;
+        returns its trial (or None when nothing fits)."""
+        with self._lock:
+            ok = self.info.trials[self.within_budget(self.info.trials)]
+            quality = self._quality()
+            self.best = self._best(ok, quality)
+            if self.slot.created:  # else the figure is made with them when first shown
+                self._draw_budgets(self.figure)
+            self._draw_budget_text(ok, quality)
+            self._draw_table()
+            return self.best
+
+    def _best(self, ok: np.ndarray, quality: Objective) -> int | None:
+        if not ok.size:
             return None
-        best = (
-            ok[quality.name].idxmax()
-            if quality.direction == "maximize"
-            else ok[quality.name].idxmin()
-        )
-        self.best = int(best)
-        row = self.frame.loc[self.best]
-        with self.figure.batch_update():
-            star.x, star.y = [row[self.info.x]], [row[self.info.y]]
-        values = ok[[o.name for o in self.objectives]].to_numpy(dtype=np.float64)
+        values = self.frame.loc[ok, quality.name]
+        return int(values.idxmax() if quality.direction == "maximize" else values.idxmin())
+
+    def _quality(self) -> Objective:
+        """The objective the best arch within budget is best on."""
+        return next((o for o in self.objectives if o.direction == "maximize"), self.objectives[0])
+
+    def _draw_budgets(self, fig: go.Figure) -> None:
+        """Fades the points over budget and moves the star to :attr:`best`."""
+        with fig.batch_update():
+            dominated = point_style(self.info.color)["marker"]["opacity"]
+            for trace, base in ((fig.data[0], dominated), (fig.data[1], 1.0)):
+                fits = self.within_budget(_trials(trace))
+                trace.marker.opacity = np.where(fits, base, OUTSIDE_BUDGET).tolist()
+            star = fig.data[3]
+            if self.best is None:
+                star.x, star.y = [], []
+            else:
+                row = self.frame.loc[self.best]
+                star.x, star.y = [row[self.info.x]], [row[self.info.y]]
+
+    def _draw_budget_text(self, ok: np.ndarray, quality: Objective) -> None:
+        if self.best is None:
+            self.budget_out.value = "<i>no evaluated arch fits these budgets</i>"
+            return
+        values = self.frame.loc[ok, [o.name for o in self.objectives]].to_numpy(dtype=np.float64)
         on_front = int(pareto_mask(values, [o.direction for o in self.objectives]).sum())
+        best = self.frame.loc[self.best, quality.name]
         self.budget_out.value = (
-            f"<b>best within budget</b>: trial {self.best} ({quality.name}={row[quality.name]:.5g}); "
+            f"<b>best within budget</b>: trial {self.best} ({quality.name}={best:.5g}); "
             f"{len(ok)} archs fit, {on_front} of them non-dominated"
         )
-        return self.best
 
-    def front(self) -> pd.DataFrame:
-        """The front's rows, sorted as the table shows them."""
-        front_trials = self.info.trials[self.info.front]
+    def front(self, within_budget: bool = True) -> pd.DataFrame:
+        """The front's rows (those within the budgets, unless ``within_budget=False``), sorted
+        as the table shows them."""
+        trials = self.info.trials[self.info.front]
+        if within_budget:
+            trials = trials[self.within_budget(trials)]
         table = self.frame.loc[
-            front_trials, ["trial", *[o.name for o in self.objectives], *self._arch_cols]
+            trials, ["trial", *[o.name for o in self.objectives], *self._arch_cols]
         ]
         return table.sort_values(
             self.sort_picker.value, ascending=not self.sort_desc.value, kind="stable"
         )
 
     def _draw_table(self) -> None:
-        self.table.value = self.front().to_html(index=False, float_format="%.4g")
+        front = self.front()
+        total = int(self.info.front.sum())
+        self.table.value = (
+            f"<b>Pareto front</b>: {len(front)} of {total} archs within budget"
+            + front.to_html(index=False, float_format="%.4g")
+        )
 
     def static_figure(self) -> go.Figure:
         return pareto_figure(self.info, "Pareto explorer")
 
     def __repr__(self) -> str:
         return f"ParetoExplorer({len(self.info.trials)} points, {int(self.info.front.sum())} on the front)"
+
+
+def _trials(trace: Any) -> list[int]:
+    """The trial numbers a trace's points carry (its ``customdata``)."""
+    return [] if trace.customdata is None else [int(t) for t in trace.customdata]
 
 
 def _plain(value: Any) -> Any:

@@ -7,7 +7,8 @@ has an ``*_info`` function returning a small immutable record that tests assert 
 
 from __future__ import annotations
 
-from nasviz.viz._arch import ArchInfo, arch_figure, arch_info
+from nasviz.viz._arch import ArchInfo, arch_info, arch_svg
+from nasviz.viz._dashboard import dashboard_figure
 from nasviz.viz._masks import (
     LayerSparsityInfo,
     MaskHeatmapInfo,
@@ -48,9 +49,10 @@ __all__ = [
     "PredictorInfo",
     "RoutingGridInfo",
     "accuracy_figure",
-    "arch_figure",
     "arch_info",
+    "arch_svg",
     "compression_figure",
+    "dashboard_figure",
     "hypervolume_figure",
     "hypervolume_info",
     "layer_sparsity_figure",

@@ -8,18 +8,19 @@ value. Inactive parts are greyed.
 * A scalar ``depth`` / ``layers`` dimension activates the first d columns (MLP, transformer).
 * A repeated ``depth.i`` dimension gives column i that many active blocks out of its maximum
   (OFA-style CNN stages).
+* A space without repeated dimensions (any plain search space) is one column with a bar per
+  dimension.
 """
 
 from __future__ import annotations
 
+import html
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-import plotly.graph_objects as go
-
 from nasviz.space import SearchSpace
 
-__all__ = ["ArchCell", "ArchInfo", "arch_figure", "arch_info"]
+__all__ = ["ArchCell", "ArchInfo", "arch_info", "arch_svg"]
 
 ACTIVE = "#2a9d8f"
 INACTIVE = "#e0e0e0"
@@ -84,75 +85,98 @@ def arch_info(arch: Mapping[str, Any], space: SearchSpace) -> ArchInfo:
                     )
                 )
     label = "layer" if depth_scalar or not depth_group else "stage"
+    if not groups:  # a flat space: one column, a bar per dimension
+        shown = [n for n in scalars if n != depth_scalar]
+        cells = [ArchCell(0, n, arch[n], _fraction(space, n, arch[n]), True) for n in shown]
+        scalars = [n for n in scalars if n not in shown]
+        columns, dims, label = (1, tuple(shown), "arch") if shown else (0, (), label)
     shown_scalars = tuple((n, arch[n]) for n in scalars)
     return ArchInfo(columns, dims, tuple(cells), tuple(blocks), shown_scalars, label)
 
 
-def arch_figure(info: ArchInfo, title: str = "") -> go.Figure:
-    """Columns left to right; a row of bars per dimension; depth blocks stacked at the bottom."""
-    fig = go.Figure()
-    n_rows = len(info.dims)
-    block_rows = max((m for _, m in info.blocks), default=0)
-    for cell in info.cells:
-        row = info.dims.index(cell.dim)
-        y0 = block_rows + n_rows - row - 1
-        color = ACTIVE if cell.active else INACTIVE
-        fig.add_shape(
-            type="rect",
-            x0=cell.column + 0.05,
-            x1=cell.column + 0.95,
-            y0=y0 + 0.1,
-            y1=y0 + 0.9,
-            line={"color": "#999", "width": 1},
-            fillcolor="white",
-        )
-        fig.add_shape(
-            type="rect",
-            x0=cell.column + 0.05,
-            x1=cell.column + 0.05 + 0.9 * min(cell.fraction, 1.0),
-            y0=y0 + 0.1,
-            y1=y0 + 0.9,
-            line={"width": 0},
-            fillcolor=color,
-        )
-        fig.add_annotation(
-            x=cell.column + 0.5,
-            y=y0 + 0.5,
-            text=f"{cell.dim} {cell.value}",
-            showarrow=False,
-            font={"size": 11, "color": "#222" if cell.active else "#999"},
-        )
-    for col, (active, top) in enumerate(info.blocks):
-        for b in range(top):
-            on = b < active
-            fig.add_shape(
-                type="rect",
-                x0=col + 0.15,
-                x1=col + 0.85,
-                y0=block_rows - b - 0.9,
-                y1=block_rows - b - 0.1,
-                line={"color": "#777" if on else "#ccc"},
-                fillcolor=ACTIVE if on else INACTIVE,
-            )
-        fig.add_annotation(
-            x=col + 0.5, y=-0.35, text=f"depth {active}/{top}", showarrow=False, font={"size": 11}
-        )
-    for col in range(info.columns):
-        fig.add_annotation(
-            x=col + 0.5,
-            y=block_rows + n_rows + 0.3,
-            text=f"{info.column_label} {col}",
-            showarrow=False,
-            font={"size": 12},
-        )
-    subtitle = "  ".join(f"{n}={v}" for n, v in info.scalars)
-    fig.update_layout(
-        title=(title + ("  —  " if title and subtitle else "") + subtitle) or None,
-        xaxis={"visible": False, "range": [0, max(info.columns, 1)]},
-        yaxis={"visible": False, "range": [-0.7, block_rows + n_rows + 0.7]},
-        template="plotly_white",
-        height=90 + 45 * (n_rows + block_rows),
-        margin={"l": 10, "r": 10, "t": 40, "b": 10},
-        showlegend=False,
+def _rect(x: float, y: float, w: float, h: float, fill: str, stroke: str, cls: str) -> str:
+    return (
+        f'<rect class="{cls}" x="{x:.1f}" y="{y:.1f}" width="{max(w, 0):.1f}" height="{h:.1f}" '
+        f'fill="{fill}" stroke="{stroke}" stroke-width="1"/>'
     )
-    return fig
+
+
+def _text(x: float, y: float, text: str, color: str = "#222", size: int = 11, **extra: str) -> str:
+    attrs = "".join(f' {k.replace("_", "-")}="{v}"' for k, v in extra.items())
+    return (
+        f'<text x="{x:.1f}" y="{y:.1f}" fill="{color}" font-size="{size}"{attrs}>'
+        f"{html.escape(text)}</text>"
+    )
+
+
+def arch_svg(info: ArchInfo, title: str = "") -> str:
+    """The picture as an inline SVG (crisp at any zoom; no plotting library in the browser):
+    columns left to right, a row of bars per dimension, depth blocks stacked below.
+
+    Cells carry ``class="cell active"`` / ``"cell inactive"`` and ``data-dim``; depth blocks
+    ``class="block on"`` / ``"block off"``."""
+    col_w, row_h, block_h, left, top = 118.0, 30.0, 18.0, 8.0, 46.0
+    block_rows = max((m for _, m in info.blocks), default=0)
+    n_rows = len(info.dims)
+    blocks_top = top + n_rows * row_h + 4
+    width = left * 2 + max(info.columns, 1) * col_w
+    height = blocks_top + block_rows * block_h + (22 if info.blocks else 0) + 6
+    subtitle = "  ".join(f"{n}={v}" for n, v in info.scalars)
+    heading = title + ("  —  " if title and subtitle else "") + subtitle
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="nasviz-arch" width="{width:.0f}" '
+        f'height="{height:.0f}" viewBox="0 0 {width:.0f} {height:.0f}" '
+        f'font-family="sans-serif" role="img">',
+        f"<title>{html.escape(heading or 'architecture')}</title>",
+        _text(left, 16, heading, size=13, font_weight="bold"),
+    ]
+    for col in range(info.columns):
+        x = left + col * col_w + col_w / 2
+        parts.append(_text(x, 36, f"{info.column_label} {col}", size=12, text_anchor="middle"))
+    for cell in info.cells:
+        x = left + cell.column * col_w + 4
+        y = top + info.dims.index(cell.dim) * row_h
+        w, h = col_w - 8, row_h - 6
+        state = "active" if cell.active else "inactive"
+        color = ACTIVE if cell.active else INACTIVE
+        parts.append(_rect(x, y, w, h, "white", "#999", f"frame {state}"))
+        bar = _rect(x, y, w * min(cell.fraction, 1.0), h, color, "none", f"cell {state}")
+        parts.append(bar.replace("<rect ", f'<rect data-dim="{html.escape(cell.dim)}" ', 1))
+        label = f"{cell.dim} {cell.value}"
+        parts.append(
+            _text(
+                x + w / 2,
+                y + h / 2 + 4,
+                label,
+                "#222" if cell.active else "#999",
+                11,
+                text_anchor="middle",
+            )
+        )
+    for col, (active, most) in enumerate(info.blocks):
+        x = left + col * col_w + 14
+        for b in range(most):
+            on = b < active
+            y = blocks_top + b * block_h
+            parts.append(
+                _rect(
+                    x,
+                    y,
+                    col_w - 28,
+                    block_h - 4,
+                    ACTIVE if on else INACTIVE,
+                    "#777" if on else "#ccc",
+                    "block on" if on else "block off",
+                )
+            )
+        label_y = blocks_top + most * block_h + 12
+        parts.append(
+            _text(
+                left + col * col_w + col_w / 2,
+                label_y,
+                f"depth {active}/{most}",
+                text_anchor="middle",
+            )
+        )
+    parts.append("</svg>")
+    return "".join(parts)

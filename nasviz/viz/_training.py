@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-__all__ = ["MEMBER_COLORS", "LossInfo", "accuracy_figure", "loss_figure", "loss_info"]
+__all__ = [
+    "MEMBER_COLORS",
+    "LossInfo",
+    "accuracy_figure",
+    "accuracy_traces",
+    "loss_figure",
+    "loss_info",
+    "training_layout",
+]
 
 MEMBER_COLORS = {"largest": "#d62728", "smallest": "#1f77b4", "random (mean)": "#7f7f7f"}
 
@@ -36,7 +44,8 @@ def loss_info(history: pd.DataFrame) -> LossInfo:
     return LossInfo(steps, losses)
 
 
-def loss_figure(info: LossInfo) -> go.Figure:
+def loss_figure(info: LossInfo, title: str = "Training loss per sandwich member") -> go.Figure:
+    """Loss per step of each shown member."""
     fig = go.Figure()
     for member, steps in info.steps.items():
         fig.add_scatter(
@@ -47,7 +56,7 @@ def loss_figure(info: LossInfo) -> go.Figure:
             line={"color": MEMBER_COLORS.get(member, "#9467bd")},
         )
     fig.update_layout(
-        title="Training loss per sandwich member",
+        title=title,
         xaxis_title="step",
         yaxis_title="loss",
         template="plotly_white",
@@ -58,20 +67,56 @@ def loss_figure(info: LossInfo) -> go.Figure:
     return fig
 
 
+def accuracy_traces(evaluations: pd.DataFrame | None) -> list[dict[str, Any]]:
+    """Validation accuracy of the largest and smallest subnets per evaluated epoch, as traces."""
+    traces: list[dict[str, Any]] = []
+    if evaluations is None or evaluations.empty:
+        return traces
+    for member in ("largest", "smallest"):
+        column = f"val_{member}"
+        if column in evaluations:
+            traces.append(
+                {
+                    "x": evaluations["epoch"].tolist(),
+                    "y": evaluations[column].tolist(),
+                    "mode": "lines+markers",
+                    "name": f"{member} (val)",
+                    "line": {"color": MEMBER_COLORS[member]},
+                }
+            )
+    return traces
+
+
+def training_layout() -> go.Figure:
+    """An empty two-panel figure: loss per step (left, axes x/y) and validation accuracy per
+    epoch (right, axes x2/y2), what the live TrainingMonitor draws into."""
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(
+        rows=1,
+        cols=2,
+        column_widths=[0.58, 0.42],
+        horizontal_spacing=0.1,
+        subplot_titles=("Training loss per sandwich member", "Validation accuracy (%)"),
+    )
+    fig.update_layout(
+        template="plotly_white",
+        height=340,
+        margin={"l": 50, "r": 10, "t": 40, "b": 40},
+        legend={"orientation": "h", "y": -0.2},
+    )
+    fig.update_xaxes(title_text="step", row=1, col=1)
+    fig.update_yaxes(title_text="loss", row=1, col=1)
+    fig.update_xaxes(title_text="epoch", row=1, col=2)
+    fig.update_yaxes(title_text="accuracy (%)", row=1, col=2)
+    return fig
+
+
 def accuracy_figure(evaluations: pd.DataFrame) -> go.Figure:
     """Validation accuracy of the largest and smallest subnets per evaluated epoch."""
     fig = go.Figure()
-    if evaluations is not None and not evaluations.empty:
-        for member in ("largest", "smallest"):
-            column = f"val_{member}"
-            if column in evaluations:
-                fig.add_scatter(
-                    x=evaluations["epoch"],
-                    y=evaluations[column],
-                    mode="lines+markers",
-                    name=member,
-                    line={"color": MEMBER_COLORS[member]},
-                )
+    for trace in accuracy_traces(evaluations):
+        fig.add_scatter(**{**trace, "name": trace["name"].removesuffix(" (val)")})
     fig.update_layout(
         title="Validation accuracy (%)",
         xaxis_title="epoch",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from nasviz import ConfigError, macs, params
+from nasviz.objectives import count_macs, count_params
 from nasviz.supernet import ElasticCNN, ElasticMLP, ElasticTransformer
 from nasviz.ui import SupernetBuilder
 
@@ -41,3 +42,21 @@ def test_empty_choice_is_reported_and_blocks_build():
     assert builder.build_button.disabled
     with pytest.raises(ConfigError, match="unknown family"):
         SupernetBuilder("ResNet")
+
+
+@pytest.mark.parametrize(
+    ("family", "moe", "shape"),
+    [("ElasticCNN", False, (1, 1, 8, 8)), ("ElasticTransformer", True, (1, 16))],
+)
+def test_params_and_macs_are_those_of_the_exported_subnets(family, moe, shape):
+    builder = SupernetBuilder(family)
+    builder.moe.value = moe
+    net = builder.build()
+    small, large = net.space.smallest(), net.space.largest()
+    facts = builder.facts
+    # measured on standalone exports (torch's FLOP counter), not on the supernet's closed forms
+    assert facts["params_min"] == count_params(net.export(small)) < facts["params_max"]
+    assert facts["params_max"] == count_params(net.export(large))
+    assert facts["macs_min"] == count_macs(net.export(small), shape) < facts["macs_max"]
+    assert facts["macs_max"] == count_macs(net.export(large), shape)
+    assert f"{facts['macs_max']:,}" in builder.summary.value

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 
 import numpy as np
 import pytest
-from ui_helpers import failing_sometimes, make_search, three_objectives
+from ui_helpers import failing_sometimes, gated, make_search, three_objectives
 
 from nasviz import ConfigError
 from nasviz.search import hypervolume
@@ -28,10 +29,10 @@ def test_dashboard_follows_a_search_to_the_end():
     assert sorted(dash.front_trials) == sorted(search.pareto()["trial"].tolist())
     curve = dash.hypervolume_curve
     assert len(curve) == 30 and np.all(np.diff(curve) >= -1e-12)
-    values = results[["loss", "cost"]].to_numpy()
-    assert curve[-1] == pytest.approx(
-        hypervolume(values, ["minimize", "minimize"], dash._reference)
-    )
+    # when the run ends the automatic reference point is the search's own default
+    assert np.allclose(dash.hv.reference, search.reference_point())
+    assert curve[-1] == pytest.approx(search.hypervolume())
+    assert "reference" in dash.hv_title
     assert "finished: 30/30" in dash.status_line.value
     assert (
         all(b.disabled for name, b in dash.buttons.items() if name != "start")
@@ -41,12 +42,7 @@ def test_dashboard_follows_a_search_to_the_end():
 
 
 def test_points_stream_in_while_the_search_runs():
-    gate = threading.Event()
-
-    def slow(arch):
-        gate.wait(10)
-        return three_objectives(arch)
-
+    gate, slow = gated()
     search = make_search(fn=slow, budget=12, n_obj=3)
     dash = SearchDashboard(search, rate=50)
     assert dash.color_picker.value == "size"  # colour by the third objective
@@ -58,8 +54,16 @@ def test_points_stream_in_while_the_search_runs():
     assert dash.drawn_points == 12
     assert dash.throttle.flushes < 12 + 3  # coalesced, not one message per evaluation
     dash.x_picker.value = "size"  # axis change: a full redraw from the rows
+    rows = search.results.set_index("trial")
     assert dash.drawn_points == 12
-    assert set(dash.pareto.data[0].x) <= {0.0, 1.0, 2.0, 3.0, 4.0, 5.0}
+    trials = dash.points.values("customdata")
+    assert dash.points.values("x") == rows.loc[trials, "size"].tolist()
+    dash.y_picker.value = "cost"
+    assert dash.points.values("y") == rows.loc[trials, "cost"].tolist()
+    assert dash.figure.layout.yaxis.title.text.startswith("cost")
+    dash.color_picker.value = "loss"
+    assert dash.points.values("color") == rows.loc[trials, "loss"].tolist()
+    assert dash.figure.layout.coloraxis.colorbar.title.text == "loss"
     dash.close()
 
 
@@ -99,9 +103,15 @@ def test_failures_are_counted_and_a_dead_search_shows_its_error():
     dash = SearchDashboard(search)
     search.start().wait(30)
     dash.throttle.flush_now()
-    failed = int((search.results["state"] == "FAIL").sum())
+    results = search.results
+    failed = int((results["state"] == "FAIL").sum())
     assert failed > 0 and f"{failed} failed" in dash.status_line.value
     assert dash.drawn_points == 30 - failed
+    # failed evaluations have no objective values: a visible note counts them, hover lists why
+    (note,) = [a for a in dash.figure.layout.annotations if a.name == "failed"]
+    assert note.visible and note.text == f"✕ {failed} failed"
+    first = int(results.loc[results["state"] == "FAIL", "trial"].iloc[0])
+    assert f"trial {first}: ValueError: x0 = 0 is broken" in note.hovertext
 
     def always(arch):
         raise RuntimeError("evaluation exploded")
@@ -119,14 +129,25 @@ def test_reference_point_is_editable():
     search.start().wait(30)
     dash = SearchDashboard(search)  # built on a finished search: loads what is stored
     assert dash.drawn_points == 20
+    assert [b.value for b in dash.reference_inputs] == pytest.approx(search.reference_point())
     dash.set_reference([2.0, 2.0])
     values = search.results[["loss", "cost"]].to_numpy()
     assert dash.hypervolume_curve[-1] == pytest.approx(
         hypervolume(values, ["minimize", "minimize"], [2.0, 2.0])
     )
-    assert "reference 2, 2" in dash.hv_fig.layout.title.text
+    assert "reference 2, 2" in dash.hv_title
     with pytest.raises(ConfigError, match="needs 2 finite values"):
         dash.set_reference([1.0])
+    # through its controls: type the values, press the button
+    dash.reference_inputs[0].value, dash.reference_inputs[1].value = 1.5, 3.0
+    dash.reference_button.click()
+    expected = hypervolume(values, ["minimize", "minimize"], [1.5, 3.0])
+    assert dash.hypervolume_curve[-1] == pytest.approx(expected)
+    assert "reference 1.5, 3" in dash.hv_title and dash.reference_message.value == ""
+    dash.reference_inputs[1].value = float("inf")
+    dash.reference_button.click()  # shown in the widget, the curve unchanged
+    assert "finite values" in dash.reference_message.value
+    assert dash.hypervolume_curve[-1] == pytest.approx(expected)
 
 
 def _bytes_sent(widget):
@@ -147,25 +168,106 @@ def test_update_messages_stay_bounded_as_points_accumulate():
     rows = search.results.to_dict("records")
     fresh = make_search(budget=1)
     dash = SearchDashboard(fresh)
-    dash.points.chunk = 20  # small chunks, so 200 points span many of them
-    sent = _bytes_sent(dash.pareto)
+    dash._repr_mimebundle_()  # displayed
+    dash.points.chunk, dash.points.slots = 40, 4  # small, so 200 points seal many chunks
+    sent = _bytes_sent(dash.figure)
     sizes = []
-    for k in range(0, 200, 10):  # replay 200 results in updates of 10 new points
-        dash._pending.extend(rows[k : k + 10])
+    for k in range(0, 200, 5):  # replay 200 results in updates of 5 new points
+        dash._pending.extend(rows[k : k + 5])
         before = sum(sent)
         dash.throttle.flush_now()
         sizes.append(sum(sent) - before)
-    assert dash.drawn_points == 200
-    # an update's size depends on new points and the front, not on all points drawn so far
-    assert max(sizes[-5:]) < 3 * max(sizes[:5])
+    assert dash.drawn_points == 200 and len(dash.points.traces) < 200 // 5
+    assert dash.points.values("customdata") == [r["trial"] for r in rows]
+    # an update's size depends on new points and what changed, not on all points drawn so far
+    assert np.median(sizes[-10:]) < 1.5 * np.median(sizes[:10])
+    assert max(sizes[-10:]) < 3 * max(sizes[:10])
 
 
 def test_title_counts_follow_the_search():
     search = make_search(fn=failing_sometimes, budget=20)
     dash = SearchDashboard(search)
-    assert dash.pareto.layout.title.text.startswith("Pareto front — 0 evaluated")
+    assert dash.figure.layout.title.text.startswith("Pareto front — 0 evaluated")
     search.start().wait(30)
     dash.throttle.flush_now()
     failed = int((search.results["state"] == "FAIL").sum())
     expected = f"Pareto front — {20 - failed} evaluated, {len(search.pareto())} on the front, {failed} failed"
-    assert dash.pareto.layout.title.text == expected
+    assert dash.figure.layout.title.text == expected
+
+
+def test_front_hover_shows_the_arch_and_infeasible_points_stay_visible():
+    search = make_search(budget=40, constraints={"cost": 0.6})
+    dash = SearchDashboard(search)
+    dash._repr_mimebundle_()  # displayed
+    search.start().wait(30)
+    dash.throttle.flush_now()
+    results = search.results.set_index("trial")
+    infeasible = results.index[(results["state"] == "COMPLETE") & ~results["feasible"]].tolist()
+    assert infeasible  # the constraint rejects some archs after evaluation
+    assert dash.infeasible_series.values("customdata") == infeasible
+    assert dash.infeasible_series.values("y") == results.loc[infeasible, "cost"].tolist()
+    assert f"{len(infeasible)} infeasible" in dash.figure.layout.title.text
+    front = dash.front_trials
+    assert sorted(front) == sorted(search.pareto()["trial"])
+    # hovering a front marker shows the evaluated point right under it (the front trace itself
+    # is skipped by hover, so that a change of the front does not resend every hover text)
+    assert dash.front_trace.hoverinfo == "skip" and dash.points.style["hoverinfo"] == "text"
+    trials = dash.points.values("customdata")
+    xy = zip(dash.points.values("x"), dash.points.values("y"), strict=True)
+    place = dict(zip(trials, xy, strict=True))
+    hover = dict(zip(trials, dash.points.values("hovertext"), strict=True))
+    for trial, x, y in zip(front, dash.front_trace.x, dash.front_trace.y, strict=True):
+        row = results.loc[trial]
+        assert place[trial] == (x, y)
+        assert hover[trial].startswith(f"trial {trial}<br>loss={row['loss']:.4g}")
+        assert all(f"{k}={row[k]}" in hover[trial] for k in ("x0", "x1", "x2"))
+    dash.close()
+
+
+def test_predictor_panel_shows_tau_per_cycle_and_predictions():
+    from nasviz.search._predictor import ridge_predictor
+
+    search = make_search(
+        budget=24,
+        strategy="predictor",
+        strategy_options={
+            "batch_size": 6,
+            "inner_steps": 200,
+            "inner_population": 12,
+            "predictor": ridge_predictor(),
+            "cheap_samples": 0,
+        },
+    )
+    dash = SearchDashboard(search)
+    assert dash.predictor_traces == []  # no cycle yet
+    search.start().wait(60)
+    dash.throttle.flush_now()
+    cycles = search.cycles
+    assert len(cycles) >= 2
+    traces = {t.name: t for t in dash.predictor_traces}
+    for name in ("loss", "cost"):
+        assert list(traces[f"{name} tau"].y) == pytest.approx(cycles[f"{name}_kendall_tau"])
+        assert traces[f"{name} tau"].xaxis == "x3"
+        measured = [v for batch in cycles[f"{name}_measured"] for v in batch]
+        assert list(traces[name].x) == pytest.approx(measured) and traces[name].xaxis == "x4"
+    dash.close()
+
+
+def test_the_status_clock_ticks_while_an_evaluation_is_slow():
+    gate, slow = gated()
+    search = make_search(fn=slow, budget=2, n_obj=3)
+    dash = SearchDashboard(search)
+    dash.throttle.tick = 0.1
+    search.start()
+    time.sleep(0.3)
+    before = dash.throttle.flushes
+    time.sleep(1.2)  # no result arrives meanwhile
+    assert dash.throttle.flushes >= before + 4
+    assert re.search(r"running: 0/2 evaluations, 00:0[1-9] elapsed", dash.status_line.value)
+    gate.set()
+    search.wait(30)
+    time.sleep(0.3)
+    settled = dash.throttle.flushes
+    time.sleep(0.5)
+    assert dash.throttle.flushes == settled  # no ticking once the run has ended
+    dash.close()

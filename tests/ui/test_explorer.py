@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 from plotly.callbacks import Points
-from ui_helpers import SPACE, make_search
+from ui_helpers import SPACE, make_search, three_objectives
 
 from nasviz import ConfigError, macs, params
 from nasviz.search import Search
@@ -42,7 +42,7 @@ def test_clicking_a_point_shows_exactly_that_arch(finished):
     assert f"trial {trial}" in explorer.details.value
     assert f"{row['loss']:.5g}" in explorer.details.value
     view = explorer.arch_box.children[0]
-    assert view.layout.title.text.startswith(f"trial {trial}")
+    assert f"trial {trial}" in view.value and 'class="cell active"' in view.value
     assert explorer.selected_arch() == {name: int(row[name]) for name in SPACE.names}
 
 
@@ -57,34 +57,75 @@ def test_lasso_selects_several_and_pins_at_most_four(finished):
         trace_index=0,
     )
     trace._dispatch_on_selection(points, None)
-    assert len(explorer.selected) == 5 and "5 selected" in explorer.details.value
+    five = list(trace.customdata[:5])
+    assert explorer.selected == five and "5 selected" in explorer.details.value
     with pytest.raises(ConfigError, match="at most 4 pinned"):
-        explorer.pin()
-    explorer.select(explorer.selected[:3])
-    explorer.pin()
-    assert len(explorer.pinned) == 3 and "pinned" in explorer.pinned_box.value
+        explorer.pin()  # five at once: rejected, nothing pinned
+    assert explorer.pinned == []
+    explorer.select(five[:4])
+    explorer.pin()  # exactly four: fine
+    assert explorer.pinned == five[:4]
+    assert all(f"trial {t}" in explorer.pinned_box.value for t in five[:4])
+    explorer.select([five[4]])
+    explorer.buttons["pin"].click()  # a fifth: refused in the widget
+    assert explorer.pinned == five[:4] and "at most 4 pinned" in explorer.action_out.value
     explorer.buttons["unpin"].click()
     assert explorer.pinned == [] and explorer.pinned_box.value == ""
 
 
-def test_budget_sliders_move_the_best_feasible_arch(finished):
+def test_budget_sliders_filter_the_front_and_move_the_best_feasible_arch(finished):
     explorer = ParetoExplorer(finished)
-    results = finished.results
-    assert explorer.best == int(
-        results.loc[results["loss"].idxmin(), "trial"]
-    )  # no budget: best loss
-    cost_budget = float(results["cost"].median())
+    results = finished.results.set_index("trial", drop=False)
+    star = explorer.figure.data[3]
+    best = int(results["loss"].idxmin())
+    assert explorer.best == best  # no budget: the best loss
+    assert (star.x[0], star.y[0]) == (results.loc[best, "loss"], results.loc[best, "cost"])
+    front = explorer.figure.data[1]
+    assert set(front.marker.opacity) == {1.0}
+
+    cost_budget = float(results.loc[best, "cost"]) - 1e-9  # the best arch no longer fits
     explorer.sliders["cost"].value = cost_budget  # dragging the slider re-highlights
-    fits = results[results["cost"] <= cost_budget + 1e-12]
-    assert explorer.best == int(fits.loc[fits["loss"].idxmin(), "trial"])
-    star = explorer.figure.data[2]
-    assert star.x[0] == pytest.approx(fits["loss"].min())
-    explorer.sliders["cost"].value = explorer.sliders["cost"].min - 1
-    assert (
-        explorer.best is None
-        or results.set_index("trial").loc[explorer.best, "cost"]
-        <= explorer.sliders["cost"].value + 1e-9
+    fits = results[results["cost"] <= explorer.sliders["cost"].value + 1e-12]
+    expected = int(fits["loss"].idxmin())
+    assert expected != best and explorer.best == expected
+    assert (star.x[0], star.y[0]) == (results.loc[expected, "loss"], results.loc[expected, "cost"])
+    # front points over budget fade; the table keeps the front archs within budget
+    costs = results.loc[list(front.customdata), "cost"].to_numpy()
+    faded = [o < 1.0 for o in front.marker.opacity]
+    assert faded == list(costs > explorer.sliders["cost"].value + 1e-12) and any(faded)
+    table = explorer.front()
+    on_front = set(finished.pareto()["trial"])
+    assert set(table["trial"]) == {t for t in on_front if t in set(fits["trial"])}
+    assert f"trial {best}" not in explorer.table.value or str(best) not in table["trial"].astype(
+        str
     )
+    assert f"{len(table)} of {len(on_front)} archs within budget" in explorer.table.value
+    assert len(explorer.front(within_budget=False)) == len(on_front)
+
+    explorer.sliders["cost"].value = explorer.sliders["cost"].min - 1  # clamps to the minimum
+    cheapest = results[results["cost"] <= results["cost"].min() + 1e-12]
+    assert explorer.best == int(cheapest["loss"].idxmin())
+    assert star.y[0] == results["cost"].min()
+
+
+def test_axis_pickers_with_three_objectives():
+    search = make_search(fn=three_objectives, budget=30, n_obj=3)
+    search.start().wait(60)
+    explorer = ParetoExplorer(search)
+    results = search.results.set_index("trial")
+    assert explorer.color_picker.value == "size" and explorer.info.color == "size"
+    explorer.x_picker.value = "size"
+    explorer.y_picker.value = "loss"
+    front = explorer.figure.data[1]
+    assert list(front.x) == results.loc[list(front.customdata), "size"].tolist()
+    assert list(front.y) == results.loc[list(front.customdata), "loss"].tolist()
+    assert explorer.figure.layout.xaxis.title.text == "size (↑ better)"
+    explorer.color_picker.value = "(none)"
+    assert explorer.info.colors is None and explorer.figure.data[0].marker.coloraxis is None
+    star = explorer.figure.data[3]
+    assert star.x[0] == results.loc[explorer.best, "size"]  # the star follows the axes
+    _click(explorer, 1, 0)
+    assert explorer.selected == [int(front.customdata[0])]
 
 
 def test_front_table_sorts(finished):

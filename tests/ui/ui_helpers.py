@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from nasviz import SearchSpace
@@ -19,6 +21,17 @@ def three_objectives(arch):
     out = two_objectives(arch)
     out["size"] = float(arch["x2"])
     return out
+
+
+def gated(fn=three_objectives):
+    """An evaluation function that waits until ``gate.set()``: returns (gate, function)."""
+    gate = threading.Event()
+
+    def wait_then(arch):
+        gate.wait(10)
+        return fn(arch)
+
+    return gate, wait_then
 
 
 def failing_sometimes(arch):
