@@ -8,8 +8,11 @@ progress bars). A run can also be driven synchronously with ``run()``.
 
 Threads:
     * A background run's thread (and a search's evaluation workers) run at the lowest OS
-      priority, :data:`BACKGROUND_NICE`. The GIL switch interval is left alone: shortening it
-      to 1 ms measured no better cell latency during a search (``python -m bench widgets``
+      priority, :data:`BACKGROUND_NICE`, in Linux's idle scheduling class (``SCHED_IDLE``), so
+      a kernel thread that wakes up (a cell, a comm message) takes a core at once instead of
+      queueing behind them; :mod:`nasviz.search._evaluate` also caps how many supernet
+      evaluations compute at once. The GIL switch interval is left alone: shortening it to
+      1 ms measured no better cell latency during a search (``python -m bench widgets``
       history: 1.40-1.65x vs 1.23-1.55x with Python's 5 ms) and would change global state.
     * The engine's ``setup``, ``step`` and ``teardown`` are only ever called from one thread at a
       time (the runner thread, or the caller of ``run()``).
@@ -20,6 +23,7 @@ Threads:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import threading
@@ -55,9 +59,18 @@ _ACTIVE = ("running", "paused", "stopping")
 BACKGROUND_NICE = 19
 
 
-def lower_thread_priority(nice: int = BACKGROUND_NICE) -> bool:
+def lower_thread_priority(nice: int = BACKGROUND_NICE, idle: bool = True) -> bool:
     """Lowers the OS scheduling priority of the *calling thread* (Linux schedules threads one
-    by one; elsewhere this is a no-op). Returns whether it took effect."""
+    by one; elsewhere this is a no-op). Returns whether it took effect.
+
+    Args:
+        nice: the niceness to set.
+        idle: also move the thread to the idle scheduling class (``SCHED_IDLE``), which a
+            waking normal thread preempts at once. Niceness alone still lets it queue behind
+            background threads of its own process. Threads the thread starts (torch's OpenMP
+            workers) inherit both; a thread cannot leave the idle class again without
+            privileges, so only call this in threads made for background work.
+    """
     get_id = getattr(threading, "get_native_id", None)
     if get_id is None or not hasattr(os, "setpriority") or not sys.platform.startswith("linux"):
         return False
@@ -65,6 +78,9 @@ def lower_thread_priority(nice: int = BACKGROUND_NICE) -> bool:
         os.setpriority(os.PRIO_PROCESS, get_id(), nice)
     except OSError:
         return False
+    if idle and hasattr(os, "SCHED_IDLE"):
+        with contextlib.suppress(OSError):  # niceness alone still applies
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))  # 0: the calling thread
     return True
 
 

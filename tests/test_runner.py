@@ -204,3 +204,21 @@ def test_background_runs_and_their_workers_yield_the_cpu_to_the_kernel():
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == before  # not the caller's
     Run(Probe(total=2)).run()  # run() in the caller's thread leaves its priority alone
     assert seen["nice"] == before
+
+
+def test_background_runs_are_in_the_idle_scheduling_class_and_the_caller_is_not():
+    import os
+
+    seen = {}
+
+    class Probe(Counter):
+        def step(self):
+            seen["policy"] = os.sched_getscheduler(0)
+            return super().step()
+
+    before = os.sched_getscheduler(0)
+    Run(Probe(total=1)).start().wait(10)
+    assert seen["policy"] == os.SCHED_IDLE  # a waking kernel thread preempts it at once
+    assert os.sched_getscheduler(0) == before != os.SCHED_IDLE
+    Run(Probe(total=2)).run()
+    assert seen["policy"] == before

@@ -4,6 +4,14 @@
 and the evaluators are plain picklable objects, so a Dask ``Client.get_executor()`` (worker
 processes, other machines) can run it; the evaluated function must be importable there too.
 It never raises: a failure comes back as an :class:`Outcome` with the error and traceback.
+
+Supernet evaluations are CPU-bound torch work inside this process, so at most one per CPU core
+computes at once (:data:`COMPUTE_SLOTS`); more workers keep more evaluations in flight, the
+rest wait for a slot. More at once than cores only time-slices them (no faster) and crowds the
+notebook kernel's threads off the cores. On 2 cores a 4-worker ElasticCNN search slowed a
+trivial cell 1.6-1.9x before this cap and the idle scheduling class of background threads
+(:func:`nasviz.runner.lower_thread_priority`), 1.27-1.38x with both (``python -m bench
+widgets``), and evaluated no fewer archs per second.
 """
 
 from __future__ import annotations
@@ -23,6 +31,18 @@ from nasviz.objectives import Objective
 from nasviz.space import Arch
 
 __all__ = ["FunctionEvaluator", "Outcome", "SupernetEvaluator", "evaluate", "is_supernet"]
+
+
+def _cpu_cores() -> int:
+    """CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+#: Supernet evaluations computing at once in this process (every search shares it).
+COMPUTE_SLOTS = threading.BoundedSemaphore(_cpu_cores())
 
 
 @dataclass(frozen=True)
@@ -165,4 +185,5 @@ class SupernetEvaluator:
         return [o.name for o in self.objectives if o.cheap]
 
     def __call__(self, arch: Arch) -> tuple[dict[str, float], dict[str, Any]]:
-        return {o.name: o(self.net, arch) for o in self.objectives}, {}
+        with COMPUTE_SLOTS:  # one per CPU core at once (see the module's docstring)
+            return {o.name: o(self.net, arch) for o in self.objectives}, {}

@@ -98,7 +98,8 @@ class Search:
             search (same space and objectives) is resumed; none of its archs is re-evaluated.
         executor: a ``concurrent.futures.Executor`` (e.g. ``dask.distributed.Client(...)
             .get_executor()``); None uses a thread pool of ``workers`` threads.
-        workers: evaluations in flight at once.
+        workers: evaluations in flight at once (a supernet's compute at most one per CPU
+            core at once in a process; the others wait for a core).
         seed: makes the strategy reproducible; with one worker, the same seed, strategy and
             budget give the same results.
         constraints: ``{objective: bound}`` (``<=`` a minimized, ``>=`` a maximized objective)

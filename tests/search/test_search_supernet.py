@@ -164,3 +164,52 @@ def test_a_real_elastic_mlp_search_evaluates_each_subnet_once(strategy, one_torc
     if strategy == "nsga2":  # Optuna's sampler did propose equivalents; none was evaluated
         skipped = [t.user_attrs.get("nasviz", {}).get("skipped") for t in search.study.trials]
         assert "equivalent" in skipped
+
+
+def test_supernet_evaluations_compute_at_most_one_per_core_and_functions_are_not_capped(
+    monkeypatch, one_torch_thread
+):
+    """Workers beyond the compute slots (one per CPU core) keep evaluations in flight but
+    wait for a slot; a plain function (maybe I/O-bound) runs on every worker at once."""
+    import nasviz.search._evaluate as evaluate_module
+
+    monkeypatch.setattr(evaluate_module, "COMPUTE_SLOTS", threading.BoundedSemaphore(2))
+    lock = threading.Lock()
+    now = peak = 0
+
+    def counted(net, arch) -> float:
+        nonlocal now, peak
+        with lock:
+            now += 1
+            peak = max(peak, now)
+        time.sleep(0.05)
+        with lock:
+            now -= 1
+        return float(arch["depth.0"])
+
+    net = small_cnn()
+    objectives = [Objective("counted", "minimize", counted), params()]
+    search = Search(
+        net, objectives=objectives, strategy="random", budget=8, storage=":memory:", workers=4
+    )
+    assert search.start().wait(timeout=60).state == "finished", search.traceback
+    assert (search.results["state"] == "COMPLETE").all()
+    assert peak == 2  # never more than the slots, and the slots are used
+
+    together = threading.Barrier(4, timeout=20)  # passes only if all 4 run at once
+
+    def waits_for_all(arch) -> dict[str, float]:
+        together.wait()
+        return {"loss": float(arch["x"]), "cost": -float(arch["x"])}
+
+    search = Search(
+        waits_for_all,
+        space={"x": [0, 1, 2, 3]},
+        objectives=[("loss", "minimize"), ("cost", "minimize")],
+        strategy="random",
+        budget=4,
+        storage=":memory:",
+        workers=4,
+    )
+    assert search.start().wait(timeout=60).state == "finished", search.traceback
+    assert (search.results["state"] == "COMPLETE").all()
