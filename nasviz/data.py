@@ -132,7 +132,7 @@ def _min_rows(val: float, test: float, start: int = 1) -> int:
 
 
 def _split_indices(n: int, val: float, test: float, seed: int, stratify: np.ndarray | None = None):
-    _check_split_args(val, test, seed)
+    """Shuffled (train, val, test) row indices; the arguments are checked by the caller."""
     rng = np.random.default_rng(seed)
     if stratify is None:
         n_train, n_val, n_test = _split_sizes(n, val, test)
@@ -147,7 +147,7 @@ def _split_indices(n: int, val: float, test: float, seed: int, stratify: np.ndar
     parts: list[list[np.ndarray]] = [[], [], []]
     for label in np.unique(stratify):
         idx = rng.permutation(np.flatnonzero(stratify == label))
-        n_test, n_val = round(len(idx) * test), round(len(idx) * val)
+        _, n_val, n_test = _split_sizes(len(idx), val, test)
         for part, chunk in zip(
             parts, (idx[n_test + n_val :], idx[n_test : n_test + n_val], idx[:n_test]), strict=True
         ):

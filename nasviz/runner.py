@@ -127,6 +127,11 @@ class RunStatus:
     def active(self) -> bool:
         return self.state in _ACTIVE
 
+    @property
+    def ended(self) -> bool:
+        """The run has started and is over (stopped, finished or failed)."""
+        return not self.active and self.state != "idle"
+
     def __str__(self) -> str:
         total = "?" if self.total is None else str(self.total)
         text = f"{self.state}: {self.done}/{total} {self.unit}s, {_clock(self.elapsed)} elapsed"

@@ -201,7 +201,7 @@ class SearchDashboard(View):
                 self._pending.append(dict(event.data))
         elif event.kind == "cycle":
             self._cycles_dirty = True
-        elif event.kind == "status" and not event.data.active and event.data.state != "idle":
+        elif event.kind == "status" and event.data.ended:
             self._refresh_after_cell()  # the run ended: its final front goes into the output
         self.throttle.notify()
 
@@ -227,12 +227,8 @@ class SearchDashboard(View):
             self._trials = np.concatenate([self._trials, [int(r["trial"]) for r in ok]])
             self._hover += [hover_text(r, self._arch_cols, self.objectives) for r in ok]
         status = self.search.status
-        self.hv.update(self._values, len(new), self._frame, final=self._ended(status))
+        self.hv.update(self._values, len(new), self._frame, final=status.ended)
         return status
-
-    @staticmethod
-    def _ended(status: Any) -> bool:
-        return not status.active and status.state != "idle"
 
     def _prepare_static(self) -> None:
         self.throttle.flush_now()
@@ -271,7 +267,7 @@ class SearchDashboard(View):
     # ---- flush (throttle thread) -------------------------------------------------------------
     def _flush(self) -> None:
         status = self._ingest()
-        final = self._ended(status) and status.state != self._ended_state
+        final = status.ended and status.state != self._ended_state
         if not self.slot.created:  # not displayed yet: it will be drawn whole when it is
             self._deaf = self._relayout = False
         elif self._deaf:
@@ -289,7 +285,7 @@ class SearchDashboard(View):
             self.slot.sync_state()  # views made later (a page reload) show the final figure
             self.slot.finalize()  # a front end still behind gets the final figure anew
             self.refresh_static()  # front ends that follow background threads update at once
-        elif not self._ended(status):
+        elif not status.ended:
             self._ended_state = ""
 
     def _draw(self, fig: go.Figure) -> None:

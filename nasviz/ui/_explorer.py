@@ -131,8 +131,6 @@ class ParetoExplorer(View):
         self.buttons["unpin"].on_click(lambda _b: self._act(self.unpin_all))
         self.pinned_box = W.HTML()
         self.sliders = self._make_sliders()
-        ok = self.info.trials[self.within_budget(self.info.trials)]
-        self.best = self._best(ok, self._quality())
         self.slot = FigureSlot(self._new_figure, on_deaf=self._rebuild_figure)
         self.budget_out = W.HTML()
         self.sort_picker = W.Dropdown(

@@ -67,6 +67,8 @@ class LiveHypervolume:
         if len(points) == 0:
             self.values.extend([0.0] * n_new)
             return
+        if n_new == 0 and not (self._stale or final) and self.reference is not None:
+            return  # a clock tick: the points, and so the reference and the curve, are unchanged
         ref = self.reference
         if not self.fixed:
             exact = default_reference(points, self.directions)

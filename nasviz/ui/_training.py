@@ -64,7 +64,7 @@ class TrainingMonitor(View):
                 self._pending.append(event.data)
         elif event.kind == "eval":
             self._evals_dirty = True
-        elif event.kind == "status" and not event.data.active and event.data.state != "idle":
+        elif event.kind == "status" and event.data.ended:
             self._refresh_after_cell()  # the run ended: its final curves go into the output
         self.throttle.notify()
 
@@ -149,7 +149,7 @@ class TrainingMonitor(View):
         status = self.run.status
         self.controls.draw(status)
         self.throttle.keep_ticking(status.active)
-        ended = not status.active and status.state != "idle"
+        ended = status.ended
         if ended and not self._synced:
             self.slot.sync_state()  # views made later (a page reload) show the final curves
             self.slot.finalize()
