@@ -163,7 +163,13 @@ def _additive(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return mask.to(dtype)
 
 
-def _linear(weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Linear:
+def head_columns(kept: list[int], head_dim: int) -> torch.Tensor:
+    """Indices of the rows (q/k/v) or columns (out) of heads ``kept``, in order."""
+    return (torch.as_tensor(kept)[:, None] * head_dim + torch.arange(head_dim)).reshape(-1)
+
+
+def linear_of(weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Linear:
+    """A new ``nn.Linear`` holding copies of ``weight`` (out, in) and ``bias``."""
     layer = nn.Linear(
         weight.shape[1],
         weight.shape[0],
@@ -184,14 +190,14 @@ def replace_heads(model: nn.Module, name: str, dead: list[int]) -> HeadAttention
     mha = model.get_submodule(name)
     e, d = mha.embed_dim, mha.head_dim
     kept = [h for h in range(mha.num_heads) if h not in set(dead)]
-    cols = (torch.as_tensor(kept)[:, None] * d + torch.arange(d)).reshape(-1)  # (kept * d,)
+    cols = head_columns(kept, d)  # (kept * d,)
     w, b = mha.in_proj_weight.detach(), mha.in_proj_bias
     parts = []
     for i in range(3):  # q, k, v blocks of the packed projection
         rows = cols + i * e
-        parts.append(_linear(w[rows], None if b is None else b.detach()[rows]))
+        parts.append(linear_of(w[rows], None if b is None else b.detach()[rows]))
     out_proj = mha.out_proj
-    out = _linear(
+    out = linear_of(
         out_proj.weight.detach()[:, cols],
         None if out_proj.bias is None else out_proj.bias.detach(),
     )

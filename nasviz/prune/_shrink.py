@@ -21,7 +21,7 @@ from torch import nn
 
 from nasviz.errors import NasvizWarning
 from nasviz.objectives import count_params
-from nasviz.prune._attention import replace_heads
+from nasviz.prune._attention import head_columns, linear_of, replace_heads
 from nasviz.prune._channels import _graph, channel_groups, example_input_for
 from nasviz.prune._masks import Masks, copy_model
 
@@ -84,27 +84,16 @@ def _prune_group(dg: Any, module: nn.Module, idxs: list[int]) -> None:
 
 def _keep_linear(layer: nn.Linear, keep: torch.Tensor, dim: int) -> nn.Linear:
     """A copy of ``layer`` with only rows (dim 0) or columns (dim 1) ``keep``."""
-    weight = layer.weight.detach().index_select(dim, keep)
-    new = nn.Linear(
-        weight.shape[1],
-        weight.shape[0],
-        bias=layer.bias is not None,
-        device=weight.device,
-        dtype=weight.dtype,
-    )
-    with torch.no_grad():
-        new.weight.copy_(weight)
-        if layer.bias is not None:
-            new.bias.copy_(layer.bias.detach() if dim == 1 else layer.bias.detach()[keep])
-    return new
+    bias = None if layer.bias is None else layer.bias.detach()
+    if bias is not None and dim == 0:
+        bias = bias[keep]
+    return linear_of(layer.weight.detach().index_select(dim, keep), bias)
 
 
 def _prune_heads(attn: nn.Module, dead: list[int]) -> None:
     """Removes heads ``dead`` of a nasviz-style attention module in place."""
     alive = [h for h in range(attn.heads) if h not in set(dead)]
-    keep = (torch.as_tensor(alive)[:, None] * attn.head_dim + torch.arange(attn.head_dim)).reshape(
-        -1
-    )
+    keep = head_columns(alive, attn.head_dim)
     attn.q, attn.k, attn.v = (_keep_linear(getattr(attn, p), keep, 0) for p in ("q", "k", "v"))
     attn.out = _keep_linear(attn.out, keep, 1)
     attn.heads = len(alive)
