@@ -101,7 +101,8 @@ class RoutingStats:
             rows, ranks, experts = _valid(record)
             E = record.num_experts
             count = np.bincount(experts, minlength=E)
-            dropped = self.counts(i, include_dropped=True) - count
+            chosen = record.experts >= 0  # (n, k): elastic padding is -1
+            dropped = np.bincount(record.experts[chosen & record.dropped], minlength=E)
             gate_sum = np.bincount(experts, weights=record.gates[rows, ranks], minlength=E)
             total = max(int(count.sum()), 1)
             mean_prob = record.probs.mean(axis=0) if len(record) else np.zeros(E)
