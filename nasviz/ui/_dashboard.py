@@ -14,11 +14,10 @@ import plotly.graph_objects as go
 from nasviz.errors import ConfigError
 from nasviz.runner import Event
 from nasviz.search import pareto_mask
-from nasviz.ui._base import View
 from nasviz.ui._controls import RunControls
 from nasviz.ui._figure import FigureSlot
 from nasviz.ui._hypervolume import LiveHypervolume
-from nasviz.ui._live import ChunkedSeries, Throttle
+from nasviz.ui._live import ChunkedSeries, LiveView, Throttle
 from nasviz.viz._dashboard import (
     HYPERVOLUME_AXES,
     HYPERVOLUME_TITLE,
@@ -49,7 +48,7 @@ def _on(axes: tuple[str, str]) -> dict[str, str]:
     return {"xaxis": axes[0], "yaxis": axes[1]}
 
 
-class SearchDashboard(View):
+class SearchDashboard(LiveView):
     """Start / Pause / Resume / Stop, status, errors, and one live figure: the Pareto scatter
     (axis and colour pickers for 3+ objectives; failed evaluations counted in a corner note,
     infeasible ones crossed; hovering any point shows its arch), the hypervolume curve with an editable
@@ -138,13 +137,6 @@ class SearchDashboard(View):
             None if color == "(none)" else self._names.index(color),
         )
 
-    def _materialize(self) -> None:
-        self.slot.figure  # noqa: B018 - made when the view is first displayed
-
-    def _locked_new_figure(self) -> go.FigureWidget:
-        with self.throttle.lock:  # not while a flush draws
-            return self._new_figure()
-
     def _new_figure(self) -> go.FigureWidget:
         """A new figure widget that holds everything drawn so far in its *initial* state (so
         that even a front end that misses every later message shows it)."""
@@ -229,14 +221,6 @@ class SearchDashboard(View):
         status = self.search.status
         self.hv.update(self._values, len(new), self._frame, final=status.ended)
         return status
-
-    def _prepare_static(self) -> None:
-        self.throttle.flush_now()
-
-    def _on_deaf(self) -> None:
-        """The figure's front end never caught up (see :mod:`nasviz.ui._figure`): rebuild it."""
-        self._deaf = True
-        self.throttle.notify()
 
     # ---- controls --------------------------------------------------------------------------
     def press(self, button: str) -> None:

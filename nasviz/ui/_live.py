@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from nasviz.errors import NasvizWarning
+from nasviz.ui._base import View
 
 __all__ = ["ChunkedSeries", "Throttle"]
 
@@ -261,3 +262,35 @@ def _field(trace: Any, key: str) -> list[Any]:
     if values is None:
         return []
     return [v.item() if isinstance(v, np.generic) else v for v in values]
+
+
+class LiveView(View):
+    """A View whose one figure, ``self.slot`` (a :class:`~nasviz.ui._figure.FigureSlot`), is
+    drawn by the flushes of ``self.throttle``: the search dashboard and the training monitor.
+
+    Subclasses make ``self.slot = FigureSlot(self._locked_new_figure, on_deaf=self._on_deaf)``,
+    implement :meth:`_new_figure`, and let a flush that finds :attr:`_deaf` install a new one.
+    """
+
+    slot: Any
+    throttle: Throttle
+    _deaf = False  # the figure's front end never caught up: the next flush builds a new one
+
+    def _new_figure(self) -> Any:
+        """A figure widget holding everything drawn so far in its *initial* state."""
+        raise NotImplementedError
+
+    def _materialize(self) -> None:
+        self.slot.figure  # noqa: B018 - made when the view is first displayed
+
+    def _locked_new_figure(self) -> Any:
+        with self.throttle.lock:  # not while a flush draws
+            return self._new_figure()
+
+    def _prepare_static(self) -> None:
+        self.throttle.flush_now()
+
+    def _on_deaf(self) -> None:
+        """The figure's front end never caught up (see :mod:`nasviz.ui._figure`): rebuild it."""
+        self._deaf = True
+        self.throttle.notify()

@@ -10,10 +10,9 @@ import numpy as np
 import plotly.graph_objects as go
 
 from nasviz.runner import Event
-from nasviz.ui._base import View
 from nasviz.ui._controls import RunControls
 from nasviz.ui._figure import FigureSlot
-from nasviz.ui._live import ChunkedSeries, Throttle
+from nasviz.ui._live import ChunkedSeries, LiveView, Throttle
 from nasviz.viz._training import (
     MEMBER_COLORS,
     accuracy_traces,
@@ -25,7 +24,7 @@ from nasviz.viz._training import (
 __all__ = ["TrainingMonitor"]
 
 
-class TrainingMonitor(View):
+class TrainingMonitor(LiveView):
     """Loss per sandwich member (largest, smallest, mean of the random ones) and validation
     accuracy per evaluated epoch in one live figure, with the same buttons and throttled path as
     the dashboard. When the run ends, the static figure in the notebook's output is refreshed
@@ -68,13 +67,6 @@ class TrainingMonitor(View):
             self._refresh_after_cell()  # the run ended: its final curves go into the output
         self.throttle.notify()
 
-    def _prepare_static(self) -> None:
-        self.throttle.flush_now()
-
-    def _on_deaf(self) -> None:
-        self._deaf = True
-        self.throttle.notify()
-
     def _ingest(self) -> None:
         """Queued losses -> per-member curves (random subnets averaged per step)."""
         with self._lock:
@@ -91,13 +83,6 @@ class TrainingMonitor(View):
                 values.append(float(loss))
 
     # ---- the figure ----------------------------------------------------------------------------
-    def _materialize(self) -> None:
-        self.slot.figure  # noqa: B018 - made when the view is first displayed
-
-    def _locked_new_figure(self) -> go.FigureWidget:
-        with self.throttle.lock:
-            return self._new_figure()
-
     def _new_figure(self) -> go.FigureWidget:
         """A figure widget holding every loss so far in its initial state."""
         draft = training_layout()
