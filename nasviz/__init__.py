@@ -23,6 +23,7 @@ from nasviz.errors import (
     ShapeError,
     SpaceError,
     StorageError,
+    TrainingError,
 )
 from nasviz.objectives import Objective, accuracy, latency, macs, params
 from nasviz.runner import Engine, Event, Run, RunStatus
@@ -39,6 +40,8 @@ _LAZY: dict[str, str] = {
     "train_supernet": "nasviz.supernet",
     "recalibrate": "nasviz.supernet",
     "load_supernet": "nasviz.supernet",
+    "recover": "nasviz.training",
+    "train": "nasviz.training",
     "Masks": "nasviz.prune",
     "RoutingHeatmap": "nasviz.ui",
     "RoutingRecorder": "nasviz.moe",
@@ -50,9 +53,25 @@ _LAZY: dict[str, str] = {
     "SupernetBuilder": "nasviz.ui",
     "Search": "nasviz.search",
     "MaskViewer": "nasviz.ui",
+    "ImportanceView": "nasviz.ui",
+    "HardwareProfile": "nasviz.hardware",
+    "latency_table": "nasviz.hardware",
 }
 # subpackages imported on first access: `nasviz.prune.magnitude(...)` works after `import nasviz`
-_SUBPACKAGES = ("moe", "pipeline", "prune", "search", "supernet", "ui", "viz")
+_SUBPACKAGES = (
+    "export",
+    "hardware",
+    "hf",
+    "moe",
+    "pipeline",
+    "prune",
+    "quant",
+    "search",
+    "supernet",
+    "training",
+    "ui",
+    "viz",
+)
 
 __all__ = [
     "Arch",
@@ -73,6 +92,7 @@ __all__ = [
     "ShapeError",
     "SpaceError",
     "StorageError",
+    "TrainingError",
     "__version__",
     "accuracy",
     "data",

@@ -25,6 +25,7 @@ __all__ = [
     "ShapeError",
     "SpaceError",
     "StorageError",
+    "TrainingError",
 ]
 
 
@@ -66,6 +67,10 @@ class PipelineError(NasvizError, RuntimeError):
 
 class RunError(NasvizError, RuntimeError):
     """A background run was asked to do something its state does not allow."""
+
+
+class TrainingError(NasvizError, RuntimeError):
+    """Training cannot go on (a loss that is NaN or infinite); the last good checkpoint stays."""
 
 
 class NasvizWarning(UserWarning):

@@ -5,7 +5,9 @@ a ``direction`` (``"minimize"`` or ``"maximize"``). With an ``arch``, ``model`` 
 (it has ``subnet(arch)`` and ``export(arch)``) and the objective measures that subnet.
 
 Built-ins: :func:`params`, :func:`macs` (torch's own FLOP counter), :func:`latency` (median of
-timed runs after warm-up, thread count recorded) and :func:`accuracy`. ``cheap`` marks exact,
+timed runs after warm-up, thread count recorded), and the quality objectives on data of any form
+(defined in ``nasviz/_quality.py``): :func:`accuracy`, :func:`top_k_accuracy`,
+:func:`perplexity`, :func:`mse`, :func:`f1` and :func:`metric` for anything else. ``cheap`` marks exact,
 inexpensive objectives (params, MACs) that a predictor-guided search computes instead of
 predicting. A supernet that has ``count_params(arch)`` / ``count_macs(arch, input_shape)`` gives
 those counts in closed form; the objectives use them instead of exporting the subnet.
@@ -19,14 +21,19 @@ from __future__ import annotations
 import contextlib
 import statistics
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
+from nasviz._flops import flop_counter
 from nasviz.errors import ConfigError, ShapeError, check_int, check_shape
+from nasviz.training._model import active_subnet as _active
+from nasviz.training._model import as_module as _module
+from nasviz.training._model import eval_mode as _eval_mode
+from nasviz.training._model import is_supernet as _is_supernet
 
 __all__ = [
     "DIRECTIONS",
@@ -37,10 +44,15 @@ __all__ = [
     "count_macs",
     "count_params",
     "evaluate_accuracy",
+    "f1",
     "latency",
     "macs",
     "measure_latency",
+    "metric",
+    "mse",
     "params",
+    "perplexity",
+    "top_k_accuracy",
 ]
 
 DIRECTIONS = ("minimize", "maximize")
@@ -130,31 +142,6 @@ def as_objective(spec: Objective | tuple[str, str] | Any) -> Objective:
 
 
 # ---- resolving (model, arch) --------------------------------------------------------------
-def _is_supernet(model: Any) -> bool:
-    return hasattr(model, "subnet") and hasattr(model, "export")
-
-
-def _active(model: Any, arch: Any):
-    """Context in which ``model(x)`` computes the subnet ``arch`` (a no-op without one)."""
-    if arch is None:
-        return contextlib.nullcontext()
-    if not _is_supernet(model):
-        raise ConfigError(
-            f"an arch was given but {type(model).__name__} is not a supernet "
-            "(it needs subnet(arch) and export(arch))"
-        )
-    return model.subnet(arch)
-
-
-def _module(model: Any) -> nn.Module:
-    """``model`` itself, or a ConfigError when it is not a torch module."""
-    if not isinstance(model, nn.Module):
-        raise ConfigError(
-            f"expected a torch nn.Module (or a supernet with an arch), got {type(model).__name__}"
-        )
-    return model
-
-
 def _static(model: Any, arch: Any) -> nn.Module:
     """The standalone module for ``arch`` (the model itself without one)."""
     if arch is None:
@@ -190,18 +177,6 @@ def _example_input(
     if dtype in (torch.long, torch.int64, torch.int32):
         return torch.zeros(input_shape, dtype=dtype)
     return torch.randn(input_shape, generator=torch.Generator().manual_seed(0), dtype=dtype)
-
-
-def _eval_mode(model: nn.Module) -> Callable[[], None]:
-    """Puts ``model`` in eval mode; returns the function that restores its mode.
-
-    A model already in eval mode is not touched at all, so concurrent evaluations of one
-    (supernet) model from several threads never flip each other's mode.
-    """
-    if not model.training:
-        return lambda: None
-    model.eval()
-    return lambda: model.train(True)
 
 
 # ---- params -------------------------------------------------------------------------------
@@ -240,19 +215,18 @@ def count_macs(
     """Multiply-accumulates of one forward pass on an input of ``input_shape`` (batch included),
     counted by :class:`torch.utils.flop_counter.FlopCounterMode` (MACs = FLOPs / 2).
 
-    Counts matrix multiplications and convolutions (what dominates); element-wise ops are free.
+    Counts matrix multiplications and convolutions (what dominates), attention's two matrix
+    products included on every device (see :mod:`nasviz._flops`); element-wise ops are free.
     For a supernet and an ``arch``, a supernet's own ``count_macs(arch, input_shape)`` (closed
     form, equal to counting its export) is used when it has one; ``dtype`` does not change a
     count.
     """
-    from torch.utils.flop_counter import FlopCounterMode
-
     shape = check_shape("input_shape (batch included)", input_shape)
     if arch is not None and hasattr(model, "count_macs"):
         return int(model.count_macs(arch, shape))
     x = _example_input(_module(model), shape, dtype)
     restore = _eval_mode(model)
-    counter = FlopCounterMode(display=False)
+    counter = flop_counter()
     try:
         with torch.no_grad(), _active(model, arch), counter, _forward_errors(shape):
             model(x)
@@ -277,7 +251,11 @@ def macs(input_shape: tuple[int, ...], dtype: torch.dtype | None = None) -> Obje
 # ---- latency ------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class LatencyMeasurement:
-    """Timed forward passes: median and spread in milliseconds, and how they were taken."""
+    """Timed forward passes: median and spread in milliseconds, and how they were taken.
+
+    ``threads`` is the intra-op thread count the forwards ran with (torch's for eager and
+    compile, the ONNX Runtime session's for onnxruntime); ``runtime`` and ``device`` say where.
+    """
 
     median_ms: float
     p10_ms: float
@@ -287,6 +265,14 @@ class LatencyMeasurement:
     threads: int
     input_shape: tuple[int, ...]
     samples_ms: tuple[float, ...] = ()
+    runtime: str = "eager"
+    device: str = "cpu"
+
+    @classmethod
+    def of(cls, times: list[float], **how: Any) -> LatencyMeasurement:
+        """Median, 10th and 90th percentiles of ``times`` (ms) with how they were taken."""
+        q = statistics.quantiles(times, n=10) if len(times) > 1 else [times[0]] * 9
+        return cls(statistics.median(times), q[0], q[-1], samples_ms=tuple(times), **how)
 
 
 def _check_timing(repeats: Any, warmup: Any, threads: Any) -> None:
@@ -304,37 +290,55 @@ def measure_latency(
     warmup: int = 5,
     threads: int | None = None,
     dtype: torch.dtype | None = None,
+    *,
+    runtime: str = "eager",
+    device: str | torch.device | None = None,
 ) -> LatencyMeasurement:
     """Times ``repeats`` forward passes after ``warmup`` untimed ones, in eval mode, no grad.
 
     Args:
         input_shape: the full input shape, batch included.
-        threads: torch intra-op threads during the measurement (restored after); None keeps
-            the current setting. The count used is recorded in the result.
+        threads: intra-op threads during the measurement (torch's setting is restored after);
+            None keeps the current setting. The count used is recorded in the result.
+        dtype: of the example input (None: the model's, token ids for an embedding first).
+        runtime: ``"eager"``, ``"compile"`` (``torch.compile``) or ``"onnxruntime"`` (the
+            model exported to ONNX; the ``deploy`` extra); see :mod:`nasviz.hardware._runtime`.
+            Compiling and exporting happen before the warm-up and are not timed.
+        device: where to run (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"auto"``); None: the
+            model's device. A model elsewhere is copied there, never moved. CUDA forwards are
+            synchronized before the clock stops.
     """
+    from nasviz.hardware._runtime import check_runtime, prepare, resolve_device, time_calls
+
     shape = check_shape("input_shape (batch included)", input_shape)
     _check_timing(repeats, warmup, threads)
-    x = _example_input(_module(model), shape, dtype)
+    runtime = check_runtime(runtime)
+    module = _module(model)
+    where = resolve_device(device, module)
+    x = _example_input(module, shape, dtype)
     before = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
-    restore = _eval_mode(model)
-    times = []
+    restore = _eval_mode(module)
     try:
-        with torch.no_grad(), _forward_errors(shape):
-            for _ in range(warmup):
-                model(x)
-            for _ in range(repeats):
-                t0 = _clock()
-                model(x)
-                times.append((_clock() - t0) * 1e3)
         used = torch.get_num_threads()
+        with (
+            torch.no_grad(),
+            prepare(module, x, runtime, where, used) as run,  # raises its own nasviz errors
+            _forward_errors(shape),
+        ):
+            times = time_calls(run, repeats, warmup, _clock)
     finally:
         restore()
         torch.set_num_threads(before)
-    q = statistics.quantiles(times, n=10) if len(times) > 1 else [times[0]] * 9
-    return LatencyMeasurement(
-        statistics.median(times), q[0], q[-1], repeats, warmup, used, shape, tuple(times)
+    return LatencyMeasurement.of(
+        times,
+        repeats=repeats,
+        warmup=warmup,
+        threads=used,
+        input_shape=shape,
+        runtime=runtime,
+        device=str(where),
     )
 
 
@@ -344,25 +348,38 @@ def latency(
     repeats: int = 30,
     warmup: int = 5,
     threads: int | None = None,
+    *,
+    runtime: str = "eager",
+    device: str | torch.device | None = None,
 ) -> Objective:
     """Median forward latency in ms (minimize) of the static (exported) model.
 
     Args:
         input_shape: one example's shape, or the full shape with batch when ``batch`` is None.
         batch: prepended to ``input_shape`` when given.
+        runtime: ``"eager"``, ``"compile"`` or ``"onnxruntime"`` (see :func:`measure_latency`).
+        device: where to measure (None: the model's device).
 
-    Every argument is checked here (ShapeError / ConfigError), not on every call.
+    Every argument is checked here (ShapeError / ConfigError; an unknown or uninstalled
+    runtime names the runtimes installed), not on every call.
     """
+    from nasviz.hardware._runtime import check_runtime, resolve_device
+
     if batch is None:
         shape = check_shape("input_shape (batch included, as batch=None)", input_shape)
     else:
         batch = check_int("batch", batch, 1)
         shape = (batch, *check_shape("input_shape (one example, without batch)", input_shape))
     _check_timing(repeats, warmup, threads)
+    check_runtime(runtime)
+    if device is not None:
+        resolve_device(device)
     obj = Objective("latency", "minimize", unit="ms")
 
     def fn(model: Any, arch: Any) -> float:
-        m = measure_latency(_static(model, arch), shape, repeats, warmup, threads)
+        m = measure_latency(
+            _static(model, arch), shape, repeats, warmup, threads, runtime=runtime, device=device
+        )
         obj.last = m  # the most recent measurement, for the curious (thread count, spread)
         return m.median_ms
 
@@ -370,78 +387,13 @@ def latency(
     return obj
 
 
-# ---- accuracy -----------------------------------------------------------------------------
-def _batches(data: Any, batch_size: int) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
-    if hasattr(data, "val") and hasattr(data, "train"):  # a Dataset: validate on .val
-        data = data.val
-    if hasattr(data, "batches"):
-        return data.batches(batch_size)
-    if isinstance(data, tuple) and len(data) == 2:
-        X, y = data
-        return (
-            (X[i : i + batch_size], y[i : i + batch_size]) for i in range(0, len(y), batch_size)
-        )
-    if isinstance(data, torch.utils.data.DataLoader):
-        return data
-    raise ConfigError(
-        f"accuracy data must be a nasviz Dataset or Split, an (X, y) pair or a DataLoader; got {type(data).__name__}"
-    )
-
-
-def _check_logits(logits: torch.Tensor, y: torch.Tensor) -> None:
-    """Logits must be one row of class scores per label, and every label a class of the model."""
-    if not isinstance(logits, torch.Tensor) or tuple(logits.shape[:-1]) != tuple(y.shape):
-        got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
-        raise ShapeError(
-            f"accuracy needs logits of shape (batch, classes) = ({len(y)}, C) for {len(y)} "
-            f"labels; the model returned {got}"
-        )
-    n_classes = logits.shape[-1]
-    lo, hi = int(y.min()), int(y.max())
-    if lo < 0 or hi >= n_classes:
-        raise ConfigError(
-            f"labels range over {lo}..{hi} but the model has {n_classes} outputs, so labels must "
-            f"lie in 0..{n_classes - 1}; check that the data and the model's classes match"
-        )
-
-
-@torch.no_grad()
-def evaluate_accuracy(
-    model: nn.Module, data: Any, arch: Any = None, batch_size: int = 512
-) -> float:
-    """Top-1 accuracy in percent of ``model`` (or of subnet ``arch``) on ``data``.
-
-    Raises:
-        ShapeError: the inputs do not fit the model, or its outputs are not one row of class
-            scores per label.
-        ConfigError: a label is not one of the model's classes (``0..outputs-1``).
-    """
-    model = _module(model)
-    restore = _eval_mode(model)
-    correct = total = 0
-    try:
-        with _active(model, arch):
-            for X, y in _batches(data, batch_size):
-                with _forward_errors(tuple(X.shape)):
-                    out = model(X)
-                logits = out.logits if hasattr(out, "logits") else out
-                if len(y):
-                    _check_logits(logits, y)
-                correct += int((logits.argmax(-1) == y).sum())
-                total += len(y)
-    finally:
-        restore()
-    if total == 0:
-        raise ConfigError("accuracy data is empty")
-    return 100.0 * correct / total
-
-
-def accuracy(data: Any, batch_size: int = 512) -> Objective:
-    """Top-1 accuracy in percent (maximize) on ``data`` (a Dataset uses its val split)."""
-    check_int("batch_size", batch_size, 1)
-    _batches(data, batch_size)  # a ConfigError now for data of the wrong kind (reads nothing)
-
-    def fn(model: Any, arch: Any) -> float:
-        return evaluate_accuracy(model, data, arch, batch_size)
-
-    return Objective("accuracy", "maximize", fn, unit="%")
+# ---- quality on data (re-exported; they build on Objective above) ---------------------------
+from nasviz._quality import (  # noqa: E402
+    accuracy,
+    evaluate_accuracy,
+    f1,
+    metric,
+    mse,
+    perplexity,
+    top_k_accuracy,
+)

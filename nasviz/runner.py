@@ -306,6 +306,16 @@ class Run:
         self._main()
         return self.status
 
+    def mark_finished(self, message: str) -> RunStatus:
+        """Records without running that the engine has nothing left to do (state
+        ``"finished"`` with ``message``), for an owner whose engine was finished before any
+        start (a search whose storage already holds its budget)."""
+        with self._lock:
+            if self._state in _ACTIVE:
+                raise RunError(f"{self.name} is {self._state}; it cannot be marked finished")
+        self._set_state("finished", message)
+        return self.status
+
     def _check_startable(self) -> None:
         if self._state in _ACTIVE:
             raise RunError(f"{self.name} is already {self._state}; stop() or wait() first")

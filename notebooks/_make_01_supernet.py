@@ -32,7 +32,7 @@ import torch
 import nasviz
 from nasviz.supernet import ElasticCNN, ElasticMLP, train_supernet
 from nasviz.ui import TrainingMonitor
-from nasviz.viz import accuracy_figure, loss_figure, loss_info
+from nasviz.viz import accuracy_figure, loss_figure, loss_info, styled
 
 torch.manual_seed(seed)
 torch.set_num_threads(1)  # tiny models: one thread is fastest
@@ -42,16 +42,26 @@ print(net.space)
 print(f"{net.space.size:,} subnets share {nasviz.objectives.count_params(net):,} parameters")
 """),
     md("""
-## Train in the background
+## Train in the background, from a DataLoader
 
-`train_supernet` returns a run: `start()` returns at once and the kernel stays free. Each step
-trains the largest subnet, the smallest and two random ones on the same batch (the *sandwich
-rule*); the smaller ones also learn from the largest's predictions (*in-place distillation*).
-The monitor below draws the loss of each sandwich member live and the validation accuracy after
-each epoch; its buttons pause, resume or stop the run.
+`train_supernet` takes data in any form: a nasviz `Dataset`, `(X, y)` arrays, a pandas
+DataFrame, a Hugging Face dataset, a stream, or, as here, your own PyTorch `DataLoader`. nasviz
+keeps the loader's dataset, batch size and workers and gives it a seeded order, so this run
+computes exactly what `train_supernet(net, data, ...)` computes on the tensors. `device=`
+(`"cuda"`, `"mps"`, `"auto"`), `precision="bf16"` and `checkpoint="run.pt"` (written atomically
+every epoch, resumed from when it exists) work the same way.
+
+It returns a run: `start()` returns at once and the kernel stays free. Each step trains the
+largest subnet, the smallest and two random ones on the same batch (the *sandwich rule*); the
+smaller ones also learn from the largest's predictions (*in-place distillation*). The monitor
+below draws the loss of each sandwich member live and the validation accuracy after each epoch;
+its buttons pause, resume or stop the run.
 """),
     code("""
-run = train_supernet(net, data, epochs=epochs, seed=seed)
+from torch.utils.data import DataLoader, TensorDataset
+
+loader = DataLoader(TensorDataset(data.train.X, data.train.y), batch_size=64, shuffle=True)
+run = train_supernet(net, loader, val=data.val, epochs=epochs, seed=seed)
 monitor = TrainingMonitor(run)
 run.start()
 monitor
@@ -91,7 +101,7 @@ archs = [net.largest(), net.smallest(), *net.sample(seed, n=8)]
 table = pd.DataFrame(
     [{"arch": a.to_json(), "params": params(net, a), "macs": macs(net, a), "accuracy": acc(net, a)} for a in archs]
 )
-px.scatter(table, x="macs", y="accuracy", size="params", hover_data=["arch"], title="subnets: MACs vs accuracy")
+styled(px.scatter(table, x="macs", y="accuracy", size="params", hover_data=["arch"], title="subnets: MACs vs accuracy"))
 """),
     md("""
 ## Export one

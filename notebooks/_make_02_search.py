@@ -20,17 +20,18 @@ Strategies: `"random"` (the honest baseline), `"nsga2"` (Optuna's evolutionary N
 thousands of predicted archs, and only the most promising ones are evaluated for real).
 """),
     params("""
-strategy = "predictor"     # "random", "nsga2" or "predictor"
-budget = 24                # real evaluations, counting those already in `storage`
-seed = 0
-storage = None             # journal file or RDB URL; None: a fresh <out_dir>/<strategy>-<seed>.journal
+strategy = "predictor"     # one of: "random", "nsga2", "predictor"
+budget = 24                # real evaluations (≥ 1), counting those already in `storage`
+seed = 0                   # (≥ 0)
+storage: "Optional[str]" = None  # journal file or RDB URL; None: a fresh <out_dir>/<strategy>-<seed>.journal
 checkpoint = "runs/01_supernet/supernet_mlp.pt"  # saved by 01_supernet; trained briefly here if missing
-data_seed = 0              # the digits split the supernet was trained on (01's seed)
+data_seed = 0              # the digits split the supernet was trained on (01's seed, ≥ 0)
 out_dir = "runs/02_search" # results (CSV) go here
 """),
     md("""
 The supernet: the one notebook 01 trained and saved, when its checkpoint is there; otherwise a
-small `ElasticMLP` trained here for one epoch (rough, but enough to see a search work).
+small `ElasticMLP` trained here for one epoch (rough, but enough to see a search work), and a
+note says so, here and in the terminal of `nasviz run`.
 """),
     code("""
 from pathlib import Path
@@ -39,8 +40,10 @@ import torch
 
 import nasviz
 from nasviz.objectives import accuracy, macs
+from nasviz.pipeline import notice
 from nasviz.search import Search
 from nasviz.supernet import ElasticMLP, load_supernet, train_supernet
+from nasviz.viz import hypervolume_figure, pareto_figure
 
 torch.manual_seed(seed)
 torch.set_num_threads(1)  # tiny models: one thread is fastest
@@ -53,7 +56,8 @@ if checkpoint and Path(checkpoint).is_file():
 else:
     net = ElasticMLP.for_data(data)
     train_supernet(net, data, epochs=1, seed=seed).run()
-    print("no checkpoint: trained an ElasticMLP for one epoch")
+    notice(f"no trained supernet at {checkpoint!r} (run 01_supernet first): this search uses an "
+           "ElasticMLP trained here for one epoch only, so its accuracies are rough")
 print(net.family, f"{net.space.size:,} archs")
 """),
     md("""
@@ -70,7 +74,7 @@ if storage is None:
 search = Search(net, objectives=[accuracy(data.val), macs((1, *data.input_shape))],
                 strategy=strategy, budget=budget, storage=storage, seed=seed)
 search.start()          # returns at once: the search runs in a background thread
-search.status
+print(search.status)
 """),
     md("""
 While it runs you can read `search.status`, `pause()`, `resume()` or `stop()` it. Here we wait.
@@ -88,19 +92,30 @@ area the front dominates up to a reference point (worse than every point in each
 results = search.results
 front = search.pareto().sort_values("macs")
 print(len(results), "evaluated,", len(front), "on the Pareto front")
-front[["trial", *net.space.names, "accuracy", "macs"]]
+front[["trial", *net.space.names, "accuracy", "macs"]].round({"accuracy": 2})
+"""),
+    md("""
+The same as figures: every evaluated subnet with the front highlighted (hover a point for its
+arch), and how the hypervolume grew, as a share of a fixed reference box (its raw value is on
+hover).
+"""),
+    code("""
+pareto_figure(results, search.objectives)
+"""),
+    code("""
+hypervolume_figure(results, search.objectives)
 """),
     code("""
 history = search.hypervolume_history()
-print("hypervolume:", round(search.hypervolume(), 2), "reference point:", search.reference_point())
-history.tail()
+print(f"hypervolume {search.hypervolume():.4g} at reference point {search.reference_point().round(2)}")
+history.tail().round(4)
 """),
     md("""
 The predictor strategy records how well its accuracy model ranked each batch before seeing it
 (Kendall tau: 1 is a perfect ranking; MAPE in percent). Empty for the other strategies.
 """),
     code("""
-search.cycles.reindex(columns=["cycle", "trained_on", "accuracy_kendall_tau", "accuracy_mape"])
+search.cycles.reindex(columns=["cycle", "trained_on", "accuracy_kendall_tau", "accuracy_mape"]).round(3)
 """),
     md("""
 Saving: the CSVs are for any tool; the storage is the full record (an Optuna study, readable by

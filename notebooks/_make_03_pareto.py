@@ -22,11 +22,11 @@ Everything the widgets show is also reachable from code (`search.results`, `sear
 `search.hypervolume_history()`), and every evaluation is already in the search's storage.
 """),
     params("""
-seed = 0
-epochs = 4               # supernet training (a few seconds)
-budget = 40              # evaluations of the search
-strategy = "nsga2"       # "random", "nsga2" or "predictor"
-workers = 2
+seed = 0                 # (≥ 0)
+epochs = 4               # supernet training, a few seconds (≥ 1)
+budget = 40              # evaluations of the search (≥ 1)
+strategy = "nsga2"       # one of: "random", "nsga2", "predictor"
+workers = 2              # evaluations at once (≥ 1)
 out_dir = "runs/03_pareto"
 """),
     code("""
@@ -40,6 +40,7 @@ from nasviz import accuracy, latency, macs, params
 from nasviz.search import Search
 from nasviz.supernet import ElasticMLP, train_supernet
 from nasviz.ui import ParetoExplorer, SearchDashboard
+from nasviz.viz import format_frame
 
 torch.manual_seed(seed)
 out = Path(out_dir)
@@ -47,7 +48,7 @@ out.mkdir(parents=True, exist_ok=True)
 data = nasviz.data.digits(seed=seed, flat=True)
 net = ElasticMLP(widths=(16, 32, 48, 64, 96, 128), depths=(1, 2, 3, 4))
 train_supernet(net, data, epochs=epochs, seed=seed).run()
-print(f"supernet with {net.space.size} subnets, trained for {epochs} epochs")
+print(f"supernet with {net.space.size} archs, trained for {epochs} epochs")
 """),
     md("""
 ## A live search
@@ -71,7 +72,7 @@ dashboard
         """
 search.wait()
 print(search.status)
-print(f"{len(search.pareto())} subnets on the front; hypervolume {search.hypervolume():.4g}")
+print(f"{len(search.pareto())} subnets on the front")
 """,
         "nbval-ignore-output",
     ),
@@ -80,7 +81,10 @@ print(f"{len(search.pareto())} subnets on the front; hypervolume {search.hypervo
 
 This search is created but not started: press **Start**, watch points arrive, press **Stop**
 whenever you like. Random search is the honest baseline every Pareto plot should be compared to;
-this one also measures each subnet's real latency.
+this one also measures each subnet's real latency. Its budget (2000) is larger than the number
+of distinct subnets (archs that differ only in the widths of layers past their depth compute the
+same subnet and are evaluated once), so left alone it ends by itself when every one of them has
+been evaluated, and its status line says so.
 """),
     code("""
 baseline = Search(net, objectives=[accuracy(data.val), macs((1, 64)), latency((64,), batch=1, repeats=10)],
@@ -91,9 +95,13 @@ SearchDashboard(baseline)
 ## Explore the front
 
 Click a point (or lasso several). The buttons act in this kernel on that subnet: measure its
-latency now, export it (to `explorer.exported` and to a file), pin it for comparison. The
-sliders bound the cost objectives: subnets over budget fade, the table keeps the front's
-subnets that fit, and the star marks the most accurate one.
+latency now, export it (to `explorer.exported` and to a file in the search's folder, `out_dir`;
+the message shows the path), pin it for comparison. The sliders bound the cost objectives:
+subnets over budget fade, the table keeps the front's subnets that fit, and the star marks the
+most accurate one.
+
+The views are not ipywidgets themselves: to lay two side by side, put their `.widget` in a
+container, e.g. `ipywidgets.HBox([dashboard.widget, explorer.widget])`.
 """),
     code("""
 results = search.results
@@ -112,7 +120,7 @@ browse = ParetoExplorer(saved, objectives=objectives, space=net.space)
 browse.sliders["macs"].value = float(saved["macs"].median())
 best = browse.apply_budgets()
 print("best subnet within the median MACs:", best)
-browse.front().head()
+format_frame(browse.front().head(), ["accuracy", "macs", "params"])
 """),
 ]
 

@@ -20,19 +20,18 @@ scikit-learn's digits picks the most accurate subnet on its Pareto front, and ev
 variant is measured with the search's own objectives, so both sit on one accuracy / size front.
 """),
     params("""
-seed = 0
-epochs = 5                        # supernet training (the searched subnets' quality)
-search_budget = 12                # subnets the quick search evaluates
+seed = 0                          # (≥ 0)
+epochs = 5                        # supernet training, the searched subnets' quality (≥ 1)
+search_budget = 12                # subnets the quick search evaluates (≥ 1)
 sparsities = [0.25, 0.5, 0.75, 0.9]
-gradual_final = 0.9               # final sparsity of gradual pruning
-lottery_rounds = 3
+gradual_final = 0.9               # final sparsity of gradual pruning (< 1)
+lottery_rounds = 3                # (≥ 1)
 out_dir = "runs/04_prune"         # the search's journal and the saved masks go here
 """),
     code("""
 import copy
 from pathlib import Path
 
-import pandas as pd
 import plotly.express as px
 import torch
 
@@ -41,7 +40,7 @@ from nasviz import prune
 from nasviz.objectives import accuracy, count_params, evaluate_accuracy, measure_latency, params
 from nasviz.search import Search
 from nasviz.supernet import ElasticMLP, train_supernet
-from nasviz.viz import pareto_figure, pareto_info
+from nasviz.viz import compression_figure, styled
 
 torch.manual_seed(seed)
 out = Path(out_dir)
@@ -57,7 +56,7 @@ search = Search(net, objectives=objectives, strategy="random", budget=search_bud
                 storage=str(journal), seed=seed)
 search.start().wait()   # a background run; here we simply wait for it
 front = search.pareto().sort_values("params")
-front[["trial", "accuracy", "params"]]
+front[["trial", "accuracy", "params"]].round(2)
 """),
     md("""
 The subnet we prune is the most accurate one on the front, exported as a plain
@@ -93,7 +92,7 @@ layers end up with different sparsities.
 """),
     code("""
 masks = prune.magnitude(model, 0.75, scope="global")
-masks.stats()
+masks.stats().round(3)
 """),
     code("""
 erk = prune.random(model, 0.75, distribution="erk")
@@ -131,19 +130,21 @@ sweep = prune.sweep(model, ["magnitude", "random", "random-erk", "channels"], [0
                     objectives)
 sweep.run()
 results = sweep.results
-results[["method", "sparsity", "weight_sparsity", "accuracy", "params", "nonzero_params"]]
+results[["method", "sparsity", "weight_sparsity", "accuracy", "params", "nonzero_params"]].round(3)
 """),
     code("""
-px.line(results, x="weight_sparsity", y="accuracy", color="method", markers=True,
-        title="accuracy vs fraction of weights removed (no fine-tuning)")
+styled(px.line(results, x="weight_sparsity", y="accuracy", color="method", markers=True,
+              title="accuracy vs fraction of weights removed (no fine-tuning)"))
 """),
     md("""
-Searched subnets and pruned variants on one front: only structured pruning moves a model left
-(fewer parameters at dense inference); unstructured masks stay at the subnet's size.
+Searched subnets and pruned variants on one front, one legend entry per pruning method (hover a
+star for its sparsity): only structured pruning moves a model left (fewer parameters at dense
+inference); unstructured masks stay at the subnet's size.
 """),
     code("""
-both = pd.concat([search.results, results], ignore_index=True)
-pareto_figure(pareto_info(both, objectives), title="searched subnets and pruned variants")
+variants = results.assign(name=[f"{m} {s:.0%}" for m, s in zip(results.method, results.sparsity)])
+compression_figure(variants, search.results, objectives, x="params", y="accuracy", group="method",
+                   title="Searched subnets and pruned variants")
 """),
     md("""
 ## Gradual pruning during fine-tuning (Zhu & Gupta)
@@ -159,7 +160,7 @@ cb = prune.gradual(tuned, gradual_final, n_steps=10, every=4)  # reaches s_f aft
 acc = train(tuned, epochs=3, callback=cb)  # 3 epochs = 60 steps
 print(f"gradual {cb.masks.sparsity:.0%} sparse, fine-tuned accuracy {acc:.1f}% "
       f"(dense {dense_accuracy:.1f}%)")
-px.line(cb.history, x="step", y="sparsity", markers=True, title="cubic sparsity schedule")
+styled(px.line(cb.history, x="step", y="sparsity", markers=True, title="cubic sparsity schedule"))
 """),
     md("""
 ## Lottery tickets
@@ -174,7 +175,7 @@ fresh = copy.deepcopy(model)
 for p in fresh.parameters():  # a new initialization, not the searched weights
     torch.nn.init.normal_(p, std=0.1)
 tickets = prune.lottery(fresh, lambda m: train(m, epochs=2), rounds=lottery_rounds, rate=0.2)
-tickets.table()
+tickets.table().round(3)
 """),
     code("""
 from nasviz.ui import MaskViewer

@@ -24,11 +24,11 @@ look at it as heatmaps, and then use what we saw to **prune** and **merge** expe
 compressed models on the same Pareto axes as an architecture search.
 """),
     params("""
-seed = 0
-n_per_task = 300  # examples per task
-epochs = 6  # training epochs (a few seconds each on a CPU)
-num_experts = 4
-top_k = 2
+seed = 0  # (≥ 0)
+n_per_task = 300  # examples per task (≥ 1)
+epochs = 6  # training epochs, a few seconds each on a CPU (≥ 1)
+num_experts = 4  # (≥ 2)
+top_k = 2  # (≥ 1)
 temperature = 1.0  # router softmax temperature (lower: sharper routing)
 capacity_factor = None  # e.g. 1.0: each expert takes at most its fair share of a batch
 keep = 2  # experts kept per layer when pruning
@@ -84,7 +84,7 @@ with (
     model(test.X)
 stats = rec.stats()
 print(stats)
-stats.load_matrix()  # layer x expert: share of the layer's processed assignments
+stats.load_matrix().round(3)  # layer x expert: share of the layer's processed assignments
 """),
     md("""
 Every result is a DataFrame. `stats.load()` has one row per (layer, expert): `count` of tokens
@@ -112,7 +112,7 @@ for i, layer in enumerate(stats.layers):
         f"{layer}: MI(task; expert) = {stats.mutual_information('task', i):.3f} nats, "
         f"shuffled {shuffled.mutual_information('task', i):.4f}"
     )
-stats.summary()  # load balance (CV, max/mean, dropped share) and router entropy per layer
+stats.summary().round(3)  # load balance (CV, max/mean, dropped share) and router entropy per layer
 """),
     md("""
 ## Look at it
@@ -123,7 +123,9 @@ there (strongest gate first, with their labels). Switch the view to *task x expe
 routed). The **drop experts** control re-routes the recorded tokens without the chosen experts
 (from the recorded router probabilities, instantly) and shows that load in the heatmap; since we
 pass the model and data, the **accuracy change** button evaluates the pruned copy on demand.
-In a saved notebook a static figure stands in.
+Load colours start at 0 and put the uniform share (every expert equally used, here 25%) in the
+middle of the scale, so a balanced layer reads as one even colour. In a saved notebook a static
+figure stands in.
 """),
     code("""
 from nasviz.ui import RoutingHeatmap
@@ -168,7 +170,7 @@ variants = {
 }
 report = compression_report(variants, test, label="task")
 shown = ["name", "accuracy", "params", "macs", "memory_bytes"]
-report[[*shown, "accuracy_change", "params_saved_fraction"]]
+report[[*shown, "accuracy_change", "params_saved_fraction"]].round(3)
 """),
     code("""
 report.set_index("name").filter(like="accuracy_task_").round(1)  # accuracy per task (%)
@@ -239,7 +241,7 @@ subnet_variants = {
     "merged (1 group)": merge_experts(largest, stats_largest, groups=1),
 }
 subnet_report = compression_report(subnet_variants, data.val, objectives=search.objectives)
-subnet_report[["name", "accuracy", "params", "macs", "accuracy_change", "params_saved_fraction"]]
+subnet_report[["name", "accuracy", "params", "macs", "accuracy_change", "params_saved_fraction"]].round(3)
 """),
     code("""
 compression_figure(subnet_report, search.results, search.objectives, x="params", y="accuracy")

@@ -17,9 +17,9 @@ weights, loadable with `weights_only=True`) and `training.csv` to `out_dir`. Run
 with `nasviz pipeline --out DIR`, or this step alone with `nasviz run pipeline/1_train_supernet`.
 """),
     params("""
-seed = 0
-family = "ElasticMLP"    # "ElasticMLP" or "ElasticCNN"
-epochs = 6
+seed = 0                 # (≥ 0)
+family = "ElasticMLP"    # one of: "ElasticMLP", "ElasticCNN"
+epochs = 6               # (≥ 1)
 out_dir = "runs/pipeline"
 """),
     code("""
@@ -30,7 +30,7 @@ import torch
 import nasviz
 from nasviz.pipeline import begin_step, finish_step
 from nasviz.supernet import ElasticCNN, ElasticMLP, save_supernet, train_supernet
-from nasviz.viz import loss_figure, loss_info
+from nasviz.viz import loss_figure
 
 out = Path(out_dir)
 begin_step(out, "train_supernet")
@@ -49,7 +49,7 @@ print(run.evaluations.tail(1).to_string(index=False))
 save_supernet(net, out / "supernet.pt")
 run.history.to_csv(out / "training.csv", index=False)
 finish_step(out, "train_supernet")
-loss_figure(loss_info(run.history))
+loss_figure(run.history)
 """),
 ]
 
@@ -63,9 +63,9 @@ A search interrupted earlier (same supernet, same parameters) resumes from its j
 made for another supernet or other parameters is kept aside as `search.1.journal`, never deleted.
 """),
     params("""
-seed = 0
-strategy = "nsga2"       # "random", "nsga2" or "predictor"
-budget = 30
+seed = 0                 # (≥ 0)
+strategy = "nsga2"       # one of: "random", "nsga2", "predictor"
+budget = 30              # evaluations (≥ 1)
 out_dir = "runs/pipeline"
 """),
     code("""
@@ -76,7 +76,7 @@ from nasviz import accuracy, macs, params
 from nasviz.pipeline import begin_step, finish_step, prepare_resumable
 from nasviz.search import Search
 from nasviz.supernet import load_supernet
-from nasviz.viz import pareto_figure, pareto_info
+from nasviz.viz import hypervolume_figure, pareto_figure
 
 out = Path(out_dir)
 manifest = begin_step(out, "search")
@@ -109,7 +109,10 @@ results.to_csv(out / "results.csv", index=False)
 search.pareto()[columns].to_csv(out / "pareto.csv", index=False)
 finish_step(out, "search")
 print(f"{len(results)} evaluated, {len(search.pareto())} on the front")
-pareto_figure(pareto_info(results, search.objectives))
+pareto_figure(results, search.objectives)
+"""),
+    code("""
+hypervolume_figure(results, search.objectives)
 """),
 ]
 
@@ -122,10 +125,10 @@ whole channels (structured, so the model really shrinks), fine-tunes briefly, an
 row per variant to `compressed.csv` on the search's axes (accuracy, MACs, parameters).
 """),
     params("""
-seed = 0
-n_best = 2
+seed = 0                 # (≥ 0)
+n_best = 2               # subnets of the front compressed (≥ 1)
 sparsity = 0.5           # fraction of channels removed per layer
-finetune_epochs = 2
+finetune_epochs = 2      # (≥ 0)
 out_dir = "runs/pipeline"
 """),
     code("""
@@ -176,7 +179,7 @@ for _, row in best.iterrows():
 compressed = pd.DataFrame(rows)
 compressed.to_csv(out / "compressed.csv", index=False)
 finish_step(out, "compress_best")
-compressed
+compressed.round(3)
 """),
 ]
 
@@ -195,21 +198,19 @@ import json
 from pathlib import Path
 
 import pandas as pd
-import plotly.graph_objects as go
 
 from nasviz.pipeline import begin_step, finish_step
-from nasviz.viz import pareto_figure, pareto_info
+from nasviz.viz import compression_figure, pareto_info
 
 out = Path(out_dir)
 manifest = begin_step(out, "report")
 results = pd.read_csv(out / "results.csv")
 compressed = pd.read_csv(out / "compressed.csv")
 objectives = [("accuracy", "maximize"), ("macs", "minimize"), ("params", "minimize")]
-fig = pareto_figure(pareto_info(results, objectives, x="macs", y="accuracy"), "Searched and compressed subnets")
-for method, group in compressed[compressed.method != "subnet"].groupby("method"):
-    fig.add_trace(go.Scatter(x=group["macs"], y=group["accuracy"], mode="markers", name=method,
-                             marker={"symbol": "diamond", "size": 12}))
-fig
+variants = compressed[compressed.method != "subnet"]
+variants = variants.assign(name=[f"trial {t}, {m}" for t, m in zip(variants.trial, variants.method)])
+compression_figure(variants, results, objectives, x="macs", y="accuracy", group="method",
+                   title="Searched and compressed subnets")
 """),
     code("""
 front = pareto_info(results, objectives)

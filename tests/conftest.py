@@ -15,3 +15,33 @@ settings.register_profile(
     derandomize=True,
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "nasviz"))
+
+
+# ---- tests that need a CUDA device -------------------------------------------------------
+# Tests marked ``gpu`` are deselected unless ``--gpu`` is given (``make test-gpu``); the run
+# prints how many were deselected and why, so CI (which has no GPU) never skips silently.
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--gpu", action="store_true", default=False, help="run the tests marked gpu (needs CUDA)"
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--gpu"):
+        return
+    gpu = [item for item in items if item.get_closest_marker("gpu") is not None]
+    if gpu:
+        config.hook.pytest_deselected(items=gpu)
+        items[:] = [item for item in items if item.get_closest_marker("gpu") is None]
+        config._nasviz_gpu_deselected = len(gpu)
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    n = getattr(config, "_nasviz_gpu_deselected", 0)
+    if n:
+        terminalreporter.write_line(
+            f"{n} tests marked gpu were deselected: they need a CUDA device; "
+            "run them with `make test-gpu` on a machine that has one"
+        )

@@ -256,7 +256,9 @@ def test_accuracy_rejects_labels_the_model_cannot_predict():
     with pytest.raises(ConfigError, match=r"labels must lie in 0..2"):
         accuracy((X, torch.tensor([0, 1, -1, 0, 1, 1])))(model)
     with pytest.raises(ShapeError, match=r"logits of shape \(batch, classes\)"):
-        accuracy((X, y.reshape(3, 2)))(model)
+        accuracy((X, y[:, None]))(model)  # (6, 1) labels for (6, 3) logits
+    with pytest.raises(ShapeError, match=r"one row per example; they have \[6, 3\] rows"):
+        accuracy((X, y.reshape(3, 2)))  # found when the objective is built
 
 
 @pytest.mark.parametrize(
@@ -327,3 +329,99 @@ def test_measuring_restores_train_mode_and_leaves_eval_mode_untouched():
     macs((2, 4))(model)
     latency((4,), batch=2, repeats=2)(model)
     assert calls == []
+
+
+# ---- quality objectives on data of any form ------------------------------------------------
+class _Fixed(nn.Module):
+    """Returns the logits stored for each input row (inputs are row ids)."""
+
+    def __init__(self, logits: torch.Tensor):
+        super().__init__()
+        self.register_buffer("table", logits)
+
+    def forward(self, rows: torch.Tensor) -> torch.Tensor:
+        return self.table[rows.long().flatten()]  # (B, C)
+
+
+def _fixed_case(n: int = 40, classes: int = 4, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(n, classes, generator=g)
+    y = torch.randint(0, classes, (n,), generator=g)
+    return _Fixed(logits), torch.arange(n), y, logits
+
+
+def test_top_k_f1_mse_and_custom_metrics_by_hand():
+    from sklearn.metrics import f1_score
+
+    from nasviz.objectives import f1, metric, mse, top_k_accuracy
+
+    model, rows, y, logits = _fixed_case()
+    top2 = logits.topk(2, dim=-1).indices
+    expected = 100.0 * float((top2 == y[:, None]).any(-1).float().mean())
+    objective = top_k_accuracy((rows, y), 2, batch_size=7)
+    assert objective.name == "top2_accuracy" and objective(model) == pytest.approx(expected)
+    predicted = logits.argmax(-1).numpy()
+    for average in ("macro", "micro"):
+        score = f1((rows, y), average=average, batch_size=9)(model)
+        assert score == pytest.approx(100 * f1_score(y.numpy(), predicted, average=average))
+    targets = torch.randn(40, 4)
+    assert mse((rows, targets), batch_size=6)(model) == pytest.approx(
+        float(((logits - targets) ** 2).mean()), rel=1e-6
+    )
+    margin = metric(
+        lambda out, t: (out.max(-1).values - out.min(-1).values).mean(),
+        (rows, y),
+        "margin",
+        "maximize",
+        batch_size=7,
+    )
+    assert margin(model) == pytest.approx(
+        float((logits.max(-1).values - logits.min(-1).values).mean()), rel=1e-6
+    )
+    with pytest.raises(ConfigError, match="direction must be one of"):
+        metric(lambda out, t: 0.0, (rows, y), "m", "up")
+
+
+def test_accuracy_takes_any_data_form_and_streams():
+    import datasets
+    from torch.utils.data import DataLoader, IterableDataset, TensorDataset
+
+    model, rows, y, logits = _fixed_case()
+    expected = 100.0 * float((logits.argmax(-1) == y).float().mean())
+
+    class Stream(IterableDataset):
+        def __iter__(self):
+            yield from zip(rows, y, strict=True)
+
+        def __getitem__(self, i):
+            raise AssertionError("indexed")
+
+    table = datasets.Dataset.from_dict({"rows": rows.tolist(), "label": y.tolist()})
+    forms = [
+        (rows, y),
+        DataLoader(TensorDataset(rows, y), batch_size=6, num_workers=0),
+        Stream(),
+        [(rows[:10], y[:10]), (rows[10:], y[10:])],
+    ]
+    for data in forms:
+        assert accuracy(data)(model) == pytest.approx(expected), type(data).__name__
+    by_keyword = nn.Module()
+    by_keyword.forward = lambda rows: model(rows)  # dict batches call model(**inputs)
+    assert accuracy(table)(by_keyword) == pytest.approx(expected)
+    assert accuracy((rows, y), device="cpu")(model) == pytest.approx(expected)
+    assert objectives_module.evaluate_accuracy(
+        model, DataLoader(TensorDataset(rows, y), batch_size=5)
+    ) == pytest.approx(expected)
+
+
+def test_accuracy_of_a_subnet_on_a_loader():
+    from torch.utils.data import DataLoader, TensorDataset
+
+    torch.manual_seed(0)
+    net = ElasticMLP(in_features=6, num_classes=3, widths=(8, 16))
+    X, y = torch.randn(30, 6), torch.randint(0, 3, (30,))
+    arch = net.smallest()
+    with torch.no_grad(), net.subnet(arch):
+        expected = 100.0 * float((net.eval()(X).argmax(-1) == y).float().mean())
+    loader = DataLoader(TensorDataset(X, y), batch_size=8)
+    assert accuracy(loader)(net, arch) == pytest.approx(expected)

@@ -7,6 +7,7 @@ import importlib.metadata
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -69,3 +70,11 @@ def test_shared_argument_checks_accept_numpy_and_refuse_lookalikes():
     for bad in ("23", (2, 0), (2, True), (2.0, 3), 5):
         with pytest.raises(nasviz.ShapeError, match="s must be a tuple of positive ints"):
             check_shape("s", bad)
+
+
+def test_test_modules_have_unique_basenames():
+    # pytest's default import mode imports test modules by basename: two files called
+    # test_x.py in different folders make collection fail on a clean checkout.
+    tests = Path(__file__).parent
+    names = [p.name for p in tests.rglob("test_*.py")]
+    assert len(names) == len(set(names)), sorted(n for n in set(names) if names.count(n) > 1)

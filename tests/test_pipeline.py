@@ -107,13 +107,39 @@ def test_pipeline_arguments_are_checked_before_any_kernel(tmp_path):
 def test_run_writes_outputs_and_provenance(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     nb = _notebook(tmp_path / "step.ipynb", GOOD)
-    executed = run_notebook(nb, {"seed": 4, "scale": 2}, out="out")
+    executed = run_notebook(nb, {"scale": 2}, out="out", say=lambda _line: None)
     assert executed == Path("out") / "step.ipynb" and executed.exists()
-    assert json.loads((tmp_path / "out" / "result.json").read_text()) == {"value": 8, "name": "x"}
+    assert json.loads((tmp_path / "out" / "result.json").read_text()) == {"value": 0, "name": "x"}
     prov = json.loads((tmp_path / "out" / "step.provenance.json").read_text())
-    assert prov["parameters"] == {"seed": 4, "scale": 2, "out_dir": "out"}
-    assert prov["seed"] == 4 and prov["status"] == "completed"
+    assert prov["parameters"] == {"scale": 2, "out_dir": "out"}  # what was given
+    # what was in effect: the seed the notebook used, its default, not null
+    assert prov["effective_parameters"] == {"seed": 0, "scale": 2, "name": "x", "out_dir": "out"}
+    assert prov["seed"] == 0 and prov["status"] == "completed"
     assert prov["nasviz"] and prov["torch"].startswith("2.")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "result.json",
+        "step.ipynb",
+        "step.provenance.json",
+    ]  # no temporary copy, no kernel log left behind
+
+
+@pytest.mark.notebook
+def test_a_failed_rerun_never_replaces_a_good_run(tmp_path, monkeypatch):
+    """A rerun whose parameter fails inside the kernel is written beside the good run."""
+    monkeypatch.chdir(tmp_path)
+    nb = _notebook(tmp_path / "step.ipynb", "assert scale > 0, 'scale must be positive'", GOOD)
+    run_notebook(nb, {"scale": 2}, out="out", say=lambda _line: None)
+    good = (tmp_path / "out" / "step.ipynb").read_bytes()
+    good_prov = (tmp_path / "out" / "step.provenance.json").read_bytes()
+    with pytest.raises(PipelineError, match=r"kept at out/step\.failed\.ipynb"):
+        run_notebook(nb, {"scale": -1}, out="out", say=lambda _line: None)
+    assert (tmp_path / "out" / "step.ipynb").read_bytes() == good
+    assert (tmp_path / "out" / "step.provenance.json").read_bytes() == good_prov
+    failed = json.loads((tmp_path / "out" / "step.failed.provenance.json").read_text())
+    assert failed["status"] == "failed" and "scale must be positive" in failed["error"]
+    assert [e["ename"] for _, e in _error_outputs(tmp_path / "out" / "step.failed.ipynb")] == [
+        "AssertionError"
+    ]
 
 
 @pytest.mark.notebook
@@ -214,6 +240,10 @@ def test_the_nasviz_command_checks_before_any_kernel(tmp_path):
         "params": ["params", "pipeline/2_search"],
         "unknown": ["pipeline", "-o", "a", "-p", "epoch", "3"],
         "mistyped": ["pipeline", "-o", "b", "-p", "budget", "many"],
+        "version": ["--version"],
+        "negative": ["run", "02_search", "-o", "e", "-p", "budget", "-3"],
+        "choice": ["run", "02_search", "-o", "f", "-p", "strategy", "bogus"],
+        "storage": ["run", "02_search", "-o", "g", "-p", "storage", "5"],
         "unwritable": ["pipeline", "-o", str(blocker / "out")],
         "until": ["pipeline", "-o", "c", "--until", "serch"],
         "notebook": ["run", "nope", "-o", "d"],
@@ -228,18 +258,24 @@ def test_the_nasviz_command_checks_before_any_kernel(tmp_path):
         )
         for name, args in calls.items()
     }
-    done = {name: (p.wait(120), *p.communicate()) for name, p in procs.items()}
+    done = {name: (p.wait(600), *p.communicate()) for name, p in procs.items()}
     rc, out, err = done["params"]
     assert rc == 0, err
     assert out.splitlines() == [
-        "seed = 0  # int",
-        'strategy = "nsga2"  # str  "random", "nsga2" or "predictor"',
-        "budget = 30  # int",
+        "seed = 0  # int  (≥ 0)",
+        'strategy = "nsga2"  # str  one of: "random", "nsga2", "predictor"',
+        "budget = 30  # int  evaluations (≥ 1)",
         'out_dir = "runs/pipeline"  # str',
     ]
+    rc, out, err = done["version"]
+    assert rc == 0 and re.fullmatch(r"nasviz \d+\.\d+\.\d+\S*\n", out), (out, err)
     expected = {
         "unknown": r"nasviz: error: no pipeline step has parameter\(s\) \['epoch'\]; parameters by step: train_supernet: seed, family, epochs",
         "mistyped": r"parameter 'budget' expects int \(default 30\), got str 'many'",
+        # values the notebooks rule out, before any kernel starts
+        "negative": r"parameter 'budget' must be at least 1 \(default 24\), got -3",
+        "choice": r"parameter 'strategy' must be one of \['random', 'nsga2', 'predictor'\] \(default \"predictor\"\), got 'bogus'",
+        "storage": r"parameter 'storage' expects str \| None \(default None\), got int 5",
         "unwritable": r"output folder '.*file/out' cannot be written",
         "until": r"unknown pipeline step 'serch'",
         "notebook": r"notebook 'nope' not found; .* one of: 00_tour, 01_supernet",
@@ -254,7 +290,13 @@ def test_the_nasviz_command_checks_before_any_kernel(tmp_path):
 
 @pytest.mark.notebook
 def test_cli_run_and_unknown_parameter(tmp_path):
-    nb = _notebook(tmp_path / "step.ipynb", GOOD)
+    """The terminal shows each cell and the notebook's notices, nothing of the kernel's own log,
+    and ends with the executed notebook's path."""
+    nb = _notebook(
+        tmp_path / "step.ipynb",
+        GOOD,
+        "from nasviz.pipeline import notice\nnotice('a rough stand-in was used')",
+    )
     bad = subprocess.run(
         [str(NASVIZ), "run", str(nb), "-p", "seeds", "2"],
         capture_output=True,
@@ -270,7 +312,13 @@ def test_cli_run_and_unknown_parameter(tmp_path):
     )
     assert ok.returncode == 0, ok.stderr
     assert json.loads((tmp_path / "o" / "result.json").read_text())["value"] == 3.0
-    assert "executed notebook: o/step.ipynb" in ok.stdout
+    assert ok.stdout.splitlines()[-1] == "executed notebook: o/step.ipynb"
+    lines = ok.stderr.splitlines()
+    assert "step: cell 3/4 'import json, pathlib'" in lines
+    assert "step: note: a rough stand-in was used" in lines
+    assert not [line for line in lines if "Kernel" in line or "WARNING" in line], ok.stderr
+    prov = json.loads((tmp_path / "o" / "step.provenance.json").read_text())
+    assert prov["notices"] == ["a rough stand-in was used"]
 
 
 def test_the_wheel_ships_the_notebooks_and_finds_them(tmp_path):

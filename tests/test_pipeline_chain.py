@@ -10,6 +10,7 @@ from pathlib import Path
 import nbformat
 import pandas as pd
 import pytest
+from nbconvert import HTMLExporter
 
 from nasviz import ConfigError, PipelineError
 from nasviz.pipeline import STEPS, begin_step, read_manifest, run_pipeline
@@ -101,6 +102,11 @@ def test_the_report_notebook_holds_its_figure(two_runs):
     assert "channels 25%" in names and len(figure["data"]) >= 2
     summary = json.loads((a / "report.json").read_text())
     assert summary["evaluated"] == len(pd.read_csv(a / "results.csv")) - summary["failed"]
+    # nbconvert's HTML (no JavaScript, no kernel, offline) shows the figures as images
+    for step, count in (("1_train_supernet", 1), ("2_search", 2), ("4_report", 1)):
+        page, _ = HTMLExporter().from_notebook_node(nbformat.read(a / f"{step}.ipynb", 4))
+        assert page.count('src="data:image/png;base64,') >= count, step
+        assert "cdn.plot.ly" not in page, step
 
 
 @pytest.mark.notebook
@@ -178,12 +184,11 @@ def test_unknown_or_mistyped_parameters_fail_before_any_kernel(tmp_path):
 
 
 @pytest.mark.notebook
-def test_a_failing_first_step_stops_the_chain_and_keeps_its_notebook(tmp_path):
+def test_a_value_the_first_step_refuses_stops_the_chain_before_any_kernel(tmp_path):
+    # the parameters cell declares family's choices: checked before any kernel starts
     with pytest.raises(
-        PipelineError,
-        match=r"pipeline step 'train_supernet' failed: 1_train_supernet.ipynb failed in cell In \[3\] "
-        r"\('from pathlib import Path'\) with ValueError: family must be one of",
+        ConfigError, match=r"1_train_supernet.ipynb: parameter 'family' must be one of"
     ):
         run_pipeline(tmp_path, {**FAST, "family": "ResNet"})
-    assert (tmp_path / "1_train_supernet.ipynb").is_file()  # the executed notebook, with the error
+    assert not (tmp_path / "1_train_supernet.ipynb").exists()  # nothing ran, nothing written
     assert not (tmp_path / "2_search.ipynb").exists()

@@ -5,10 +5,13 @@
 * :class:`RoutingRecorder` — records router decisions of nasviz and Hugging Face MoE models
   (with each layer's :func:`layer_fingerprint`); :class:`RoutingStats` — DataFrames about
   them; :class:`Recording` — the saved form.
-* :func:`prune_experts`, :func:`merge_experts`, :func:`drop_experts` — compressed copies
-  (:func:`check_stats`: the stats were recorded from this model);
-  :func:`compression_report` — the search's objectives (accuracy, params, MACs), memory and
-  per-label accuracy of variants, for the search's Pareto axes.
+* :func:`prune_experts`, :func:`merge_experts`, :func:`drop_experts` — compressed copies of
+  nasviz MoE models and of Hugging Face MoE models (Mixtral, Qwen2/3-MoE, OLMoE: expert count
+  rewritten in the config, so they save and load with ``save_pretrained`` /
+  ``from_pretrained``) (:func:`check_stats`: the stats were recorded from this model);
+  :func:`compression_report` — the search's objectives (accuracy, params, MACs; perplexity,
+  params and latency for Hugging Face models), memory and per-label accuracy of variants, for
+  the search's Pareto axes.
 """
 
 from __future__ import annotations

@@ -6,9 +6,14 @@ gate-weighted sum of their outputs. The standard load-balancing loss
 ``E * sum_e f_e * P_e`` (``f_e``: fraction of routed assignments that went to expert ``e``,
 ``P_e``: mean router probability of ``e``) is kept in :attr:`MoE.aux_loss` after each forward.
 
-Dispatch is vectorized: a loop over experts, never over tokens. Elastic arguments let a
-supernet run the layer with fewer experts, a smaller ``top_k`` or a narrower hidden layer by
-slicing the shared weights (no copies); :meth:`MoE.sliced` copies such a slice out.
+Dispatch is vectorized: a loop over experts, never over tokens. The loop runs over the expert
+modules the layer can reach (a number fixed by the module, never read from the data), each
+taking the tokens routed to it, so the same graph is right for every input under
+``torch.export``, the ONNX exporters and ``torch.jit.trace``: a traced layer keeps every
+expert, not only those its example input used. In eager mode an expert that received no token
+is skipped (the same result, sooner). Elastic arguments let a supernet run the layer with fewer
+experts, a smaller ``top_k`` or a narrower hidden layer by slicing the shared weights (no
+copies); :meth:`MoE.sliced` copies such a slice out.
 
 Routing observers (the :class:`~nasviz.moe.RoutingRecorder`) attach with
 :meth:`MoE.register_routing_hook`; they see each forward's :class:`Routing` and never change
@@ -90,6 +95,19 @@ def load_balancing_loss(probs: torch.Tensor, experts: torch.Tensor) -> torch.Ten
     f = counts / experts.numel()
     p = probs.mean(dim=0)  # (E,)
     return num_experts * (f * p).sum()
+
+
+def _recording_graph() -> bool:
+    """True while ``torch.export`` (and the ONNX exporter built on it) or ``torch.jit.trace``
+    records a forward: its tensors are symbolic or baked in, so nothing may be kept from them
+    (aux loss, routing hooks)."""
+    return torch.compiler.is_exporting() or torch.jit.is_tracing()
+
+
+def _data_dependent_skips_allowed() -> bool:
+    """True in plain eager mode, where skipping an expert that received no token is only
+    faster; a graph being recorded (export, trace, compile) must keep every expert."""
+    return not (torch.jit.is_tracing() or torch.compiler.is_compiling())
 
 
 class Expert(nn.Module):
@@ -228,10 +246,11 @@ class MoE(nn.Module):
         """Bool (N, k): which assignments fit in their expert module's capacity; the capacity
         divides by the distinct modules the first ``num_experts`` router slots reach."""
         n, k = physical.shape
-        in_use = num_experts
-        if self.expert_map is not None:
-            in_use = int(torch.unique(self.expert_map[:num_experts]).numel())
-        capacity = math.ceil(self.capacity_factor * n * k / in_use)
+        if self.expert_map is None:
+            capacity = math.ceil(self.capacity_factor * n * k / num_experts)
+        else:  # distinct modules reached, as a tensor (no data-dependent Python int to export)
+            reached = F.one_hot(self.expert_map[:num_experts], len(self.experts)).amax(0)  # (M,)
+            capacity = torch.ceil(self.capacity_factor * n * k / reached.sum().double())
         order = physical.t().reshape(-1)  # (k*N,) first choices of every token, then second...
         onehot = F.one_hot(order, len(self.experts))  # (k*N, experts)
         position = (onehot.cumsum(dim=0) * onehot).sum(dim=-1) - 1  # (k*N,) place in its queue
@@ -273,16 +292,31 @@ class MoE(nn.Module):
             kept = self._capacity_keep(physical, e)  # (N, k)
             gates = gates * kept.to(gates.dtype)
             physical = physical.masked_fill(~kept, -1)  # dropped: no expert computes it
-        self._aux.set(load_balancing_loss(probs, experts))
-        if self._routing_hooks:
-            self._call_routing_hooks(Routing(logits, probs, experts, gates, lead, kept))
+        if not _recording_graph():
+            self._aux.set(load_balancing_loss(probs, experts))
+            if self._routing_hooks:
+                self._call_routing_hooks(Routing(logits, probs, experts, gates, lead, kept))
+        # eager mode only: the modules some assignment reached (one host sync); the others are
+        # skipped, which changes nothing but time
+        used = set(torch.unique(physical).tolist()) if _data_dependent_skips_allowed() else None
+        # Each call below sends an expert distinct tokens (exporters cannot add duplicate
+        # indices): a token reaches a module through at most one of its k slots, unless merged
+        # router slots share the module; then each slot is a call of its own.
+        if self.expert_map is None:
+            modules, calls = e, [(physical, gates)]  # (N, k), (N, k)
+        else:
+            modules = len(self.experts)
+            calls = [(physical[:, s : s + 1], gates[:, s : s + 1]) for s in range(k)]  # (N, 1)
         out = torch.zeros_like(flat)  # (N, D)
-        for j in torch.unique(physical).tolist():  # loop over experts, never over tokens
-            if j < 0:
+        for j in range(modules):  # loop over experts (a count fixed by the module), never tokens
+            if used is not None and j not in used:
                 continue
-            token, slot = (physical == j).nonzero(as_tuple=True)  # (n,), (n,)
-            y = self.experts[j](flat[token], h)  # (n, D)
-            out.index_add_(0, token, y * gates[token, slot].unsqueeze(-1).to(y.dtype))
+            for chosen, gate in calls:
+                token, slot = (chosen == j).nonzero(as_tuple=True)  # (n,), (n,); dropped: -1
+                if used is not None and token.numel() == 0:
+                    continue  # (eager) a merged module no token reached through this slot
+                y = self.experts[j](flat[token], h)  # (n, D)
+                out.index_add_(0, token, y * gate[token, slot].unsqueeze(-1).to(y.dtype))
         return out.reshape(*lead, self.dim)
 
     def sliced(self, num_experts: int, top_k: int, hidden: int) -> MoE:

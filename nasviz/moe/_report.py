@@ -4,6 +4,10 @@ Each variant is measured with :mod:`nasviz.objectives` (accuracy, params, MACs b
 those names), so report rows go on the same Pareto axes as a search's results; plus memory, the
 number of expert modules, the change against a baseline and, optionally, the accuracy on each
 value of a per-example label (e.g. each task).
+
+Hugging Face models (any family :mod:`nasviz.hf` supports: pruned heads / neurons / layers,
+pruned or merged experts) are measured by default on perplexity (causal language models) or
+accuracy (classifiers), parameters and latency at the data's sequence shape.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ import torch
 from torch import nn
 
 from nasviz.errors import MoEError
+from nasviz.hf import HFAdapter, find_adapter
+from nasviz.moe._hf_compress import hf_expert_layers
 from nasviz.moe._layer import MoE
 
 __all__ = ["compression_report"]
@@ -31,9 +37,30 @@ def _eval_split(data: Any) -> Any:
     return data.val if hasattr(data, "val") and hasattr(data, "train") else data
 
 
-def _default_objectives(data: Any) -> list[Any]:
-    """accuracy, params and MACs of one example: the objectives a supernet search uses."""
+def _hf_objectives(model: nn.Module, adapter: HFAdapter, data: Any) -> list[Any]:
+    """Perplexity (causal LMs) or accuracy, params, and latency at one example's shape; the
+    quality objectives are the training layer's metrics (padding never counts)."""
+    from nasviz.objectives import accuracy, latency, params, perplexity
+    from nasviz.prune._calibration import calibration_batches
+
+    first = next(calibration_batches(_eval_split(data), adapter.input_name, batch_size=1))
+    shape = tuple(first[adapter.input_name].shape)
+    if getattr(model, "can_generate", lambda: False)():
+        # keyword batches, so token ids in any form the calibration takes are measured
+        quality = perplexity(list(calibration_batches(_eval_split(data), adapter.input_name)))
+    else:
+        quality = accuracy(data)
+    return [quality, params(), latency(shape, repeats=10, warmup=2)]
+
+
+def _default_objectives(data: Any, model: nn.Module) -> list[Any]:
+    """accuracy, params and MACs of one example: the objectives a supernet search uses (for
+    Hugging Face models :func:`_hf_objectives`)."""
     from nasviz.objectives import accuracy, macs, params
+
+    adapter = find_adapter(model)
+    if adapter is not None:
+        return _hf_objectives(model, adapter, data)
 
     split = _eval_split(data)
     X = split[0] if isinstance(split, tuple) else getattr(split, "X", None)
@@ -83,16 +110,22 @@ def compression_report(
 
     Args:
         models: name -> model (e.g. ``{"original": m, "pruned": p, "merged": q}``).
-        data: a Dataset (accuracy on its val split), Split or ``(X, y)`` pair.
+        data: a Dataset (accuracy on its val split), Split or ``(X, y)`` pair; for Hugging
+            Face language models also token ids (N, T), a dict of tensors or batches.
         objectives: Objectives evaluated as ``objective(model)``; default
-            ``[accuracy(data), params(), macs((1, *example_shape))]``.
+            ``[accuracy(data), params(), macs((1, *example_shape))]``, and for Hugging Face
+            models ``[perplexity (causal LMs) or accuracy, params(), latency((1, T))]``.
         baseline: the name the others are compared to (default: the first).
         label: a per-example label of the evaluation split (e.g. ``"task"``): adds
             ``accuracy_<label>_<value>`` columns, the accuracy on that label value's examples
             only (how a variant pruned for one task does on that task).
 
+    Recovery (distillation after pruning) is the training layer's ``recover``; report the
+    recovered variants next to the pruned ones.
+
     Returns:
-        Columns ``name``, one per objective, ``memory_bytes``, ``experts`` (expert modules),
+        Columns ``name``, one per objective, ``memory_bytes``, ``experts`` (expert modules, or
+        the experts of a Hugging Face MoE model),
         ``<objective>_change`` (value - baseline) for maximized objectives,
         ``<objective>_saved_fraction`` ((baseline - value) / baseline) for minimized ones and
         memory, and the per-label accuracies.
@@ -105,7 +138,9 @@ def compression_report(
     if baseline not in models:
         raise MoEError(f"baseline {baseline!r} is not one of the models {list(models)}")
     specs = (
-        _default_objectives(data) if objectives is None else [as_objective(o) for o in objectives]
+        _default_objectives(data, next(iter(models.values())))
+        if objectives is None
+        else [as_objective(o) for o in objectives]
     )
     subsets = {} if label is None else _label_subsets(data, label)
     rows = []
@@ -113,7 +148,9 @@ def compression_report(
         row: dict[str, Any] = {"name": name}
         row.update({o.name: o(m) for o in specs})
         row["memory_bytes"] = _memory_bytes(m)
-        row["experts"] = sum(len(x.experts) for x in m.modules() if isinstance(x, MoE))
+        row["experts"] = sum(len(x.experts) for x in m.modules() if isinstance(x, MoE)) + sum(
+            b.num_experts for b in hf_expert_layers(m).values()
+        )
         for value, subset in subsets.items():
             row[f"accuracy_{label}_{value}"] = evaluate_accuracy(m, subset)
         rows.append(row)

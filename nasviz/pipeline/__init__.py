@@ -6,6 +6,8 @@
   step notebooks call to check their inputs and record their outputs, and
   :func:`prepare_resumable` lets a step resume its own interrupted work (the search's journal).
 * :func:`resolve_notebook` — nasviz's notebooks by name, from a wheel or a source checkout.
+* :func:`notice` — what a notebook must tell its reader, shown in the notebook and printed in
+  the terminal of ``nasviz run``.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from nasviz.pipeline._chain import STEPS, Step, begin_step, finish_step, read_ma
 from nasviz.pipeline._cli import main
 from nasviz.pipeline._locate import available_notebooks, notebooks_dir, resolve_notebook
 from nasviz.pipeline._notebook import notebook_parameters, provenance, run_notebook
+from nasviz.pipeline._notice import notice
 from nasviz.pipeline._resume import prepare_resumable
 
 __all__ = [
@@ -25,6 +28,7 @@ __all__ = [
     "main",
     "notebook_parameters",
     "notebooks_dir",
+    "notice",
     "prepare_resumable",
     "provenance",
     "read_manifest",

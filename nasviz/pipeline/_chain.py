@@ -30,6 +30,7 @@ from nasviz.pipeline._notebook import (
     notebook_parameters,
     run_notebook,
 )
+from nasviz.pipeline._params import declared_parameters
 
 __all__ = ["STEPS", "Step", "begin_step", "finish_step", "read_manifest", "run_pipeline"]
 
@@ -164,7 +165,7 @@ def finish_step(
 
 
 def _step_parameters(step: Step, given: Mapping[str, Any], out: Path) -> dict[str, Any]:
-    declared = notebook_parameters(step.path)
+    declared = declared_parameters(step.path)
     values = {k: v for k, v in given.items() if k in declared}
     values["out_dir"] = str(out)
     check_parameters(step.path, declared, values)
@@ -184,15 +185,17 @@ def run_pipeline(
     progress: Callable[[str], None] | None = None,
     until: str | None = None,
     timeout: float | None = None,
+    progress_bar: bool = False,
 ) -> list[str]:
     """Runs the pipeline into ``out``, resuming from the first step that must run; returns the
     names of the steps it ran.
 
-    Parameters go to every step that declares them (an unknown name is an error listing the
-    known ones, before any kernel starts). ``until`` names the last step to run (default: all);
-    ``timeout`` bounds each cell's run in seconds. A failing step (an error, a timeout, a dead
-    kernel) stops the chain with a :class:`PipelineError` naming the step and cell; its executed
-    notebook and every earlier output stay in ``out``.
+    Parameters go to every step that declares them (an unknown name or a value a step rules out
+    is an error, before any kernel starts). ``until`` names the last step to run (default: all);
+    ``timeout`` bounds each cell's run in seconds. ``progress`` gets a line per step, and per
+    cell unless ``progress_bar`` (a terminal) shows the cells on a bar. A failing step (an
+    error, a timeout, a dead kernel) stops the chain with a :class:`PipelineError` naming the
+    step and cell; its executed notebook and every earlier output stay in ``out``.
     """
     out_path = Path(out)
     given = dict(parameters or {})
@@ -227,7 +230,13 @@ def run_pipeline(
         say(f"{step.name}: running {step.notebook}")
         try:
             run_notebook(
-                step.path, per_step[step.name], out_path, kernel_name=kernel_name, timeout=timeout
+                step.path,
+                per_step[step.name],
+                out_path,
+                kernel_name=kernel_name,
+                timeout=timeout,
+                progress_bar=progress_bar,
+                say=say,
             )
         except PipelineError as exc:
             raise PipelineError(f"pipeline step {step.name!r} failed: {exc}") from exc

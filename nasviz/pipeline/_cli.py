@@ -6,10 +6,11 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from nasviz.errors import ConfigError, PipelineError
-from nasviz.pipeline._chain import run_pipeline
+from nasviz.pipeline._chain import STEPS, run_pipeline, step_named
 from nasviz.pipeline._notebook import notebook_parameters, run_notebook
 
 __all__ = ["main"]
@@ -24,9 +25,12 @@ def _parse_value(text: str) -> Any:
 
 
 def _parser() -> argparse.ArgumentParser:
+    import nasviz
+
     parser = argparse.ArgumentParser(
         prog="nasviz", description="Run nasviz notebooks as pipeline steps."
     )
+    parser.add_argument("--version", action="version", version=f"nasviz {nasviz.__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     param = {
         "nargs": 2,
@@ -57,11 +61,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     params = sub.add_parser("params", help="list a notebook's parameters")
     params.add_argument("notebook")
+    sub.add_parser("worker", help="join a shared search (nasviz worker --help)", add_help=False)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``nasviz`` console script; returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["worker"]:  # its own parser, imported only when used
+        from nasviz.search._worker import main as worker
+
+        return worker(argv[1:])
     args = _parser().parse_args(argv)
     try:
         if args.command == "params":
@@ -72,23 +82,28 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
             return 0
         values = {name: _parse_value(value) for name, value in args.parameter}
+        bar = sys.stderr.isatty()
         if args.command == "pipeline":
             ran = run_pipeline(
                 args.out,
                 values,
                 kernel_name=args.kernel,
-                progress=lambda m: print(m, flush=True),
+                progress=lambda m: print(m, file=sys.stderr, flush=True),
                 until=args.until,
                 timeout=args.timeout,
+                progress_bar=bar,
             )
+            last = STEPS[-1] if args.until is None else step_named(args.until)
             print(f"pipeline done in {args.out}: ran {ran or 'nothing (all steps up to date)'}")
+            label = "report" if last is STEPS[-1] else f"last step ({last.name})"
+            print(f"{label}: {Path(args.out) / last.notebook}")
             return 0
         executed = run_notebook(
             args.notebook,
             values,
             args.out,
             kernel_name=args.kernel,
-            progress_bar=sys.stderr.isatty(),
+            progress_bar=bar,
             timeout=args.timeout,
         )
         print(f"executed notebook: {executed}")

@@ -1,17 +1,22 @@
 """One notebook as a parametrized step: ``nasviz run`` over papermill, with provenance.
 
-``run_notebook`` checks parameter names and types against the notebook's ``parameters`` cell and
-that the output folder is writable *before* a kernel starts, executes the notebook with
-papermill into the output folder and writes ``<name>.provenance.json`` beside it (nasviz and
-torch versions, parameters, seed, git commit when there is one). However a run stops (a cell
-raises, a cell outlives the timeout, the kernel is killed, say for memory), the error names the
-cell, the executed notebook stays beside the outputs showing the error in that cell, and the
-provenance records the failure.
+``run_notebook`` checks parameter names, types, choices and bounds against the notebook's
+``parameters`` cell (:mod:`nasviz.pipeline._params`) and that the output folder is writable
+*before* a kernel starts, executes the notebook with papermill into the output folder and writes
+``<name>.provenance.json`` beside it (nasviz and torch versions, the parameters given and those
+in effect, the seed actually used, git commit when there is one). While it runs, the terminal
+shows the executing cell and the notebook's notices (:mod:`nasviz.pipeline._progress`); the
+kernel's own log goes to a file, kept only when the run fails.
+
+However a run stops (a cell raises, a cell outlives the timeout, the kernel is killed, say for
+memory), the error names the cell, the executed notebook stays beside the outputs showing the
+error in that cell, and the provenance records the failure. A failed run never replaces a
+completed one: when ``<name>.ipynb`` holds a completed run, the failed one is written beside it
+as ``<name>.failed.ipynb`` (and ``<name>.failed.provenance.json``).
 """
 
 from __future__ import annotations
 
-import ast
 import json
 import os
 import platform
@@ -23,74 +28,41 @@ from typing import Any
 
 from nasviz.errors import ConfigError, PipelineError, check_real
 from nasviz.pipeline._locate import resolve_notebook
+from nasviz.pipeline._params import Parameter, check_values, declared_parameters
+from nasviz.pipeline._progress import CellReporter, register_engine
 
-__all__ = ["check_parameters", "notebook_parameters", "provenance", "run_notebook"]
-
-_TYPES: dict[str, tuple[type, ...]] = {
-    "int": (int,),
-    "float": (int, float),
-    "str": (str,),
-    "bool": (bool,),
-    "list": (list,),
-    "dict": (dict,),
-}
+__all__ = [
+    "check_parameters",
+    "effective_parameters",
+    "notebook_parameters",
+    "provenance",
+    "run_notebook",
+]
 
 
 def notebook_parameters(notebook: str | Path) -> dict[str, dict[str, Any]]:
-    """The ``parameters`` cell's names -> {"default", "type", "help"} (papermill's inspection)."""
-    import papermill
-
-    path = resolve_notebook(notebook)
-    declared = papermill.inspect_notebook(str(path))
-    if not declared:
-        raise ConfigError(
-            f"{path.name} has no cell tagged 'parameters'; tag one to make it a pipeline step"
-        )
+    """The ``parameters`` cell's names -> {"default", "type", "help", "choices", "bound"}
+    (see :mod:`nasviz.pipeline._params` for how a notebook declares them)."""
     return {
-        name: {
-            "default": info.get("default"),
-            "type": _declared_type(info),
-            "help": info.get("help", ""),
-        }
-        for name, info in declared.items()
+        name: p.describe() for name, p in declared_parameters(resolve_notebook(notebook)).items()
     }
 
 
-def _declared_type(info: Mapping[str, Any]) -> str:
-    """The annotated type, else the type of the default's literal value ("None" if unknown)."""
-    annotated = info.get("inferred_type_name", "None")
-    if annotated not in ("None", None):
-        return str(annotated)
-    try:
-        value = ast.literal_eval(str(info.get("default")))
-    except (ValueError, SyntaxError):
-        return "None"
-    return type(value).__name__ if value is not None else "None"
-
-
 def check_parameters(
-    path: Path, declared: Mapping[str, Mapping[str, Any]], given: Mapping[str, Any]
+    path: Path, declared: Mapping[str, Parameter], given: Mapping[str, Any]
 ) -> None:
-    unknown = sorted(set(given) - set(declared))
-    if unknown:
-        raise ConfigError(
-            f"{path.name} has no parameter(s) {unknown}; its parameters are: "
-            + ", ".join(f"{n} ({d['type']}, default {d['default']})" for n, d in declared.items())
-        )
-    for name, value in given.items():
-        expected = declared[name]["type"]
-        allowed = _TYPES.get(expected)
-        if allowed is None or value is None:
-            continue  # papermill could not infer the type (or None was given): accept
-        if isinstance(value, bool) and bool not in allowed:
-            ok = False
-        else:
-            ok = isinstance(value, allowed)
-        if not ok:
-            raise ConfigError(
-                f"{path.name}: parameter {name!r} expects {expected} (default {declared[name]['default']}), "
-                f"got {type(value).__name__} {value!r}"
-            )
+    """Raises ConfigError for an unknown name or a value the notebook rules out."""
+    check_values(path, declared, given)
+
+
+def effective_parameters(
+    declared: Mapping[str, Parameter], given: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Every parameter's value in the run: the given ones, else the notebook's default (those
+    whose default is not a literal are left out)."""
+    values = {n: p.value for n, p in declared.items() if p.literal}
+    values.update(given)
+    return values
 
 
 def check_timeout(timeout: Any) -> float | None:
@@ -127,16 +99,21 @@ def _git_commit(folder: Path) -> str | None:
     return out.stdout.strip() or None
 
 
-def provenance(notebook: Path, parameters: Mapping[str, Any]) -> dict[str, Any]:
-    """What produced an output: versions, parameters, seed and git commit."""
+def provenance(
+    notebook: Path, parameters: Mapping[str, Any], effective: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """What produced an output: versions, the parameters given and those in effect (defaults
+    included), the seed actually used, and the git commit."""
     import torch
 
     import nasviz
 
+    effective = dict(parameters if effective is None else effective)
     return {
         "notebook": notebook.name,
         "parameters": dict(parameters),
-        "seed": parameters.get("seed"),
+        "effective_parameters": effective,
+        "seed": effective.get("seed"),
         "nasviz": nasviz.__version__,
         "torch": torch.__version__,
         "python": platform.python_version(),
@@ -201,6 +178,13 @@ def _failure(exc: Exception, executed: Path, timeout: float | None) -> str:
     return f"in cell {label}: {why}" if label else f"before its first cell ran: {why}"
 
 
+def _completed(prov_file: Path) -> bool:
+    try:
+        return json.loads(prov_file.read_text()).get("status") == "completed"
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def run_notebook(
     notebook: str | Path,
     parameters: Mapping[str, Any] | None = None,
@@ -208,19 +192,22 @@ def run_notebook(
     kernel_name: str | None = None,
     progress_bar: bool = False,
     timeout: float | None = None,
+    say: Any = None,
 ) -> Path:
     """Executes ``notebook`` with ``parameters`` into folder ``out``; returns the executed copy.
 
     A notebook that declares ``out_dir`` gets ``out`` as its ``out_dir`` unless one is given.
-    Everything is checked before a kernel starts. A cell that fails, runs longer than
-    ``timeout`` seconds, or whose kernel dies (e.g. out of memory) raises
-    :class:`PipelineError` naming the cell; the executed notebook with the error stays in
-    ``out`` for inspection and ``<name>.provenance.json`` records the failure.
+    Everything is checked before a kernel starts. While it runs, each cell is reported (on a
+    progress bar with ``progress_bar``, else as a line to ``say`` or stderr), and so are the
+    notebook's notices. A cell that fails, runs longer than ``timeout`` seconds, or whose kernel
+    dies (e.g. out of memory) raises :class:`PipelineError` naming the cell; the executed
+    notebook with the error stays in ``out`` for inspection (beside a completed earlier run,
+    never over it: see the module docstring) with its provenance and the kernel's log.
     """
     import papermill
 
     path = resolve_notebook(notebook)
-    declared = notebook_parameters(path)
+    declared = declared_parameters(path)
     given = dict(parameters or {})
     out_path = Path(out)
     if "out_dir" in declared and "out_dir" not in given:
@@ -229,28 +216,54 @@ def run_notebook(
     check_timeout(timeout)
     _check_writable(out_path)
     executed = out_path / path.name
-    record = provenance(path, given)
     prov_file = out_path / f"{path.stem}.provenance.json"
+    running = out_path / f".{path.stem}.running.ipynb"
+    kernel_log = out_path / f".{path.stem}.kernel.log"
+    record = provenance(path, given, effective_parameters(declared, given))
+    reporter = CellReporter(path.stem, say=say if not progress_bar else None)
     try:
-        papermill.execute_notebook(
-            str(path),
-            str(executed),
-            parameters=given,
-            kernel_name=kernel_name,
-            progress_bar=progress_bar,
-            cwd=str(Path.cwd()),
-            execution_timeout=timeout,
-        )
+        with kernel_log.open("w") as log:
+            papermill.execute_notebook(
+                str(path),
+                str(running),
+                parameters=given,
+                engine_name=register_engine(),
+                kernel_name=kernel_name,
+                progress_bar=progress_bar,
+                cwd=str(Path.cwd()),
+                execution_timeout=timeout,
+                nasviz_reporter=reporter,
+                nasviz_kernel_log=log,
+            )
     except BaseException as exc:
         interrupted = not isinstance(exc, Exception)  # Ctrl-C: record it, then stop as asked
-        what = "interrupted" if interrupted else _failure(exc, executed, timeout)
+        what = "interrupted" if interrupted else _failure(exc, running, timeout)
         record.update(status="interrupted" if interrupted else "failed", error=what)
+        if _completed(prov_file):  # a good earlier run stays; this one goes beside it
+            executed = out_path / f"{path.stem}.failed.ipynb"
+            prov_file = out_path / f"{path.stem}.failed.provenance.json"
+        if running.exists():
+            running.replace(executed)
+        log_note = ""
+        if kernel_log.exists() and kernel_log.stat().st_size:
+            kept = out_path / f"{executed.stem}.kernel.log"
+            kernel_log.replace(kept)
+            log_note = f" (the kernel's log: {kept})"
+        kernel_log.unlink(missing_ok=True)
+        record["notebook_file"] = str(executed)
         prov_file.write_text(json.dumps(record, indent=2, default=str) + "\n")
         if interrupted:
             raise
         raise PipelineError(
-            f"{path.name} failed {what}; the executed notebook is kept at {executed}"
+            f"{path.name} failed {what}; the executed notebook is kept at {executed}{log_note}"
         ) from exc
-    record.update(status="completed", finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    running.replace(executed)
+    kernel_log.unlink(missing_ok=True)
+    record.update(
+        status="completed",
+        finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        notices=reporter.notices,
+        notebook_file=str(executed),
+    )
     prov_file.write_text(json.dumps(record, indent=2, default=str) + "\n")
     return executed

@@ -13,6 +13,14 @@ pruned by whole heads: in modules of nasviz's shape (Linear ``q``/``k``/``v``/``
 ``heads``, ``head_dim``) the q/k/v rows and ``out`` columns of a head go together, and in torch's
 ``nn.MultiheadAttention`` its rows of the packed ``in_proj`` and its ``out_proj`` columns (see
 :mod:`nasviz.prune._attention`; configurations it cannot shrink are skipped with a warning).
+Hugging Face models (:mod:`nasviz.hf`) are not traced: their groups come from their adapter
+and are what a config can follow, FFN neurons and, per layer, the attention as one group of its
+key/value heads (a key/value head goes with all its query heads: q, k, v rows and output
+columns, so grouped-query layouts stay valid; OLMoE, whose heads cannot be removed, keeps its
+attention whole).
+
+Example inputs (:mod:`nasviz.prune._inputs`): a token model gets integer token ids of the shape
+asked for; a float tensor given for one is a ConfigError.
 """
 
 from __future__ import annotations
@@ -26,9 +34,18 @@ import torch
 from torch import nn
 
 from nasviz.errors import ConfigError, MaskError, NasvizWarning
+from nasviz.hf import AttentionBlock, FFNBlock, find_adapter, is_conv1d
 from nasviz.prune._attention import mha_modules, unsupported_mha
+from nasviz.prune._inputs import example_input_for, output_tensors
 from nasviz.prune._magnitude import lowest_k
-from nasviz.prune._masks import Masks, check_sparsity, copy_model, prunable
+from nasviz.prune._masks import (
+    PRUNABLE_TYPES,
+    Masks,
+    check_sparsity,
+    copy_model,
+    named_weights,
+    prunable,
+)
 
 __all__ = [
     "ChannelGroup",
@@ -37,6 +54,8 @@ __all__ = [
     "channel_groups",
     "channels",
     "example_input_for",
+    "layer_weights",
+    "output_tensors",
 ]
 
 _NORM_OK = (nn.modules.batchnorm._BatchNorm,)
@@ -120,35 +139,67 @@ def _mha_group(name: str, mha: nn.MultiheadAttention) -> ChannelGroup:
     return ChannelGroup(name, mha.num_heads, tuple(slices), kind="mha-heads")
 
 
-def example_input_for(model: nn.Module, example_input: Any = None) -> Any:
-    """An example input for tracing: the one given (a tensor, or a shape with batch), the
-    model's ``input_shape`` attribute, or one guessed from its first layer."""
-    if isinstance(example_input, torch.Tensor):
-        return example_input
-    if example_input is not None:
-        if isinstance(example_input, tuple | list) and all(
-            isinstance(d, int) and d > 0 for d in example_input
-        ):
-            return torch.randn(tuple(example_input), generator=torch.Generator().manual_seed(0))
-        raise ConfigError(
-            f"example_input must be a tensor or a shape with batch such as (1, 64), got {example_input!r}"
+def _hf_head_group(a: AttentionBlock) -> ChannelGroup:
+    """The key/value head groups of one Hugging Face attention: root channel g is key/value
+    head g with its query heads (see :mod:`nasviz.prune._hf` for the grouped-query rule)."""
+    d = a.head_dim
+    q_idx, kv_idx = torch.arange(a.heads * d), torch.arange(a.kv_heads * d)
+    q_root, kv_root = q_idx // d // a.group, kv_idx // d  # key/value head of every row
+    slices = []
+    for proj, idx, root, out in (
+        (a.q, q_idx, q_root, False),
+        (a.k, kv_idx, kv_root, False),
+        (a.v, kv_idx, kv_root, True),  # v (and the output columns) carry the heads' output
+    ):
+        slices.append(
+            Slice(f"{proj.name}.weight", int(proj.transposed), proj.offset + idx, root, out)
         )
-    shape = getattr(model, "input_shape", None)
-    if isinstance(shape, tuple | list) and shape:
-        return torch.randn((2, *shape), generator=torch.Generator().manual_seed(0))
-    for module in model.modules():
-        if isinstance(module, nn.Linear):
-            return torch.randn(2, module.in_features, generator=torch.Generator().manual_seed(0))
-        if isinstance(module, nn.modules.conv._ConvNd):
-            dims = len(module.kernel_size)
-            return torch.randn(
-                2, module.in_channels, *([8] * dims), generator=torch.Generator().manual_seed(0)
-            )
-        if isinstance(module, nn.Embedding):
-            return torch.zeros(2, 8, dtype=torch.long)
-    raise ConfigError(
-        f"cannot guess an input for {type(model).__name__}; pass example_input=(batch, ...)"
-    )
+        if proj.module.bias is not None:
+            slices.append(Slice(f"{proj.name}.bias", 0, proj.offset + idx, root, out))
+    slices.append(Slice(f"{a.o.name}.weight", int(not a.o.transposed), q_idx, q_root, True))
+    return ChannelGroup(a.name, a.kv_heads, tuple(slices), kind="hf-heads")
+
+
+def _hf_ffn_group(f: FFNBlock) -> ChannelGroup:
+    """The hidden neurons of one Hugging Face FFN: neuron n is row n of every input projection
+    (gate, up) and column n of the output projection; all of them carry it."""
+    idx = torch.arange(f.neurons)
+    slices = []
+    for p in f.inputs:
+        slices.append(Slice(f"{p.name}.weight", int(p.transposed), p.offset + idx, idx, True))
+        if p.module.bias is not None:
+            slices.append(Slice(f"{p.name}.bias", 0, p.offset + idx, idx, True))
+    slices.append(Slice(f"{f.output.name}.weight", int(not f.output.transposed), idx, idx, True))
+    return ChannelGroup(f.output.name, f.neurons, tuple(slices), kind="hf-neurons")
+
+
+def hf_groups(model: nn.Module) -> list[ChannelGroup] | None:
+    """A Hugging Face model's groups, read from its adapter (no tracing): every layer's
+    key/value head groups and FFN neurons, what its config can follow; None for other models."""
+    adapter = find_adapter(model)
+    if adapter is None:
+        return None
+    groups = []
+    for i in range(adapter.num_layers):
+        if not adapter.family.heads_unprunable:
+            groups.append(_hf_head_group(adapter.attention(i)))
+        ffn = adapter.ffn(i)
+        if ffn is not None:
+            groups.append(_hf_ffn_group(ffn))
+    return groups
+
+
+def layer_weights(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The weights structured pruning masks: :func:`~nasviz.prune.prunable` (Linear and Conv
+    weights), and for a Hugging Face model also its GPT-2 style ``Conv1D`` weights (a model with
+    only those, such as GPT-2 with its tied output layer, is fine)."""
+    if find_adapter(model) is None:
+        return prunable(model)
+    return {
+        name: t.detach()
+        for name, mod, attr, t in named_weights(model)
+        if attr == "weight" and (isinstance(mod, PRUNABLE_TYPES) or is_conv1d(mod))
+    }
 
 
 def _param_dims(module: nn.Module, out: bool) -> list[tuple[str, int]] | None:
@@ -180,7 +231,10 @@ def _graph(model: nn.Module, example_input: Any):
         ) from exc
     try:
         return tp, tp.DependencyGraph().build_dependency(
-            model, example_inputs=example_input, verbose=False
+            model,
+            example_inputs=example_input,
+            output_transform=lambda out: [t for t in output_tensors(out) if t.grad_fn is not None],
+            verbose=False,
         )
     except Exception as exc:
         raise ConfigError(
@@ -199,6 +253,9 @@ def channel_groups(
         example_input: see :func:`example_input_for`.
         dg: an already built Torch-Pruning DependencyGraph of ``model`` to reuse.
     """
+    hf = hf_groups(model)
+    if hf is not None:
+        return hf
     if dg is None:
         tp, dg = _graph(model, example_input_for(model, example_input))
     else:
@@ -288,7 +345,7 @@ def channels(
         raise ConfigError(
             f"importance must be one of {sorted(IMPORTANCES)} or a callable, got {importance!r}"
         )
-    weights = prunable(model)
+    weights = layer_weights(model)
     clean = copy_model(model, plain=True)  # masked weights count as zeros
     skipped = unsupported_mha(clean)
     if skipped:

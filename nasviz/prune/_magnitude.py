@@ -2,8 +2,13 @@
 
 Selection uses :func:`torch.kthvalue` on the absolute values (no full sort, no Python lists;
 global scope brackets the threshold with a sample and never concatenates the model), then breaks
-ties at the threshold in index order so exactly ``round(sparsity * n)`` weights are pruned, as
-:func:`torch.nn.utils.prune.global_unstructured` does with ``L1Unstructured``.
+ties at the threshold in index order so that exactly ``round(sparsity * n)`` weights are pruned,
+the count :func:`torch.nn.utils.prune.global_unstructured` prunes with ``L1Unstructured``.
+
+The tie rule (see :func:`magnitude`): weights whose ``|w|`` equals the threshold are pruned
+first-come in index order. torch picks among tied weights with :func:`torch.topk`, whose choice
+among equal values is unspecified, so the two select the same weights exactly when no tie
+straddles the threshold.
 """
 
 from __future__ import annotations
@@ -134,6 +139,24 @@ def magnitude(
 ) -> Masks:
     """Masks that prune the ``sparsity`` fraction of weights with the smallest |w|.
 
+    Exactly ``k = round(sparsity * n)`` weights are pruned (Python's ``round``, half to even, as
+    :mod:`torch.nn.utils.prune` counts), ``n`` being all selected weights (``"global"``) or one
+    tensor's (``"layer"``). The threshold ``t`` is the k-th smallest ``|w|`` (compared in
+    float32; float64 stays float64). Every weight with ``|w| < t`` is pruned and every weight
+    with ``|w| > t`` kept. **Ties:** weights with ``|w| == t`` are pruned in index order until
+    ``k`` are pruned, the rest of them kept. Index order is the order of the parameters (the
+    model's ``named_parameters`` order, or the order of ``params``), each flattened row-major;
+    with ``scope="layer"``, the tensor's own flattened order.
+
+    Without ties at the threshold (almost surely so for trained or randomly initialized float
+    weights) the masks equal ``torch.nn.utils.prune.global_unstructured(...,
+    pruning_method=L1Unstructured, amount=sparsity)`` (``"layer"``: ``l1_unstructured`` per
+    tensor). With ties, torch prunes the same number of weights and the same weights below the
+    threshold, but picks the tied ones by :func:`torch.topk`, whose choice among equal values is
+    unspecified, so those may differ. Ties are common in one case: weights already pruned to 0
+    by applied masks tie at 0, so pruning a masked model again at a sparsity no higher than its
+    current one prunes its zeros in index order, not necessarily the same zeros as before.
+
     Args:
         model: the model; read, never changed (its applied masks count: pruned weights are 0).
         sparsity: fraction to prune, in [0, 1).
@@ -142,8 +165,7 @@ def magnitude(
         params: parameter names to prune; default every Linear/Conv weight.
 
     Returns:
-        Masks whose global variant equals ``torch.nn.utils.prune.global_unstructured(...,
-        pruning_method=L1Unstructured, amount=sparsity)`` on the same parameters.
+        The masks (True keeps a weight), with ``meta`` recording method, sparsity and scope.
     """
     sparsity = check_sparsity(sparsity)
     if scope not in SCOPES:

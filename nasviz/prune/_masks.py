@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import copy
 import json
+import zipfile
+import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -83,7 +85,7 @@ def named_weights(model: nn.Module) -> Iterator[tuple[str, nn.Module, str, torch
     """Every parameter under its plain name (``"0.weight"``, also when parametrized), with its
     module, attribute name and current effective value (masked when a mask is applied)."""
     if not isinstance(model, nn.Module):
-        raise MaskError(f"expected a torch nn.Module, got {type(model).__name__}")
+        raise MaskError(f"model must be a torch nn.Module, got {type(model).__name__}")
     seen: set[int] = set()
     for module_name, module in model.named_modules():
         if isinstance(module, parametrize.ParametrizationList):
@@ -347,11 +349,22 @@ class Masks(Mapping[str, torch.Tensor]):
                     n = int(np.prod(shape, dtype=np.int64))
                     bits = np.unpackbits(data[f"m{i}"], count=n).astype(bool)
                     masks[name] = torch.from_numpy(bits.reshape(shape))
-        except (OSError, KeyError, ValueError) as exc:
+        except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
             if isinstance(exc, CheckpointError):
                 raise
-            raise CheckpointError(f"cannot read masks from {path}: {exc}") from exc
+            raise CheckpointError(f"cannot read masks from {path}: {_unreadable(exc)}") from exc
         return cls(masks, model=model, meta=header.get("meta"))
+
+
+def _unreadable(exc: BaseException) -> str:
+    """Why a masks file could not be read, in words (never numpy's advice to unpickle it)."""
+    if isinstance(exc, zipfile.BadZipFile | EOFError | zlib.error):
+        return "it is truncated or corrupted (not a complete .npz archive)"
+    if isinstance(exc, KeyError):
+        return f"it is not a nasviz masks file (no {exc} array)"
+    if "pickle" in str(exc):
+        return "it holds pickled Python objects, which nasviz never loads"
+    return str(exc)
 
 
 def _nasviz_mask(module: nn.Module, attr: str) -> _Mask | None:
@@ -394,7 +407,7 @@ def remove(
             masked parameter.
     """
     if not isinstance(model, nn.Module):
-        raise MaskError(f"expected a torch nn.Module, got {type(model).__name__}")
+        raise MaskError(f"model must be a torch nn.Module, got {type(model).__name__}")
     chosen = None if names is None else set(names)
     targets = [t for t in _masked_attrs(model) if chosen is None or t[0] in chosen]
     mixed = [name for name, m, attr in targets if len(m.parametrizations[attr]) != 1]

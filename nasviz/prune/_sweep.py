@@ -15,20 +15,19 @@ import math
 import threading
 import time
 import traceback
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import pandas as pd
 from torch import nn
 
-from nasviz.errors import ConfigError, NasvizWarning
+from nasviz.errors import ConfigError, MaskError
 from nasviz.objectives import Objective, count_params
-from nasviz.prune._channels import channels
+from nasviz.prune._channels import channels, layer_weights
 from nasviz.prune._magnitude import magnitude
-from nasviz.prune._masks import Masks, check_sparsity, copy_model, prunable
+from nasviz.prune._masks import Masks, check_sparsity, copy_model
 from nasviz.prune._random import random
-from nasviz.prune._shrink import shrink
+from nasviz.prune._shrink import shrink_report
 from nasviz.runner import Engine, Event, Progress, Run
 
 __all__ = ["METHODS", "Sweep", "SweepEngine", "sweep"]
@@ -128,7 +127,7 @@ class SweepEngine(Engine):
         self.points = [(m, s) for m in methods for s in sparsities]
         self.methods = methods
         self.evaluations, self.finetune, self.input_shape = evaluations, finetune, input_shape
-        self.weights = set(prunable(model))  # names the weight_sparsity column counts
+        self.weights = set(layer_weights(model))  # names the weight_sparsity column counts
         self.masks: dict[tuple[str, float], Masks] = {}
         self._rows: list[dict[str, Any]] = []
         self._failed = 0
@@ -199,9 +198,12 @@ class SweepEngine(Engine):
 
     def _measure(self, pruned: nn.Module, masks: Masks) -> dict[str, Any]:
         """Objectives of the shrunk model, the fraction of weights removed, the nonzeros."""
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NasvizWarning)  # unstructured: shrink removes nothing
-            small = shrink(pruned, masks, example_input=self.input_shape, check=False)
+        small, report = shrink_report(pruned, masks, self.input_shape)  # checked, as shrink is
+        if report.mismatch:  # never measure a model that computes something else
+            raise MaskError(
+                f"the shrunk model's outputs differ from the masked model's ({report.mismatch}); this "
+                "point's figures would describe another model"
+            )
         out: dict[str, Any] = {}
         for evaluation in self.evaluations:
             value = evaluation(small)
@@ -260,7 +262,11 @@ def sweep(
             (a column named after it) ``| dict`` (one column per key).
         finetune: ``finetune(model)`` trains the masked copy in place before it is shrunk.
         input_shape: input shape with batch, e.g. ``(1, 1, 8, 8)``, to trace the model for
-            ``channels`` and shrinking (default: guessed from the first layer).
+            ``channels`` and shrinking (default: guessed from the model); token models (an
+            embedding first, or a Hugging Face language model) get token ids of this shape.
+
+    Every shrunk model is checked against its masked model (as :func:`shrink` does); a point
+    whose outputs differ is recorded as failed, never measured.
 
     Returns:
         A Sweep whose ``results`` has one row per (method, sparsity): ``trial`` (-1, -2, ...),

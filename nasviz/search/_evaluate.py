@@ -16,21 +16,30 @@ widgets``), and evaluated no fewer archs per second.
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
 import socket
 import threading
 import time
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from nasviz.errors import ConfigError
 from nasviz.objectives import Objective
+from nasviz.search._fidelity import Pruned, Reporter
 from nasviz.space import Arch
 
-__all__ = ["FunctionEvaluator", "Outcome", "SupernetEvaluator", "evaluate", "is_supernet"]
+__all__ = [
+    "FunctionEvaluator",
+    "Outcome",
+    "SupernetEvaluator",
+    "evaluate",
+    "is_supernet",
+    "takes_report",
+]
 
 
 def _cpu_cores() -> int:
@@ -47,7 +56,8 @@ COMPUTE_SLOTS = threading.BoundedSemaphore(_cpu_cores())
 
 @dataclass(frozen=True)
 class Outcome:
-    """The result of one evaluation: ``values`` by objective name, or None with ``error``."""
+    """The result of one evaluation: ``values`` by objective name, or None with ``error``;
+    ``pruned`` when early stopping ended it (then ``error`` says so and ``values`` is None)."""
 
     values: dict[str, float] | None
     error: str = ""
@@ -55,22 +65,24 @@ class Outcome:
     duration: float = 0.0
     worker: str = ""
     extras: dict[str, Any] = field(default_factory=dict)
+    pruned: bool = False
 
 
 def _worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{threading.current_thread().name}"
 
 
-def evaluate(
-    evaluator: Callable[[Arch], tuple[dict[str, float], dict[str, Any]]], arch: Arch
-) -> Outcome:
-    """Runs ``evaluator(arch)``; NaN or infinite values and exceptions become a failed Outcome."""
+def evaluate(evaluator: Callable[..., Any], arch: Arch, report: Reporter | None = None) -> Outcome:
+    """Runs ``evaluator(arch)`` (``evaluator(arch, report)`` when given a reporter); NaN or
+    infinite values and exceptions become a failed Outcome, :class:`Pruned` a pruned one."""
     t0 = time.perf_counter()
     try:
-        values, extras = evaluator(arch)
+        values, extras = evaluator(arch) if report is None else evaluator(arch, report)
         bad = sorted(k for k, v in values.items() if not math.isfinite(v))
         if bad:
             raise ValueError(f"objective(s) {bad} came out NaN or infinite: {values}")
+    except Pruned as exc:
+        return Outcome(None, str(exc), "", time.perf_counter() - t0, _worker_name(), pruned=True)
     except Exception as exc:
         return Outcome(
             None,
@@ -79,7 +91,30 @@ def evaluate(
             time.perf_counter() - t0,
             _worker_name(),
         )
+    finally:
+        if report is not None:
+            report.end()
+    if report is not None and report.stopped:  # the function swallowed Pruned: it still ends
+        return Outcome(
+            None, "stopped early", "", time.perf_counter() - t0, _worker_name(), pruned=True
+        )
     return Outcome(values, "", "", time.perf_counter() - t0, _worker_name(), extras)
+
+
+def takes_report(fn: Callable[..., Any]) -> bool:
+    """True when ``fn`` takes a second positional argument named ``report`` or without a
+    default (``fn(arch, report)``)."""
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):  # builtins without a signature
+        return False
+    positional = [
+        p for p in sig.parameters.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
+    if len(positional) < 2:
+        return False
+    second = positional[1]
+    return second.name == "report" or second.default is second.empty
 
 
 def is_supernet(obj: Any) -> bool:
@@ -88,22 +123,28 @@ def is_supernet(obj: Any) -> bool:
 
 
 class FunctionEvaluator:
-    """Evaluates ``fn(arch) -> {objective name: value, ...}``.
+    """Evaluates ``fn(arch) -> {objective name: value, ...}`` (or ``fn(arch, report)``, see
+    :mod:`nasviz.search._fidelity`).
 
     Objectives that carry their own function (``Objective(..., fn=f)``) are computed as
     ``f(None, arch)`` instead of being read from the dict; mark exact, inexpensive ones
     ``cheap=True`` and the predictor strategy computes them rather than predicting them.
+    Values must be numbers (a string such as ``"1.0"`` fails the evaluation with a message).
     Extra JSON-scalar keys the function returns are kept as extra result columns.
     """
 
-    def __init__(self, fn: Callable[[Arch], Mapping[str, Any]], objectives: list[Objective]):
+    def __init__(self, fn: Callable[..., Mapping[str, Any]], objectives: list[Objective]):
         self.fn = fn
         self.objectives = objectives
+        self.reports = takes_report(fn)
 
-    def cheap(self, arch: Arch) -> dict[str, float]:
-        """Exact values of the cheap objectives computable without evaluating ``arch``."""
+    def cheap(self, arch: Arch, names: Collection[str] | None = None) -> dict[str, float]:
+        """Exact values of the cheap objectives (those in ``names``, default all) computable
+        without evaluating ``arch``."""
         return {
-            o.name: float(o.fn(None, arch)) for o in self.objectives if o.cheap and o.fn is not None
+            o.name: o(None, arch)
+            for o in self.objectives
+            if o.cheap and o.fn is not None and (names is None or o.name in names)
         }
 
     def cheap_names(self) -> list[str]:
@@ -115,8 +156,8 @@ class FunctionEvaluator:
     def end(self) -> None:
         """Nothing to restore for a function."""
 
-    def __call__(self, arch: Arch) -> tuple[dict[str, float], dict[str, Any]]:
-        out = self.fn(arch)
+    def __call__(self, arch: Arch, report: Any = None) -> tuple[dict[str, float], dict[str, Any]]:
+        out = self.fn(arch) if report is None else self.fn(arch, report)
         if not isinstance(out, Mapping):
             raise ConfigError(
                 f"the evaluation function must return a dict {{objective name: value}}, got {type(out).__name__}"
@@ -124,9 +165,9 @@ class FunctionEvaluator:
         values = {}
         for o in self.objectives:
             if o.fn is not None:
-                values[o.name] = float(o.fn(None, arch))
+                values[o.name] = o(None, arch)
             elif o.name in out:
-                values[o.name] = float(out[o.name])
+                values[o.name] = o.as_number(out[o.name])
             else:
                 raise ConfigError(
                     f"the evaluation function returned no {o.name!r}; it returned keys {sorted(out)}"
@@ -163,6 +204,7 @@ class SupernetEvaluator:
             )
         self.net = net
         self.objectives = objectives
+        self.reports = False  # objectives measure a subnet; nothing reports steps
         self._was_training: bool | None = None
 
     def start(self) -> None:
@@ -178,12 +220,16 @@ class SupernetEvaluator:
             self.net.train(self._was_training)
             self._was_training = None
 
-    def cheap(self, arch: Arch) -> dict[str, float]:
-        return {o.name: o(self.net, arch) for o in self.objectives if o.cheap}
+    def cheap(self, arch: Arch, names: Collection[str] | None = None) -> dict[str, float]:
+        return {
+            o.name: o(self.net, arch)
+            for o in self.objectives
+            if o.cheap and (names is None or o.name in names)
+        }
 
     def cheap_names(self) -> list[str]:
         return [o.name for o in self.objectives if o.cheap]
 
-    def __call__(self, arch: Arch) -> tuple[dict[str, float], dict[str, Any]]:
+    def __call__(self, arch: Arch, report: Any = None) -> tuple[dict[str, float], dict[str, Any]]:
         with COMPUTE_SLOTS:  # one per CPU core at once (see the module's docstring)
             return {o.name: o(self.net, arch) for o in self.objectives}, {}

@@ -25,6 +25,7 @@ between the predictions that chose the batch and the real values, plus both list
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -36,12 +37,14 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import PolynomialFeatures
 
 from nasviz.errors import ConfigError
+from nasviz.objectives import Objective
 from nasviz.runner import Event
+from nasviz.search._evolution import breed, crowding_distance, nsga2_order, violation
 from nasviz.search._pareto import pareto_rank
 from nasviz.search._strategy import Proposal, SearchContext, Strategy, register_strategy
 from nasviz.space import Arch, SearchSpace
 
-__all__ = ["PredictorStrategy", "crowding_distance", "default_predictor", "ridge_predictor"]
+__all__ = ["PredictorStrategy", "default_predictor", "ridge_predictor"]
 
 #: Random draws per exploration slot; those with new costs are preferred (see ``_explore``).
 EXPLORE = 4
@@ -84,25 +87,6 @@ class _Encoder:
         return np.hstack(cols)  # (n, encoding_size)
 
 
-def crowding_distance(points: np.ndarray, ranks: np.ndarray) -> np.ndarray:
-    """NSGA-II crowding distance of each row within its front (inf at the front's extremes)."""
-    out = np.zeros(len(points))
-    for r in np.unique(ranks):
-        members = np.flatnonzero(ranks == r)
-        if len(members) <= 2:
-            out[members] = np.inf
-            continue
-        front = points[members]  # (k, m)
-        for col in front.T:
-            order = np.argsort(col, kind="stable")
-            span = col[order[-1]] - col[order[0]]
-            gaps = np.empty(len(order))
-            gaps[[0, -1]] = np.inf
-            gaps[1:-1] = (col[order[2:]] - col[order[:-2]]) / (span if span > 0 else 1.0)
-            out[members[order]] += gaps
-    return out
-
-
 class PredictorStrategy(Strategy):
     """DyNAS-T style predictor-guided search (see the module docstring).
 
@@ -118,6 +102,13 @@ class PredictorStrategy(Strategy):
             :func:`default_predictor`).
         cheap_samples: random archs whose exact cheap objectives train the inner loop's
             surrogate of them (besides every evaluated arch).
+        features: measurements used as extra predictor inputs, such as zero-cost proxies
+            (:func:`nasviz.search.synflow`, ``grad_norm``, ``naswot``): Objectives measured on
+            the search's supernet (``feature(net, arch)``; ``feature(None, arch)`` for a
+            function search). The inner NSGA-II ranks candidates on the encoding alone; the
+            final candidates and every evaluated arch are measured, and a second predictor per
+            expensive objective, fitted on the encoding plus the features, chooses the batch
+            (FBNetV3-style: free statistics sharpen the few real evaluations).
     """
 
     name = "predictor"
@@ -130,6 +121,7 @@ class PredictorStrategy(Strategy):
         inner_population: int = 100,
         predictor: RegressorMixin | None = None,
         cheap_samples: int = 256,
+        features: Sequence[Objective] = (),
     ):
         for label, v, low in (
             ("batch_size", batch_size, 1),
@@ -149,6 +141,14 @@ class PredictorStrategy(Strategy):
         self.inner_population = inner_population
         self.predictor = predictor if predictor is not None else default_predictor()
         self.cheap_samples = cheap_samples
+        self.features = list(features)
+        for f in self.features:
+            if not isinstance(f, Objective) or f.fn is None:
+                raise ConfigError(
+                    f"predictor: features are Objectives with a function (e.g. "
+                    f"nasviz.search.synflow(shape)), got {f!r}"
+                )
+        self._feature_cache: dict[Arch, np.ndarray] = {}
         self._queue: list[Arch] = []
         self._batch: dict[
             Arch, np.ndarray | None
@@ -163,7 +163,7 @@ class PredictorStrategy(Strategy):
         self._encode = _Encoder(context.space)
         self._sizes = self._encode.sizes
         self._signs = np.array([o.sign for o in context.objectives])
-        cheap = set(_cheap_names(context))
+        cheap = set(context.cheap_names)
         self._cheap = [i for i, o in enumerate(context.objectives) if o.name in cheap]
         self._expensive = [i for i, o in enumerate(context.objectives) if o.name not in cheap]
 
@@ -175,6 +175,7 @@ class PredictorStrategy(Strategy):
             "inner_steps": self.inner_steps,
             "inner_population": self.inner_population,
             "cheap_samples": self.cheap_samples,
+            "features": [f.name for f in self.features] or None,
         }
 
     # ---- the cycle ---------------------------------------------------------------------------
@@ -246,6 +247,11 @@ class PredictorStrategy(Strategy):
         models: list[Any] = [None] * len(self.context.objectives)
         for i in self._expensive:
             models[i] = clone(self.predictor).fit(X, values[:, i])
+        if self.features:  # (X | features) -> value, for the final choice
+            XF = np.hstack([X, self._measure(idx)])
+            self._with_features = {
+                i: clone(self.predictor).fit(XF, values[:, i]) for i in self._expensive
+            }
         if self._cheap:
             if not hasattr(
                 self, "_cheap_extra"
@@ -272,24 +278,29 @@ class PredictorStrategy(Strategy):
                 models[i] = RidgeCV(alphas=np.logspace(-3, 3, 13)).fit(Xc, y)  # ranking aid only
         return models
 
+    def _measure(self, idx: np.ndarray) -> np.ndarray:
+        """The features of each row's arch (``(n, features)``, cached per arch)."""
+        out = []
+        for row in idx:
+            arch = self.context.space.from_indices(row)
+            if arch not in self._feature_cache:
+                self._feature_cache[arch] = np.array(
+                    [self.context.measure(f, arch) for f in self.features]
+                )
+            out.append(self._feature_cache[arch])
+        return np.array(out).reshape(len(idx), len(self.features))
+
     def _predict(self, models: list[Any], idx: np.ndarray) -> np.ndarray:
         X = self._encode(idx)
         return np.column_stack([m.predict(X) for m in models])  # (n, m), objective units
 
     def _violation(self, F: np.ndarray) -> np.ndarray:
         """Summed relative violation of the objective bounds (0 when feasible)."""
-        viol = np.zeros(len(F))
-        for i, o in enumerate(self.context.objectives):
-            if o.name in self.context.bounds:
-                bound = self.context.bounds[o.name]
-                viol += np.maximum(0.0, o.sign * (F[:, i] - bound)) / max(abs(bound), 1e-12)
-        return viol
+        return violation(F, self.context.objectives, self.context.bounds)
 
     def _order(self, F: np.ndarray) -> np.ndarray:
         """Row order: feasible first, then by Pareto rank, then most isolated first."""
-        ranks = pareto_rank(F, [o.direction for o in self.context.objectives])
-        crowd = crowding_distance(F * self._signs, ranks)
-        return np.lexsort((-crowd, ranks, self._violation(F)))
+        return nsga2_order(F, self.context.objectives, self.context.bounds)
 
     def _canonical(self, idx: np.ndarray) -> np.ndarray:
         """The rows of an index matrix mapped to their canonical archs' indices (cached)."""
@@ -316,13 +327,7 @@ class PredictorStrategy(Strategy):
             order = self._order(F)
             position = np.empty(len(pop), dtype=np.int64)
             position[order] = np.arange(len(pop))  # lower is better
-            a, b = rng.integers(0, len(pop), size=(2, P))  # binary tournaments
-            parents = np.where(position[a] < position[b], a, b)  # (P,)
-            mates = parents[rng.permutation(P)]
-            swap = rng.random((P, d)) < 0.5  # uniform crossover
-            children = np.where(swap, pop[mates], pop[parents])  # (P, d)
-            mutate = rng.random((P, d)) < 1.0 / d
-            children = np.where(mutate, rng.integers(0, self._sizes, size=(P, d)), children)
+            children = breed(pop, position, self._sizes, rng, P)  # (P, d)
             children = self._canonical(children)  # equivalents collapse in the unique below
             merged = np.unique(np.vstack([pop, children]), axis=0)  # (<= 2P, d)
             F_merged = self._predict(models, merged)
@@ -358,6 +363,10 @@ class PredictorStrategy(Strategy):
         if candidates:
             rows = np.array([r for r, _ in candidates])
             F = self._predict(models, rows)
+            if self.features:
+                XF = np.hstack([self._encode(rows), self._measure(rows)])
+                for i, model in self._with_features.items():
+                    F[:, i] = model.predict(XF)
             for i in self._cheap:  # exact values for the cheap objectives of real candidates
                 name = self.context.objectives[i].name
                 F[:, i] = [self.context.cheap(a)[name] for _, a in candidates]
@@ -390,15 +399,6 @@ class PredictorStrategy(Strategy):
             (rest if cost in seen else novel).append(arch)
             seen.add(cost)
         return (novel + rest)[:n]
-
-
-def _cheap_names(context: SearchContext) -> list[str]:
-    """Cheap objectives that can be computed exactly without an evaluation."""
-    probe = context.space.smallest()
-    try:
-        return sorted(context.cheap(probe))
-    except Exception:  # a cheap objective that cannot run on its own is predicted instead
-        return []
 
 
 register_strategy("predictor", PredictorStrategy)

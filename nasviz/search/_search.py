@@ -1,9 +1,14 @@
 """``Search``: a multi-objective architecture search that runs in the background.
 
 A Search composes a :class:`~nasviz.runner.Run` (the background thread, controls, status,
-listeners) with a :class:`~nasviz.search._engine.SearchEngine` (proposing, evaluating,
-persisting) and an Optuna study (the storage of record). Everything it shows is rebuilt from
-the study, so a search loaded after a restart shows exactly what the live one showed.
+listeners) with a :class:`~nasviz.search._engine.SearchEngine` (proposing, claiming,
+evaluating, persisting) and an Optuna study (the storage of record). Everything it shows is
+rebuilt from the study, so a search loaded after a restart, or one of several processes
+sharing a study, shows every evaluation.
+
+Running a search whose storage already holds its budget (the same script run twice) does not
+fail: ``start()`` and ``run()`` return at once with status ``finished`` and a message saying
+so, and the results are there to look at; a larger ``budget`` continues it.
 """
 
 from __future__ import annotations
@@ -15,23 +20,23 @@ from typing import Any
 
 import numpy as np
 import optuna
-import pandas as pd
 
-from nasviz.errors import ConfigError, RunError, StorageError
+from nasviz.errors import ConfigError, RunError, StorageError, check_int, check_real
 from nasviz.objectives import Objective, as_objective
 from nasviz.runner import Event, Run, RunStatus
-from nasviz.search import _pareto
-from nasviz.search._engine import SearchEngine
+from nasviz.search._compat import BlockingRun, positional_compat
+from nasviz.search._engine import HEARTBEAT_S, SearchEngine
 from nasviz.search._evaluate import FunctionEvaluator, SupernetEvaluator, is_supernet
+from nasviz.search._fidelity import Scheduler, make_scheduler, scheduler_from_settings
+from nasviz.search._results import CYCLE_PREFIX, ResultsView
 from nasviz.search._storage import (
     STUDY_NAME,
+    check_durability,
     check_study_name,
-    is_result,
     load_existing,
     make_storage,
     open_study,
     read_spec,
-    trial_row,
 )
 from nasviz.search._strategy import Strategy, make_strategy
 from nasviz.space import Arch, SearchSpace
@@ -39,7 +44,24 @@ from nasviz.space import Arch, SearchSpace
 __all__ = ["Search"]
 
 SETTINGS_KEY = "nasviz:settings"
-CYCLE_PREFIX = "nasviz:cycle:"
+#: Stored settings that are not the strategy's own.
+_SEARCH_SETTINGS = ("budget", "seed", "pruner", "function")
+#: Arguments after ``net_or_fn`` and ``space`` that could be passed by position before 0.2.
+_OLD_ORDER = (
+    "objectives",
+    "strategy",
+    "budget",
+    "storage",
+    "executor",
+    "workers",
+    "seed",
+    "constraints",
+    "study_name",
+    "strategy_options",
+    "durability",
+    "canonical",
+)
+_MAX_SEED = 2**32 - 1
 
 Constraint = Mapping[str, float] | Callable[[Arch], bool]
 
@@ -79,29 +101,42 @@ def _constraints(constraints: Constraint | Sequence[Constraint] | None, names: l
     return bounds, predicates
 
 
-class Search:
+def function_path(fn: Any) -> str | None:
+    """``"module:qualname"`` of a function another process can import, else None (lambdas,
+    functions defined in a notebook, a script run as ``__main__`` or inside a function)."""
+    module, name = getattr(fn, "__module__", None), getattr(fn, "__qualname__", "")
+    if not module or module == "__main__" or not name or "<" in name:
+        return None
+    return f"{module}:{name}"
+
+
+class Search(ResultsView):
     """A multi-objective search over a supernet's subnets or over any function of an arch.
 
     Args:
         net_or_fn: a supernet (has ``.space``, ``.subnet(arch)``, ``.export(arch)``): every
             objective is measured as ``objective(net, arch)``. Or a function
-            ``fn(arch) -> {objective name: value, ...}`` (picklable for process executors).
-            None only for a loaded search that is browsed, not run.
+            ``fn(arch) -> {objective name: value, ...}`` (picklable for process executors), or
+            ``fn(arch, report)`` to report intermediate values (see ``pruner``). None only for
+            a loaded search that is browsed, not run.
         space: the space to search; defaults to the supernet's ``.space``.
         objectives: nasviz Objectives (``accuracy(val)``, ``macs(shape)``, ...) or, for a
             function, ``(name, "minimize" | "maximize")`` pairs.
         strategy: ``"nsga2"``, ``"random"``, ``"predictor"``, a Strategy instance or any
             Optuna sampler instance (TPE, GP, ...).
-        budget: evaluations to reach, counting those already in the storage (>= 1).
+        budget: evaluations to reach, counting those already in the storage, every process's
+            (>= 1). Pruned evaluations count.
         storage: where every evaluation is written before it is reported; see
-            :func:`nasviz.search._storage.make_storage`. A storage that already holds this
-            search (same space and objectives) is resumed; none of its archs is re-evaluated.
+            :mod:`nasviz.search._storage`. A storage that already holds this search (same
+            space and objectives) is resumed; none of its archs is evaluated again. Any number
+            of processes or machines may run a search on one storage and study at once: they
+            share the budget and never evaluate one arch twice (see
+            :mod:`nasviz.search._ledger`; ``nasviz worker`` joins from a shell).
         executor: a ``concurrent.futures.Executor`` (e.g. ``dask.distributed.Client(...)
             .get_executor()``); None uses a thread pool of ``workers`` threads.
-        workers: evaluations in flight at once (a supernet's compute at most one per CPU
-            core at once in a process; the others wait for a core).
-        seed: makes the strategy reproducible; with one worker, the same seed, strategy and
-            budget give the same results.
+        workers: evaluations in flight at once in this process.
+        seed: makes the strategy reproducible (an int in ``0 .. 2**32 - 1``); with one worker,
+            the same seed, strategy and budget give the same results.
         constraints: ``{objective: bound}`` (``<=`` a minimized, ``>=`` a maximized objective)
             and/or predicates ``arch -> bool``. Predicates and bounds on cheap objectives are
             checked before evaluating (infeasible archs are never evaluated); other bounds mark
@@ -112,7 +147,6 @@ class Search:
         durability: for journal-file storages, ``"process"`` (default: each write reaches the
             OS before it returns, so a killed kernel or process loses nothing evaluated) or
             ``"os"`` (each write is also fsynced, surviving an OS crash; several ms per write).
-            See :mod:`nasviz.search._storage`.
         canonical: ``canonical(arch) -> arch``, mapping every arch to the one representative of
             the archs that compute the same thing (for example archs that differ only in the
             width of a layer past the depth). None uses the supernet's ``canonical`` method when
@@ -120,19 +154,33 @@ class Search:
             evaluated, stored and reported, and an arch equivalent to one already evaluated is
             never evaluated; strategies propose in canonical space. The mapping must return an
             arch of the space and be idempotent (``canonical(canonical(a)) == canonical(a)``).
+        pruner: early stopping for a function that reports (``fn(arch, report)``):
+            ``"halving"`` (:class:`~nasviz.search.SuccessiveHalving` with its defaults), a
+            SuccessiveHalving or :class:`~nasviz.search.Hyperband` instance (several
+            objectives), or an Optuna pruner (one objective). None: trials always run to the
+            end (reports are still stored).
+        heartbeat: seconds between renewals of the leases of this search's evaluations in
+            flight; another process declares an evaluation dead when its lease (3 heartbeats)
+            expires, or at once when its process is gone from this machine.
+
+    Only ``net_or_fn`` and ``space`` may be passed by position (the others by position work
+    until nasviz 0.3, with a FutureWarning).
 
     Example:
-        >>> search = Search(lambda a: {"loss": a["x"], "cost": 3 - a["x"]}, space=SearchSpace({"x": [0, 1, 2, 3]}),
-        ...                 objectives=[("loss", "minimize"), ("cost", "minimize")], strategy="random",
-        ...                 budget=4, storage=":memory:", seed=0)
-        >>> search.start().wait().state
+        >>> search = Search(lambda a: {"loss": a["x"], "cost": 3 - a["x"]},
+        ...                 SearchSpace({"x": [0, 1, 2, 3]}),
+        ...                 objectives=[("loss", "minimize"), ("cost", "minimize")],
+        ...                 strategy="random", budget=4, storage=":memory:", seed=0)
+        >>> search.run().state
         'finished'
     """
 
+    @positional_compat(2, _OLD_ORDER)
     def __init__(
         self,
         net_or_fn: Any,
         space: SearchSpace | Mapping[str, Sequence[Any]] | None = None,
+        *,
         objectives: Sequence[Objective | tuple[str, str]] = (),
         strategy: str | Strategy | optuna.samplers.BaseSampler = "nsga2",
         budget: int = 100,
@@ -145,12 +193,11 @@ class Search:
         strategy_options: Mapping[str, Any] | None = None,
         durability: str = "process",
         canonical: Callable[[Arch], Arch] | None = None,
-        *,
+        pruner: str | Scheduler | optuna.pruners.BasePruner | None = None,
+        heartbeat: float = HEARTBEAT_S,
         _study: optuna.Study | None = None,
     ):
-        # Optuna logs every trial at INFO, from the run thread, into the notebook: keep it quiet.
-        if optuna.logging.get_verbosity() < optuna.logging.WARNING:
-            optuna.logging.set_verbosity(optuna.logging.WARNING)
+        # Everything is checked before the storage is touched: bad input creates no file.
         supernet = is_supernet(net_or_fn)
         if space is None:
             if not supernet:
@@ -169,17 +216,25 @@ class Search:
             raise ConfigError(
                 f"objective names must be unique and differ from dimension names; got {names}"
             )
-        if not isinstance(budget, int) or isinstance(budget, bool) or budget < 1:
-            raise ConfigError(f"budget must be an int >= 1 (evaluations), got {budget!r}")
-        if not isinstance(workers, int) or workers < 1:
-            raise ConfigError(f"workers must be an int >= 1, got {workers!r}")
+        budget = check_int("budget", budget, 1)
+        workers = check_int("workers", workers, 1)
         if executor is not None and not isinstance(executor, cf.Executor):
             raise ConfigError(
                 f"executor must be a concurrent.futures.Executor, got {type(executor).__name__}"
             )
-        if seed is not None and not isinstance(seed, int):
-            raise ConfigError(f"seed must be an int or None, got {seed!r}")
+        if seed is not None:
+            seed = check_int("seed", seed, 0)
+            if seed > _MAX_SEED:
+                raise ConfigError(f"seed must be an int in 0 .. 2**32 - 1, got {seed}")
+        heartbeat = check_real("heartbeat (seconds)", heartbeat)
+        if heartbeat <= 0:
+            raise ConfigError(f"heartbeat (seconds) must be > 0, got {heartbeat}")
+        check_durability(durability)
+        check_study_name(study_name)
         self.strategy = make_strategy(strategy, strategy_options or {})
+        self.scheduler = make_scheduler(pruner)
+        if self.scheduler is not None:
+            self.scheduler.check(self.objectives)
         bounds, predicates = _constraints(constraints, names)
         if canonical is None and supernet:
             canonical = getattr(net_or_fn, "canonical", None)
@@ -198,6 +253,15 @@ class Search:
                 f"net_or_fn must be a supernet (.space, .subnet, .export) or a function arch -> dict, "
                 f"got {type(net_or_fn).__name__}"
             )
+        if (
+            self.scheduler is not None
+            and self._evaluator is not None
+            and not self._evaluator.reports
+        ):
+            raise ConfigError(
+                "pruner= stops trials early from their reports, so it needs a function that "
+                "takes (arch, report) and calls report(step, {objective: value}) as it trains"
+            )
         self._net = net_or_fn if supernet else None
         self.budget = budget
         if _study is None:
@@ -207,15 +271,21 @@ class Search:
                 self.space,
                 self.objectives,
                 optuna.samplers.RandomSampler(seed),
-                check_study_name(study_name),
+                study_name,
                 self.storage_name,
             )
         else:
             self.storage_name = str(storage)
         self.study = _study
-        self.study.set_user_attr(
-            SETTINGS_KEY, {**self.strategy.settings(), "budget": budget, "seed": seed}
-        )
+        settings = {
+            **self.strategy.settings(),
+            "budget": budget,
+            "seed": seed,
+            "pruner": None if self.scheduler is None else self.scheduler.settings(),
+            "function": function_path(net_or_fn) if not supernet else None,
+        }
+        if self._evaluator is not None and self.study.user_attrs.get(SETTINGS_KEY) != settings:
+            self.study.set_user_attr(SETTINGS_KEY, settings)  # never while only browsing
         self._engine = SearchEngine(
             self.study,
             self.space,
@@ -229,11 +299,14 @@ class Search:
             bounds,
             predicates,
             canonical,
+            self.scheduler,
+            heartbeat,
+            self._net,
         )
         if canonical is not None:
             self._engine.canonical(self.space.largest())  # a broken mapping fails here, early
-        self.run = Run(self._engine, name=f"search[{self.strategy.name}]")
-        self.run.subscribe(self._on_event)
+        self._run = Run(self._engine, name=f"search[{self.strategy.name}]")
+        self._run.subscribe(self._on_event)
 
     @property
     def net(self) -> Any:
@@ -246,28 +319,42 @@ class Search:
         cls,
         storage: str | Path | optuna.storages.BaseStorage,
         net_or_fn: Any = None,
+        *,
         objectives: Sequence[Objective | tuple[str, str]] | None = None,
         study_name: str | None = None,
+        space: SearchSpace | Mapping[str, Sequence[Any]] | None = None,
         **kwargs: Any,
     ) -> Search:
-        """Opens a stored search to browse it or, given ``net_or_fn``, to resume it.
+        """Opens a stored search to browse it or, given ``net_or_fn``, to resume it (or to join
+        a search other processes are running on that storage).
 
-        The space comes from the storage; objectives too unless given (a supernet search needs
-        its objectives again, since functions are not stored). ``strategy`` and ``budget``
-        default to the stored ones; other keyword arguments are those of :class:`Search`.
+        Browsing (no ``net_or_fn``) only reads: nothing is written to the storage. The space
+        comes from the storage (``space=`` is checked against it); objectives too unless given
+        (a supernet search needs its objectives again, since functions are not stored).
+        ``strategy``, ``budget``, ``seed`` and ``pruner`` default to the stored ones; other
+        keyword arguments are those of :class:`Search`.
+
+        Raises:
+            StorageError: no such file, no such study, a study of another space.
         """
-        if (
-            isinstance(storage, str | Path)
-            and str(storage) != ":memory:"
-            and "://" not in str(storage)
-        ) and not Path(storage).expanduser().is_file():
-            raise StorageError(f"no stored search at {str(storage)!r} (no such file)")
-        optuna_storage, where = make_storage(storage, kwargs.get("durability", "process"))
+        optuna_storage, where = make_storage(
+            storage,
+            kwargs.get("durability", "process"),
+            writable=net_or_fn is not None,
+            must_exist=True,
+        )
         study = load_existing(optuna_storage, study_name, where)
-        space, stored = read_spec(study)
+        stored_space, stored = read_spec(study)
+        if space is not None:
+            space = space if isinstance(space, SearchSpace) else SearchSpace(space)
+            if space != stored_space:
+                raise StorageError(
+                    f"storage {where!r} (study {study.study_name!r}) holds a search over another "
+                    f"space: {stored_space!r}; yours is {space!r}"
+                )
         settings = dict(study.user_attrs.get(SETTINGS_KEY, {}))
+        own = {k: settings.pop(k, None) for k in _SEARCH_SETTINGS}
         strategy = settings.pop("strategy", "random")
-        budget, seed = settings.pop("budget", 100), settings.pop("seed", None)
         if (
             "strategy" not in kwargs
             and strategy not in ("sampler", "")
@@ -278,155 +365,94 @@ class Search:
                 "strategy_options", {k: v for k, v in settings.items() if v is not None} or None
             )
         kwargs.setdefault("strategy", "random")
-        kwargs.setdefault("budget", budget)
-        kwargs.setdefault("seed", seed)
+        kwargs.setdefault("budget", own["budget"] or 100)
+        kwargs.setdefault("seed", own["seed"])
+        if "pruner" not in kwargs and own["pruner"]:
+            kwargs["pruner"] = scheduler_from_settings(own["pruner"])
         objectives = stored if objectives is None else objectives
         return cls(
-            net_or_fn, space=space, objectives=objectives, storage=where, _study=study, **kwargs
+            net_or_fn,
+            stored_space,
+            objectives=objectives,
+            storage=where,
+            study_name=study.study_name,
+            _study=study,
+            **kwargs,
         )
 
     # ---- the run -----------------------------------------------------------------------------
-    def start(self) -> Search:
-        """Starts (or continues) the search in the background; returns at once."""
+    def _ready(self) -> bool:
+        """False (status set to finished, with why) when nothing is left to run."""
         if self._evaluator is None:
             raise RunError(
                 "this search was loaded without its network or function; pass net_or_fn to Search.load to run it"
             )
-        self.run.start()
+        if self._run.status.active or not self._engine.finished():
+            return True
+        done = self._engine.ledger.done
+        self._run.mark_finished(
+            f"nothing left to run: the storage holds {done} evaluations for a budget of "
+            f"{self.budget}; pass a larger budget= to continue"
+        )
+        return False
+
+    def start(self) -> Search:
+        """Starts (or continues) the search in the background; returns at once. A search whose
+        storage already holds its budget does not start: its status becomes ``finished``, with
+        a message saying why."""
+        if self._ready():
+            self._run.start()
         return self
+
+    def _run_here(self) -> RunStatus:
+        if self._ready():
+            return self._run.run()
+        return self._run.status
+
+    @property
+    def run(self) -> BlockingRun:
+        """``search.run()`` runs the search in the calling thread and returns its final status
+        (like ``train_supernet(...).run()``); returns at once when the storage already holds
+        the budget. Stop it from another thread with :meth:`stop`."""
+        return BlockingRun(self._run_here, self._run)
 
     def stop(self, wait: bool = True, timeout: float | None = None) -> RunStatus:
         """Stops after the evaluations in flight (they are persisted); ``start()`` continues."""
-        return self.run.stop(wait, timeout)
+        return self._run.stop(wait, timeout)
 
     def pause(self) -> RunStatus:
-        return self.run.pause()
+        return self._run.pause()
 
     def resume(self) -> RunStatus:
-        return self.run.resume()
+        return self._run.resume()
 
     def wait(self, timeout: float | None = None, progress: bool = False) -> RunStatus:
         """Blocks until the search ends (or ``timeout``); see :meth:`nasviz.runner.Run.wait`."""
-        return self.run.wait(timeout, progress)
+        return self._run.wait(timeout, progress)
 
     @property
     def status(self) -> RunStatus:
         """State, done/budget, failed, elapsed and ETA (``str(status)`` reads well)."""
-        return self.run.status
+        return self._run.status
 
     @property
     def error(self) -> BaseException | None:
-        return self.run.error
+        return self._run.error
 
     @property
     def traceback(self) -> str:
-        return self.run.traceback
+        return self._run.traceback
 
     def subscribe(self, listener: Callable[[Event], None]) -> Callable[[], None]:
-        """Calls ``listener(event)`` for ``"result"`` (one row dict), ``"cycle"`` (predictor
-        quality), ``"status"`` and ``"error"`` events; returns an unsubscribe function."""
-        return self.run.subscribe(listener)
+        """Calls ``listener(event)`` for ``"result"`` (one row dict, as a row of
+        :attr:`results`; other processes' results on a shared study arrive too),
+        ``"cycle"`` (predictor quality), ``"status"`` and ``"error"`` events; returns an
+        unsubscribe function."""
+        return self._run.subscribe(listener)
 
     def _on_event(self, event: Event) -> None:
         if event.kind == "cycle":  # persisted so a loaded search shows predictor quality too
             self.study.set_user_attr(f"{CYCLE_PREFIX}{event.data['cycle']:05d}", dict(event.data))
-
-    # ---- results -----------------------------------------------------------------------------
-    @property
-    def results(self) -> pd.DataFrame:
-        """One row per evaluated arch, in trial order: ``trial``, ``state`` (COMPLETE/FAIL), one
-        column per dimension, one per objective (NaN when failed), ``feasible``, ``error``,
-        ``traceback``, ``duration`` (s), ``worker``, then extra values the function returned."""
-        rows = [
-            trial_row(t, self.space, self.objectives)
-            for t in self.study.get_trials(deepcopy=False)
-            if is_result(t)
-        ]
-        columns = [
-            "trial",
-            "state",
-            *self.space.names,
-            *(o.name for o in self.objectives),
-            "feasible",
-            "error",
-            "traceback",
-            "duration",
-            "worker",
-        ]
-        frame = pd.DataFrame(rows) if rows else pd.DataFrame(columns=columns)
-        return frame.sort_values("trial", kind="stable").reset_index(drop=True)
-
-    @property
-    def directions(self) -> list[str]:
-        return [o.direction for o in self.objectives]
-
-    def _scored(self) -> pd.DataFrame:
-        frame = self.results
-        return frame[(frame["state"] == "COMPLETE") & frame["feasible"].astype(bool)]
-
-    def pareto(self) -> pd.DataFrame:
-        """The non-dominated rows among the completed, feasible ones (moocore)."""
-        frame = self._scored()
-        values = frame[[o.name for o in self.objectives]].to_numpy(dtype=np.float64)
-        return frame[_pareto.pareto_mask(values, self.directions)]
-
-    def reference_point(self) -> np.ndarray:
-        """The default reference point: the nadir of all completed, feasible rows moved 10% of
-        each objective's range further (see :mod:`nasviz.search._pareto`)."""
-        frame = self._scored()
-        return _pareto.default_reference(
-            frame[[o.name for o in self.objectives]].to_numpy(dtype=np.float64), self.directions
-        )
-
-    def hypervolume(self, ref: Sequence[float] | None = None) -> float:
-        """Hypervolume of the feasible completed rows up to ``ref`` (objective units; worse than
-        every point: larger when minimizing, smaller when maximizing); ``ref=None`` uses
-        :meth:`reference_point`. 0.0 when nothing completed."""
-        frame = self._scored()
-        if frame.empty:
-            return 0.0
-        values = frame[[o.name for o in self.objectives]].to_numpy(dtype=np.float64)
-        ref = self.reference_point() if ref is None else ref
-        return _pareto.hypervolume(values, self.directions, ref)
-
-    def hypervolume_history(self, ref: Sequence[float] | None = None) -> pd.DataFrame:
-        """Hypervolume after each evaluation (one reference point for the whole history):
-        columns ``evaluations`` (1..n, failed ones included), ``trial`` and ``hypervolume``."""
-        frame = self.results
-        ok = (frame["state"] == "COMPLETE") & frame["feasible"].astype(bool)
-        if not ok.any():
-            return pd.DataFrame(
-                {
-                    "evaluations": np.arange(1, len(frame) + 1),
-                    "trial": frame["trial"],
-                    "hypervolume": 0.0,
-                }
-            )
-        values = frame[[o.name for o in self.objectives]].to_numpy(dtype=np.float64)
-        ref = self.reference_point() if ref is None else ref
-        trace = np.zeros(len(frame))
-        trace[ok.to_numpy()] = _pareto.hypervolume_trace(
-            values[ok.to_numpy()], self.directions, ref
-        )
-        trace = np.maximum.accumulate(trace)
-        return pd.DataFrame(
-            {
-                "evaluations": np.arange(1, len(frame) + 1),
-                "trial": frame["trial"],
-                "hypervolume": trace,
-            }
-        )
-
-    @property
-    def cycles(self) -> pd.DataFrame:
-        """Predictor quality per cycle (predictor strategy): one row per cycle with ``cycle``,
-        ``trained_on`` (evaluations it was fitted on), ``held_out`` and, per predicted objective
-        ``<name>``: ``<name>_kendall_tau`` and ``<name>_mape`` on the next batch (held out: those
-        archs were not in its training set), and ``<name>_predicted`` / ``<name>_measured``,
-        lists of floats holding the predictions and the measured values of that batch, in the
-        same order."""
-        rows = [v for k, v in sorted(self.study.user_attrs.items()) if k.startswith(CYCLE_PREFIX)]
-        return pd.DataFrame(rows)
 
     def __repr__(self) -> str:
         return f"Search({self.strategy.name}, {self.status}, storage={self.storage_name!r})"
@@ -435,10 +461,12 @@ class Search:
 class _NoEvaluator:
     """Stands in for a loaded search that has no function (browsing only)."""
 
+    reports = False
+
     def cheap_names(self) -> list[str]:
         return []
 
-    def cheap(self, arch: Arch) -> dict[str, float]:
+    def cheap(self, arch: Arch, names: Any = None) -> dict[str, float]:
         return {}
 
     def start(self) -> None:
@@ -447,5 +475,5 @@ class _NoEvaluator:
     def end(self) -> None:
         pass
 
-    def __call__(self, arch: Arch):
+    def __call__(self, arch: Arch, report: Any = None):
         raise RunError("this search has no function to evaluate archs")

@@ -64,6 +64,11 @@ class SearchContext:
             engine evaluates and stores only canonical archs. Identity when the search has no
             equivalences.
         equivalences: True when ``canonical`` may map an arch to another one (False: identity).
+        cheap_names: the cheap objectives ``cheap`` computes (declared cheap objectives that
+            could be computed on their own; one that could not was reported with a
+            NasvizWarning when the search was built, and is measured with the evaluation).
+        measure: ``measure(objective, arch)``: an Objective measured on the search's supernet
+            (``objective(None, arch)`` for a function search), e.g. a zero-cost proxy.
     """
 
     space: SearchSpace
@@ -79,6 +84,8 @@ class SearchContext:
     random_unseen: Callable[[int], list[Arch]] = lambda n: []
     canonical: Callable[[Arch], Arch] = lambda arch: arch
     equivalences: bool = False
+    cheap_names: list[str] = field(default_factory=list)
+    measure: Callable[[Objective, Arch], float] = lambda objective, arch: objective(None, arch)
 
 
 class Strategy(ABC):
@@ -95,8 +102,10 @@ class Strategy(ABC):
           engine evaluates ``context.canonical(arch)`` in place of a proposed arch, and tells
           the strategy about that canonical arch.
         * ``tell`` is called once per evaluated arch, with the objective values (a dict by
-          objective name) or None when the evaluation failed or broke a constraint. It may
-          return events (for example ``"cycle"``) that the search reports to listeners.
+          objective name) or None when the evaluation failed, broke a constraint or was stopped
+          early. In a study shared by several searches it is also called for the archs the
+          other searches evaluated, as their results arrive. It may return events (for
+          example ``"cycle"``) that the search reports to listeners.
         * Randomness comes from ``context.rng`` (or the seed) only, so one worker and one seed
           give identical searches.
     """

@@ -4,14 +4,18 @@ Every supernet follows one protocol: ``.space`` (a :class:`~nasviz.SearchSpace`)
 ``with net.subnet(arch): net(x)`` (per thread), ``net.export(arch)`` (plain torch modules),
 ``net.count_params(arch)``, ``net.count_macs(arch, input_shape)`` (closed form),
 ``net.canonical(arch)`` (one representative per distinct subnet), ``net.reorder_channels()``,
-``largest()``/``smallest()``/``sample()``, ``net.config`` and ``save``/``load``.
+``largest()``/``smallest()``/``sample()``, ``net.config`` and ``save``/``load``; for latency
+tables ``net.block_space()``, ``net.block_choices(arch)``, ``net.export_block(name, choice)``
+and ``net.block_input_shape(name, choice, input_shape)`` (see :mod:`nasviz.supernet._blocks`).
 :func:`train_supernet` trains one in the background with the sandwich rule.
+:func:`convert` makes a user's own PyTorch model a supernet of the same protocol.
 """
 
 from __future__ import annotations
 
 from nasviz.supernet._attention import ElasticAttention, StaticAttention
 from nasviz.supernet._base import ForwardState, Supernet
+from nasviz.supernet._blocks import FIXED, Block
 from nasviz.supernet._checkpoint import (
     FAMILIES,
     load_subnet,
@@ -21,6 +25,7 @@ from nasviz.supernet._checkpoint import (
     save_supernet,
 )
 from nasviz.supernet._cnn import CNNConfig, ElasticCNN, InvertedResidual
+from nasviz.supernet._convert import ConvertConfig, ConvertedSupernet, convert
 from nasviz.supernet._mlp import ElasticMLP, MLPConfig
 from nasviz.supernet._ops import (
     ElasticBatchNorm2d,
@@ -34,7 +39,11 @@ from nasviz.supernet._transformer import ElasticTransformer, StaticTransformer, 
 
 __all__ = [
     "FAMILIES",
+    "FIXED",
+    "Block",
     "CNNConfig",
+    "ConvertConfig",
+    "ConvertedSupernet",
     "ElasticAttention",
     "ElasticBatchNorm2d",
     "ElasticCNN",
@@ -52,6 +61,7 @@ __all__ = [
     "SupernetTrainer",
     "TrainingRun",
     "TransformerConfig",
+    "convert",
     "load_subnet",
     "load_supernet",
     "load_weights",

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import functools
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nasviz._flops import attention_macs
 from nasviz.supernet._ops import (
     ElasticLinear,
     OptimizerState,
@@ -21,23 +20,10 @@ __all__ = ["ElasticAttention", "StaticAttention", "sdpa_macs"]
 
 
 def sdpa_macs(batch: int, heads: int, length: int, head_dim: int) -> int:
-    """MACs of ``F.scaled_dot_product_attention`` on (batch, heads, length, head_dim) inputs as
-    :class:`~torch.utils.flop_counter.FlopCounterMode` counts them: the two matrix products
-    where it has a formula for the kernel CPU tensors dispatch to, else 0 (PyTorch 2.13 counts
-    none for CPU)."""
-    return 2 * batch * heads * length * length * head_dim if _sdpa_counted() else 0
-
-
-@functools.cache
-def _sdpa_counted() -> bool:
-    """Whether FlopCounterMode counts attention on CPU tensors (probed once)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    q = torch.zeros(1, 1, 2, 2)
-    counter = FlopCounterMode(display=False)
-    with torch.no_grad(), counter:
-        F.scaled_dot_product_attention(q, q, q)
-    return counter.get_total_flops() > 0
+    """MACs of ``F.scaled_dot_product_attention`` on (batch, heads, length, head_dim) inputs: its
+    two matrix products, ``Q K^T`` and ``A V`` (see :func:`nasviz._flops.attention_macs`), as
+    the math backend computes them and :func:`nasviz.objectives.count_macs` counts them."""
+    return attention_macs(batch, heads, length, length, head_dim)
 
 
 class ElasticAttention(nn.Module):

@@ -32,8 +32,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from nasviz.errors import ConfigError, ShapeError
+from nasviz.errors import ConfigError, ShapeError, check_shape
 from nasviz.space import Arch, SearchSpace
+from nasviz.supernet._blocks import Block
 from nasviz.supernet._prepared import Prepared, PreparedCache
 
 __all__ = ["ForwardState", "Supernet"]
@@ -327,9 +328,9 @@ class Supernet(nn.Module, ABC):
         """Multiply-accumulates of one forward pass of subnet ``arch`` on inputs of
         ``input_shape`` (batch included), in closed form: what
         :func:`nasviz.objectives.count_macs` counts on ``export(arch)`` (FLOPs that
-        :class:`torch.utils.flop_counter.FlopCounterMode` counts, halved) without running
-        anything. Convolutions and matrix products count; element-wise ops, norms and pooling
-        do not.
+        :class:`torch.utils.flop_counter.FlopCounterMode` counts, halved, with attention's two
+        matrix products counted as the math backend computes them) without running anything.
+        Convolutions and matrix products count; element-wise ops, norms and pooling do not.
 
         Raises:
             SpaceError: ``arch`` is not in :attr:`space`.
@@ -384,6 +385,86 @@ class Supernet(nn.Module, ABC):
         from nasviz.supernet._checkpoint import load_weights
 
         return load_weights(self, path)
+
+    # ---- blocks (latency tables; the contract is in nasviz/supernet/_blocks.py) -----------
+    def block_space(self) -> tuple[Block, ...]:
+        """Every block of the net in forward order, with the dimensions that decide it and its
+        choices (see :mod:`nasviz.supernet._blocks`).
+
+        Raises:
+            ConfigError: the family does not describe its blocks.
+        """
+        return self._block_space()
+
+    def block_choices(self, arch: Mapping[str, Any]) -> tuple[tuple[str, Arch], ...]:
+        """``(block name, choice)`` of each block subnet ``arch`` runs, in forward order.
+
+        Raises:
+            SpaceError: ``arch`` is not in :attr:`space`.
+            ConfigError: the family does not describe its blocks.
+        """
+        return self._block_choices(self._plan(arch))
+
+    def _block(self, name: str, choice: Mapping[str, Any]) -> tuple[Block, Arch]:
+        """The block called ``name`` and ``choice`` as one of its choices, or a ConfigError."""
+        blocks = {b.name: b for b in self.block_space()}
+        if name not in blocks:
+            raise ConfigError(f"{self.family} has no block {name!r}; its blocks: {list(blocks)}")
+        block, choice = blocks[name], Arch(choice)
+        if choice not in block.choices:
+            raise ConfigError(
+                f"block {name!r} of {self.family} has no choice {dict(choice)}; its choices: "
+                f"{[dict(c) for c in block.choices]}"
+            )
+        return block, choice
+
+    @torch.no_grad()
+    def export_block(self, name: str, choice: Mapping[str, Any]) -> nn.Module:
+        """A standalone module (plain torch layers, copied weights, eval mode) computing block
+        ``name`` with ``choice``; chained over ``block_choices(arch)`` it computes
+        ``export(arch)`` (with the supernet's own batch-norm statistics).
+
+        Raises:
+            ConfigError: an unknown block or choice (the message lists the known ones).
+        """
+        _, choice = self._block(name, choice)
+        return self._export_block(name, choice).eval()
+
+    def block_input_shape(
+        self, name: str, choice: Mapping[str, Any], input_shape: Sequence[int]
+    ) -> tuple[int, ...]:
+        """The shape of block ``name``'s input (with ``choice``) when the net's input has
+        ``input_shape`` (batch included).
+
+        Raises:
+            ShapeError: the net does not take inputs of ``input_shape``.
+            ConfigError: an unknown block or choice.
+        """
+        shape = check_shape("input_shape (batch included)", input_shape)
+        self._check_shape(shape)
+        _, choice = self._block(name, choice)
+        return tuple(self._block_input_shape(name, choice, shape))
+
+    def _no_blocks(self) -> ConfigError:
+        return ConfigError(
+            f"{self.family} does not describe its blocks (block_space, block_choices, "
+            "export_block, block_input_shape), which latency tables need; see "
+            "nasviz.supernet._blocks for the contract"
+        )
+
+    def _block_space(self) -> tuple[Block, ...]:
+        raise self._no_blocks()
+
+    def _block_choices(self, plan: Any) -> tuple[tuple[str, Arch], ...]:
+        raise self._no_blocks()
+
+    def _export_block(self, name: str, choice: Arch) -> nn.Module:
+        raise self._no_blocks()
+
+    def _block_input_shape(
+        self, name: str, choice: Arch, shape: tuple[int, ...]
+    ) -> tuple[int, ...]:
+        raise self._no_blocks()
 
     def extra_repr(self) -> str:
         size = self.space.size

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from nasviz._torchfile import read_torch_file, unreadable_reason
 from nasviz.errors import CheckpointError, ConfigError, SpaceError
 from nasviz.space import Arch
 from nasviz.supernet._base import Supernet
@@ -35,10 +36,11 @@ __all__ = [
     "supernet_blob",
 ]
 
-#: family name -> class; the one registry checkpoints are resolved through.
 FAMILIES: dict[str, type[Supernet]] = {
     cls.family: cls for cls in (ElasticMLP, ElasticCNN, ElasticTransformer)
 }
+"""Supernet family name (``"ElasticCNN"``) -> class: the one registry checkpoints are resolved
+through."""
 
 SUPERNET_FORMAT = "nasviz.supernet/1"
 SUBNET_FORMAT = "nasviz.subnet/1"
@@ -57,10 +59,11 @@ def _read(path: str | Path, expected_format: str) -> dict[str, Any]:
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}")
     try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
+        blob = read_torch_file(path)
     except Exception as exc:
         raise CheckpointError(
-            f"{path} is not a nasviz checkpoint readable with weights_only=True: {exc}"
+            f"{path} is not a nasviz checkpoint: {unreadable_reason(exc)} (nasviz reads "
+            "checkpoints with torch.load(weights_only=True): tensors and plain containers only)"
         ) from exc
     fmt = blob.get("format") if isinstance(blob, dict) else None
     if fmt != expected_format:

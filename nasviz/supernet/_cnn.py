@@ -18,6 +18,7 @@ from torch import nn
 from nasviz.errors import ConfigError, ShapeError
 from nasviz.space import Arch, SearchSpace
 from nasviz.supernet._base import BNStats, Supernet
+from nasviz.supernet._blocks import FIXED, Block
 from nasviz.supernet._ops import (
     ElasticBatchNorm2d,
     ElasticConv2d,
@@ -31,6 +32,7 @@ from nasviz.supernet._ops import (
     permute_rows,
 )
 from nasviz.supernet._prepared import Prepared
+from nasviz.supernet._validate import check_flag, check_int, check_ints
 
 __all__ = ["CNNConfig", "ElasticCNN", "InvertedResidual"]
 
@@ -149,10 +151,15 @@ class ElasticCNN(Supernet):
     :meth:`canonical` is the identity: no two archs share a subnet.
 
     Args:
-        in_channels, num_classes, input_size: input images ``(in_channels, size, size)``.
+        in_channels: channels of the input images ``(in_channels, input_size, input_size)``.
+        num_classes: output logits (at least 2).
+        input_size: height and width of the input images.
         stem_channels: output channels of the fixed 3x3 stem.
-        stage_channels, strides: output channels and stride of each stage.
-        kernels, expands, depths: allowed values per stage.
+        stage_channels: output channels of each stage.
+        strides: stride of each stage (one per entry of ``stage_channels``).
+        kernels: allowed depthwise kernel sizes (odd).
+        expands: allowed expand ratios.
+        depths: allowed numbers of blocks per stage.
         kernel_transform: OFA's learned kernel transforms instead of plain centre crops.
     """
 
@@ -178,28 +185,27 @@ class ElasticCNN(Supernet):
         kernel_transform: bool = False,
     ):
         config = CNNConfig(
-            int(in_channels),
-            int(num_classes),
-            int(input_size),
-            int(stem_channels),
-            tuple(map(int, stage_channels)),
-            tuple(map(int, strides)),
-            tuple(sorted(set(map(int, kernels)))),
-            tuple(sorted(set(map(int, expands)))),
-            tuple(sorted(set(map(int, depths)))),
-            bool(kernel_transform),
+            check_int("in_channels", in_channels, 1),
+            check_int("num_classes", num_classes, 2),
+            check_int("input_size", input_size, 1),
+            check_int("stem_channels", stem_channels, 1),
+            check_ints("stage_channels", stage_channels, choices=False),
+            check_ints("strides", strides, choices=False),
+            check_ints("kernels", kernels, odd=True),
+            check_ints("expands", expands),
+            check_ints("depths", depths),
+            check_flag("kernel_transform", kernel_transform),
         )
-        if len(config.stage_channels) != len(config.strides) or not config.stage_channels:
+        if len(config.stage_channels) != len(config.strides):
             raise ConfigError(
-                f"stage_channels and strides need one entry per stage, got {stage_channels} and {strides}"
+                f"stage_channels and strides need one entry per stage, got {len(stage_channels)} "
+                f"stage_channels and {len(strides)} strides"
             )
-        if min(config.depths) < 1 or min(config.expands) < 1:
-            raise ConfigError(f"depths and expand ratios must be >= 1, got {depths} and {expands}")
         super().__init__(config)
-        self.stem = ElasticConv2d(in_channels, stem_channels, (3,))
-        self.stem_bn = ElasticBatchNorm2d(stem_channels)
+        self.stem = ElasticConv2d(config.in_channels, config.stem_channels, (3,))
+        self.stem_bn = ElasticBatchNorm2d(config.stem_channels)
         self.stages = nn.ModuleList()
-        cin = stem_channels
+        cin = config.stem_channels
         for cout, stride in zip(config.stage_channels, config.strides, strict=False):
             blocks = [
                 _Block(cin if b == 0 else cout, cout, stride if b == 0 else 1, config)
@@ -207,7 +213,7 @@ class ElasticCNN(Supernet):
             ]
             self.stages.append(nn.ModuleList(blocks))
             cin = cout
-        self.head = ElasticLinear(cin, num_classes)
+        self.head = ElasticLinear(cin, config.num_classes)
         n = len(config.stage_channels)
         self.space = SearchSpace(
             {
@@ -255,35 +261,87 @@ class ElasticCNN(Supernet):
         return self.head(x, None, run.prepared)  # (B, num_classes)
 
     def _export(self, plan: _Plan, stats: BNStats | None) -> nn.Module:
-        def bn(layer: ElasticBatchNorm2d, channels: int) -> nn.BatchNorm2d:
-            return export_bn(layer, channels, None if stats is None else stats[layer.key])
-
-        cfg = self.config
-        modules: list[nn.Module] = [
-            export_conv(self.stem, cfg.in_channels, cfg.stem_channels, 3),
-            bn(self.stem_bn, cfg.stem_channels),
-            nn.ReLU(),
-        ]
+        modules = self._export_stem(stats)
         for blocks, stage in zip(self.stages, plan.stages, strict=False):
             for b in blocks[: stage.depth]:
-                hidden = b.cin * stage.expand
-                modules.append(
-                    InvertedResidual(
-                        export_conv(b.expand, b.cin, hidden, 1),
-                        bn(b.bn1, hidden),
-                        export_conv(b.dw, hidden, hidden, stage.kernel),
-                        bn(b.bn2, hidden),
-                        export_conv(b.project, hidden, b.cout, 1),
-                        bn(b.bn3, b.cout),
-                        b.residual,
-                    )
-                )
-        modules += [
+                modules.append(self._export_inverted(b, stage.kernel, stage.expand, stats))
+        return nn.Sequential(*modules, *self._export_head())
+
+    @staticmethod
+    def _export_bn(layer: ElasticBatchNorm2d, channels: int, stats: BNStats | None) -> nn.Module:
+        return export_bn(layer, channels, None if stats is None else stats[layer.key])
+
+    def _export_stem(self, stats: BNStats | None) -> list[nn.Module]:
+        cfg = self.config
+        return [
+            export_conv(self.stem, cfg.in_channels, cfg.stem_channels, 3),
+            self._export_bn(self.stem_bn, cfg.stem_channels, stats),
+            nn.ReLU(),
+        ]
+
+    def _export_inverted(
+        self, b: _Block, kernel: int, expand: int, stats: BNStats | None
+    ) -> InvertedResidual:
+        hidden = b.cin * expand
+        return InvertedResidual(
+            export_conv(b.expand, b.cin, hidden, 1),
+            self._export_bn(b.bn1, hidden, stats),
+            export_conv(b.dw, hidden, hidden, kernel),
+            self._export_bn(b.bn2, hidden, stats),
+            export_conv(b.project, hidden, b.cout, 1),
+            self._export_bn(b.bn3, b.cout, stats),
+            b.residual,
+        )
+
+    def _export_head(self) -> list[nn.Module]:
+        return [
             nn.AdaptiveAvgPool2d(1),
             nn.Flatten(),
-            export_linear(self.head, self.head.in_features, cfg.num_classes),
+            export_linear(self.head, self.head.in_features, self.config.num_classes),
         ]
-        return nn.Sequential(*modules)
+
+    # ---- blocks: "stem", "stage{s}.{b}" (choices: kernel, expand), "head" ------------------
+    def _block_space(self) -> tuple[Block, ...]:
+        cfg = self.config
+        choices = tuple(Arch(kernel=k, expand=e) for k in cfg.kernels for e in cfg.expands)
+        blocks = [Block("stem", (), (FIXED,))]
+        for s, stage in enumerate(self.stages):
+            dims = (f"depth.{s}", f"kernel.{s}", f"expand.{s}")
+            blocks += [Block(f"stage{s}.{b}", dims, choices) for b in range(len(stage))]
+        return (*blocks, Block("head", (), (FIXED,)))
+
+    def _block_choices(self, plan: _Plan) -> tuple[tuple[str, Arch], ...]:
+        out = [("stem", FIXED)]
+        for s, stage in enumerate(plan.stages):
+            choice = Arch(kernel=stage.kernel, expand=stage.expand)
+            out += [(f"stage{s}.{b}", choice) for b in range(stage.depth)]
+        return (*out, ("head", FIXED))
+
+    def _stage_block(self, name: str) -> _Block:
+        s, b = name.removeprefix("stage").split(".")
+        return self.stages[int(s)][int(b)]
+
+    def _export_block(self, name: str, choice: Arch) -> nn.Module:
+        if name == "stem":
+            return nn.Sequential(*self._export_stem(None))
+        if name == "head":
+            return nn.Sequential(*self._export_head())
+        return self._export_inverted(
+            self._stage_block(name), choice["kernel"], choice["expand"], None
+        )
+
+    def _block_input_shape(
+        self, name: str, choice: Arch, shape: tuple[int, ...]
+    ) -> tuple[int, ...]:
+        batch, _, height, width = shape
+        if name == "stem":
+            return shape
+        for blocks in self.stages:
+            for b in blocks:
+                if name != "head" and b is self._stage_block(name):
+                    return (batch, b.cin, height, width)
+                height, width = (height - 1) // b.stride + 1, (width - 1) // b.stride + 1
+        return (batch, self.head.in_features, height, width)
 
     def _count_macs(self, plan: _Plan, shape: tuple[int, ...]) -> int:
         batch, channels, height, width = shape

@@ -12,9 +12,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nasviz.errors import ConfigError, ShapeError
+from nasviz.errors import ShapeError
 from nasviz.space import Arch, SearchSpace
 from nasviz.supernet._base import BNStats, Supernet
+from nasviz.supernet._blocks import Block
 from nasviz.supernet._ops import (
     ElasticLinear,
     OptimizerState,
@@ -22,6 +23,7 @@ from nasviz.supernet._ops import (
     importance_order,
     permute_rows,
 )
+from nasviz.supernet._validate import check_int, check_ints
 
 __all__ = ["ElasticMLP", "MLPConfig"]
 
@@ -74,23 +76,24 @@ class ElasticMLP(Supernet):
         widths: Sequence[int] = (32, 64, 128),
         depths: Sequence[int] = (1, 2, 3),
     ):
-        widths, depths = tuple(sorted(set(map(int, widths)))), tuple(sorted(set(map(int, depths))))
-        if in_features < 1 or num_classes < 2:
-            raise ConfigError(
-                f"need in_features >= 1 and num_classes >= 2, got {in_features}, {num_classes}"
-            )
-        if not widths or widths[0] < 1 or not depths or depths[0] < 1:
-            raise ConfigError(
-                f"widths and depths must be non-empty positive ints, got {widths}, {depths}"
-            )
-        super().__init__(MLPConfig(int(in_features), int(num_classes), widths, depths))
-        max_width, max_depth = widths[-1], depths[-1]
-        self.layers = nn.ModuleList(
-            ElasticLinear(in_features if i == 0 else max_width, max_width) for i in range(max_depth)
+        config = MLPConfig(
+            check_int("in_features", in_features, 1),
+            check_int("num_classes", num_classes, 2),
+            check_ints("widths", widths),
+            check_ints("depths", depths),
         )
-        self.head = ElasticLinear(max_width, num_classes)
+        super().__init__(config)
+        max_width, max_depth = config.widths[-1], config.depths[-1]
+        self.layers = nn.ModuleList(
+            ElasticLinear(config.in_features if i == 0 else max_width, max_width)
+            for i in range(max_depth)
+        )
+        self.head = ElasticLinear(max_width, config.num_classes)
         self.space = SearchSpace(
-            {"depth": list(depths), **SearchSpace.repeated("width", max_depth, widths)}
+            {
+                "depth": list(config.depths),
+                **SearchSpace.repeated("width", max_depth, config.widths),
+            }
         )
         self._finish_init()
 
@@ -135,6 +138,40 @@ class ElasticMLP(Supernet):
             width_in = width
         modules.append(export_linear(self.head, width_in, self.config.num_classes))
         return nn.Sequential(*modules)
+
+    # ---- blocks: "layer{i}" (choices: in, width; layer0 takes the input), "head" (in) ------
+    def _block_space(self) -> tuple[Block, ...]:
+        cfg = self.config
+        widths = cfg.widths
+        blocks = []
+        for i in range(max(cfg.depths)):
+            if i == 0:
+                dims, choices = ("depth", "width.0"), tuple(Arch(width=w) for w in widths)
+            else:
+                dims = ("depth", f"width.{i - 1}", f"width.{i}")
+                choices = tuple(Arch({"in": a, "width": w}) for a in widths for w in widths)
+            blocks.append(Block(f"layer{i}", dims, choices))
+        dims = ("depth", *(f"width.{i}" for i in range(max(cfg.depths))))
+        return (*blocks, Block("head", dims, tuple(Arch({"in": w}) for w in widths)))
+
+    def _block_choices(self, plan: _Plan) -> tuple[tuple[str, Arch], ...]:
+        out = [("layer0", Arch(width=plan.widths[0]))]
+        for i in range(1, len(plan.widths)):
+            out.append((f"layer{i}", Arch({"in": plan.widths[i - 1], "width": plan.widths[i]})))
+        return (*out, ("head", Arch({"in": plan.widths[-1]})))
+
+    def _export_block(self, name: str, choice: Arch) -> nn.Module:
+        if name == "head":
+            return export_linear(self.head, choice["in"], self.config.num_classes)
+        i = int(name.removeprefix("layer"))
+        width_in = self.config.in_features if i == 0 else choice["in"]
+        linear = export_linear(self.layers[i], width_in, choice["width"])
+        return nn.Sequential(*([nn.Flatten()] if i == 0 else []), linear, nn.ReLU())
+
+    def _block_input_shape(
+        self, name: str, choice: Arch, shape: tuple[int, ...]
+    ) -> tuple[int, ...]:
+        return shape if name == "layer0" else (shape[0], choice["in"])
 
     def _count_macs(self, plan: _Plan, shape: tuple[int, ...]) -> int:
         sizes = (self.config.in_features, *plan.widths, self.config.num_classes)

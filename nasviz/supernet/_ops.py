@@ -77,7 +77,8 @@ class ElasticConv2d(nn.Conv2d):
     output channels and an elastic odd kernel size.
 
     Args:
-        in_channels, out_channels: largest sizes. A depthwise layer has both equal.
+        in_channels: the largest input channels.
+        out_channels: the largest output channels (a depthwise layer's equal its inputs).
         kernel_sizes: the kernel sizes subnets may use; the largest is stored.
         stride: the stride.
         depthwise: one filter per channel (``groups`` = channels).

@@ -19,7 +19,9 @@ from typing import Any
 
 import torch
 
-from nasviz.errors import ConfigError
+from nasviz.data._batch import describe, split_batch
+from nasviz.data._batches import as_batches
+from nasviz.errors import ConfigError, check_int
 from nasviz.space import Arch
 from nasviz.supernet._base import BNStats, ForwardState, Supernet
 
@@ -27,23 +29,31 @@ __all__ = ["calibration_inputs", "recalibrate"]
 
 
 def calibration_inputs(data: Any, samples: int = 2000) -> torch.Tensor:
-    """Up to ``samples`` training inputs from a Dataset (its train split), a Split, an ``(X, y)``
-    pair or a tensor of inputs."""
-    if hasattr(data, "train") and hasattr(data, "val"):
-        data = data.train
-    if hasattr(data, "X"):
-        data = data.X
-    elif isinstance(data, tuple) and len(data) == 2:
-        data = data[0]
-    if not isinstance(data, torch.Tensor):
-        raise ConfigError(
-            f"calibration data must be a nasviz Dataset or Split, an (X, y) pair or a tensor; got {type(data).__name__}"
-        )
-    if samples < 1 or len(data) == 0:
-        raise ConfigError(
-            f"need at least one calibration input, got samples={samples} and {len(data)} inputs"
-        )
-    return data[:samples]
+    """Up to ``samples`` training inputs, in order, as one CPU tensor: from a tensor of inputs,
+    or from data in any form :func:`nasviz.data.as_batches` takes (a Dataset: its train split;
+    a stream is read only as far as needed)."""
+    check_int("samples", samples, 1)
+    if isinstance(data, torch.Tensor):
+        if len(data) == 0:
+            raise ConfigError("need at least one calibration input, got an empty tensor")
+        return data[:samples]
+    if isinstance(data, tuple) and len(data) == 2 and isinstance(data[0], torch.Tensor):
+        return calibration_inputs(data[0], samples)  # (X, y): no need to batch
+    batches = as_batches(data, shuffle=False, what="calibration data")
+    taken, count = [], 0
+    for batch in batches:
+        inputs = split_batch(batch)[0]
+        if not isinstance(inputs, torch.Tensor):
+            raise ConfigError(
+                f"calibration needs tensor inputs; the batches hold {describe(inputs)}"
+            )
+        taken.append(inputs[: samples - count].cpu())
+        count += len(taken[-1])
+        if count >= samples:
+            break
+    if count == 0:
+        raise ConfigError("need at least one calibration input; the data yields none")
+    return torch.cat(taken)
 
 
 @torch.no_grad()
@@ -59,8 +69,8 @@ def recalibrate(
     Args:
         net: a supernet.
         arch: the subnet.
-        data: training inputs (see :func:`calibration_inputs`); None uses
-            ``net.calibration_inputs``.
+        data: training inputs (a tensor, or data in any form: see
+            :func:`calibration_inputs`); None uses ``net.calibration_inputs``.
         samples: inputs used at most (OFA uses about 2,000 images).
         batch_size: inputs per forward pass; each BN layer's statistics are exact over all
             inputs, and the layers below it see per-batch normalization as in training.
@@ -78,10 +88,11 @@ def recalibrate(
             )
         data = net.calibration_inputs
     inputs = calibration_inputs(data, samples)
+    device = next(net.parameters()).device
     collect: dict[str, list] = {}
     with net._activate(ForwardState(net._plan(arch), collect)):
         for i in range(0, len(inputs), batch_size):
-            net(inputs[i : i + batch_size])  # fills `collect`
+            net(inputs[i : i + batch_size].to(device))  # fills `collect`
     stats = {}
     dtype = next(net.parameters()).dtype
     for key, (n, total, squares) in collect.items():

@@ -1,8 +1,9 @@
-"""Supernet training: the sandwich rule with in-place distillation, as a background run.
+"""Supernet training: the sandwich rule with in-place distillation, on the training loop.
 
 Every step takes one minibatch and trains the largest subnet on the labels, then the smallest
 and ``n_random`` random subnets on a mix of the labels and the largest's soft outputs (in-place
-distillation); the gradients add up and one optimizer step follows. Options:
+distillation); the gradients add up and one optimizer step follows (see ``_sandwich.py``).
+Options:
 
 * ``shrinking="progressive"`` (Once-for-All): dimension groups open one after another in the
   net's ``shrink_order`` (for ElasticCNN: kernel, then depth, then expand); closed groups stay
@@ -10,70 +11,70 @@ distillation); the gradients add up and one optimizer step follows. Options:
 * ``delay`` (DεpS): train only the largest for that fraction of the steps, then open the small
   subnets, raising their loss weight linearly from 0 to 1 over ``ramp`` of the steps (their
   effective learning rate grows incrementally).
+* ``teacher``: a separate model whose soft outputs the largest also learns from.
 
 Channels are sorted by importance (``net.reorder_channels``, with the optimizer's moments
 permuted alongside) once, right before the first width dimension opens after the largest has
 trained alone, as Once-for-All does (see :meth:`SupernetTrainer.reorders_at`); a ``"reorder"``
 event marks the step.
 
-The run is deterministic for a seed: batch order depends on (seed, epoch), sampled subnets on
+Data, device, precision, schedule, accumulation and checkpoints are the training loop's
+(:class:`nasviz.training.Trainer`): data in any form, ``device=``, ``precision=``, atomic
+checkpoints (every epoch and on stop) and exact resume in the middle of an epoch. The run is
+deterministic for a seed: batch order depends on (seed, epoch), sampled subnets on
 (seed, step). ``stop()`` keeps everything in memory (and writes ``checkpoint`` when given), so
 ``start()`` continues at the next step; a new ``train_supernet`` with an existing
-``checkpoint`` resumes from it.
+``checkpoint`` resumes from it (checkpoints of the previous format too).
 """
 
 from __future__ import annotations
 
-import json
-import math
-import threading
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
-import torch.nn.functional as F
+from torch import nn
 
-from nasviz.errors import CheckpointError, ConfigError
-from nasviz.objectives import evaluate_accuracy
-from nasviz.runner import Engine, Event, Progress, Run
+from nasviz.errors import ConfigError, check_int, check_real
+from nasviz.runner import Event
 from nasviz.space import Arch
 from nasviz.supernet._base import Supernet
 from nasviz.supernet._recalibrate import calibration_inputs
+from nasviz.supernet._sandwich import SandwichStep
+from nasviz.training import Trainer
+from nasviz.training import TrainingRun as _TrainingRun
+from nasviz.training._metrics import default_metrics, evaluate
 
 __all__ = ["SupernetTrainer", "TrainingRun", "train_supernet"]
 
-TRAINING_FORMAT = "nasviz.supernet-training/1"
+TRAINING_FORMAT = "nasviz.supernet-training/2"
+LEGACY_FORMAT = "nasviz.supernet-training/1"  # written before the training loop: still read
 SHRINKING = ("sandwich", "progressive")
 
 
-def _train_split(data: Any) -> tuple[torch.Tensor, torch.Tensor, Any]:
-    if hasattr(data, "train") and hasattr(data, "val"):
-        return data.train.X, data.train.y, data.val
-    if hasattr(data, "X") and hasattr(data, "y"):
-        return data.X, data.y, None
-    if isinstance(data, tuple) and len(data) == 2:
-        return torch.as_tensor(data[0]), torch.as_tensor(data[1]), None
-    raise ConfigError(
-        f"training data must be a nasviz Dataset or Split or an (X, y) pair; got {type(data).__name__}"
-    )
+def _fraction(name: str, value: Any, high: float) -> float:
+    value = check_real(name, value)
+    if not 0.0 <= value <= high:
+        raise ConfigError(f"{name} must be in [0, {high}], got {value}")
+    return value
 
 
-class SupernetTrainer(Engine):
+class SupernetTrainer(Trainer):
     """The training engine (one step = one sandwich update on one minibatch).
 
     Contract: driven by one :class:`~nasviz.runner.Run` thread; ``progress`` and ``history``
     may be read from any thread. Nothing else may use ``net`` while a step runs.
     """
 
+    formats = (TRAINING_FORMAT, LEGACY_FORMAT)
+
     def __init__(
         self,
         net: Supernet,
         data: Any,
         epochs: int | None = None,
-        batch_size: int = 64,
+        batch_size: int | None = None,
         lr: float | None = None,
         weight_decay: float = 1e-4,
         n_random: int = 2,
@@ -86,124 +87,110 @@ class SupernetTrainer(Engine):
         eval_every: int = 1,
         calibration_samples: int = 1000,
         checkpoint: str | Path | None = None,
+        *,
+        steps: int | None = None,
+        val: Any = None,
+        teacher: nn.Module | None = None,
+        device: Any = None,
+        precision: str = "fp32",
+        accumulate: int = 1,
+        clip: float | None = None,
+        shuffle: bool | None = None,
+        checkpoint_every: int | None = None,
+        task: str | None = None,
     ):
         if not isinstance(net, Supernet):
             raise ConfigError(f"train_supernet needs a nasviz Supernet, got {type(net).__name__}")
-        epochs = net.default_epochs if epochs is None else epochs
-        lr = net.default_lr if lr is None else lr
+        if teacher is not None and (not isinstance(teacher, nn.Module) or teacher is net):
+            raise ConfigError("teacher must be a separate torch model (not the supernet itself)")
         if shrinking not in SHRINKING:
             raise ConfigError(f"shrinking must be one of {SHRINKING}, got {shrinking!r}")
-        for name, value, low, high in (
-            ("delay", delay, 0.0, 0.999),
-            ("ramp", ramp, 0.0, 1.0),
-            ("distill", distill, 0.0, 1.0),
-        ):
-            if not low <= value <= high:
-                raise ConfigError(f"{name} must be in [{low}, {high}], got {value}")
-        for name, value in (
-            ("epochs", epochs),
-            ("batch_size", batch_size),
-            ("eval_every", eval_every),
-        ):
-            if not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be an int >= 1, got {value!r}")
-        if n_random < 0 or lr <= 0:
-            raise ConfigError(f"need n_random >= 0 and lr > 0, got {n_random} and {lr}")
+        delay = _fraction("delay", delay, 0.999)
+        ramp = _fraction("ramp", ramp, 1.0)
+        distill = _fraction("distill", distill, 1.0)
+        aux_weight = check_real("aux_weight", aux_weight)
+        n_random = check_int("n_random", n_random, 0)
+        self.calibration_samples = check_int("calibration_samples", calibration_samples, 1)
+        if steps is None:
+            epochs = net.default_epochs if epochs is None else epochs
+        lr = net.default_lr if lr is None else lr
         self.net = net
-        self.X, self.y, self.val = _train_split(data)
-        if len(self.y) == 0:
-            raise ConfigError("the training split is empty")
-        with torch.no_grad(), net.subnet(net.largest()):  # fails early, naming the expected shape
-            net.eval()(self.X[:2])
-        self.settings = {
-            "epochs": epochs,
-            "batch_size": batch_size,
-            "lr": lr,
-            "weight_decay": weight_decay,
-            "n_random": n_random,
-            "distill": distill,
-            "shrinking": shrinking,
-            "delay": delay,
-            "ramp": ramp,
-            "aux_weight": aux_weight,
-            "seed": seed,
-        }
-        self.eval_every, self.calibration_samples = eval_every, calibration_samples
-        self.checkpoint = None if checkpoint is None else Path(checkpoint)
-        self.steps_per_epoch = math.ceil(len(self.y) / batch_size)
-        self.total = epochs * self.steps_per_epoch
-        self.step_index = 0
-        self.optimizer = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
-        self._lock = threading.Lock()
-        self._losses: list[dict[str, Any]] = []
-        self._evals: list[dict[str, Any]] = []
-        self._order: tuple[int, torch.Tensor] | None = None
-        if self.checkpoint is not None and self.checkpoint.exists():
-            self._restore(self.checkpoint)
+        if val is None and all(hasattr(data, a) for a in ("train", "val", "num_classes")):
+            val = data.val
+        super().__init__(
+            net,
+            data,
+            steps=steps,
+            epochs=epochs,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            seed=seed,
+            lr=lr,
+            weight_decay=weight_decay,
+            schedule="cosine",
+            warmup=0.0,
+            accumulate=accumulate,
+            clip=clip,
+            precision=precision,
+            device=device,
+            task=task,
+            val=val,
+            eval_every=eval_every,
+            checkpoint=checkpoint,
+            checkpoint_every=checkpoint_every,
+            step=SandwichStep(teacher),
+            settings={
+                "n_random": n_random,
+                "distill": distill,
+                "shrinking": shrinking,
+                "delay": delay,
+                "ramp": ramp,
+                "aux_weight": aux_weight,
+                "teacher": teacher is not None,
+            },
+        )
 
-    # ---- engine --------------------------------------------------------------------------
+    @property
+    def steps_per_epoch(self) -> int | None:
+        """Batches per epoch (None for a stream of unknown length)."""
+        return self.length
+
+    # ---- engine ------------------------------------------------------------------------------
     def setup(self) -> None:
-        self.net.calibration_inputs = calibration_inputs((self.X, self.y), self.calibration_samples)
-        self.net.train()
-
-    def finished(self) -> bool:
-        return self.step_index >= self.total
-
-    def progress(self) -> Progress:
-        return Progress(self.step_index, self.total, unit="step")
-
-    def step(self) -> Iterable[Event]:
-        s = self.settings
-        step = self.step_index
-        epoch, b = divmod(step, self.steps_per_epoch)
-        idx = self._epoch_order(epoch)[b * s["batch_size"] : (b + 1) * s["batch_size"]]
-        x, y = self.X[idx], self.y[idx]  # (B, *input_shape), (B,)
-        lr = s["lr"] * 0.5 * (1.0 + math.cos(math.pi * step / self.total))
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        events = []
-        if self.reorders_at(step):  # the optimizer's moments move with the weights
-            self.net.reorder_channels(self.optimizer.state)
-            events.append(Event("reorder", {"step": step}))
-        self.optimizer.zero_grad(set_to_none=True)
-        losses: dict[str, float] = {}
-        teacher = None
-        for name, arch, weight in self.members(step):
-            with self.net.subnet(arch):
-                logits = self.net(x)  # (B, C)
-                loss = F.cross_entropy(logits, y)
-                if teacher is not None and s["distill"] > 0:
-                    soft = -(teacher * F.log_softmax(logits, -1)).sum(-1).mean()
-                    loss = (1.0 - s["distill"]) * loss + s["distill"] * soft
-                if hasattr(self.net, "aux_loss") and s["aux_weight"]:
-                    loss = loss + s["aux_weight"] * self.net.aux_loss()
-            if weight > 0:
-                (weight * loss).backward()
-            if name == "largest":
-                teacher = logits.detach().softmax(-1)  # (B, C)
-            losses[name] = loss.item()
-        self.optimizer.step()
-        self.net.clear_calibration()
-        self.step_index += 1
-        data = {"step": self.step_index, "epoch": epoch, "lr": lr, "losses": losses}
-        with self._lock:
-            self._losses += [
-                {"step": self.step_index, "epoch": epoch, "member": k, "loss": v, "lr": lr}
-                for k, v in losses.items()
-            ]
-        events.append(Event("loss", data))
-        if (
-            self.step_index % self.steps_per_epoch == 0
-            and (epoch + 1) % self.eval_every == 0
-            and self.val is not None
-        ):
-            events.append(Event("eval", self._evaluate(epoch)))
-        return events
+        batches = self.batches.replace(shuffle=False, pin_memory=False)
+        self.net.calibration_inputs = calibration_inputs(batches, self.calibration_samples)
+        super().setup()
 
     def teardown(self, reason: str) -> None:
-        self.net.eval()
-        if self.checkpoint is not None and reason in ("stopped", "finished"):
-            self.save(self.checkpoint)
+        self._training_mode = False  # handed back in eval mode, ready for evaluation
+        super().teardown(reason)
+
+    def before_update(self, step: int) -> list[Event]:
+        if self.reorders_at(step):  # the optimizer's moments move with the weights
+            self.net.reorder_channels(self.optimizer.state)
+            return [Event("reorder", {"step": step})]
+        return []
+
+    def after_update(self, step: int) -> None:
+        self.net.clear_calibration()
+
+    def evaluate_epoch(self, epoch: int) -> dict[str, Any] | None:
+        if self.val is None:
+            return None
+        row: dict[str, Any] = {"epoch": epoch + 1, "step": self.step_index}
+        metric = default_metrics(self.task)
+        for name, arch in (("largest", self.net.largest()), ("smallest", self.net.smallest())):
+            values = evaluate(
+                self.net, self.val, metric, arch=arch, task=self.task, what="validation data"
+            )
+            row[f"val_{name}"] = next(iter(values.values()))
+        self.net.clear_calibration()
+        return row
+
+    def evaluations(self) -> pd.DataFrame:
+        """One row per evaluated epoch: validation accuracy (%) of the largest and smallest."""
+        frame = super().evaluations()
+        return frame.reindex(columns=["epoch", "step", "val_largest", "val_smallest"])
 
     # ---- sandwich members ----------------------------------------------------------------
     def _small_weight(self, step: int) -> float:
@@ -256,87 +243,24 @@ class SupernetTrainer(Engine):
         ]
         return out
 
-    def _epoch_order(self, epoch: int) -> torch.Tensor:
-        if self._order is None or self._order[0] != epoch:
-            g = torch.Generator().manual_seed(self.settings["seed"] * 100_003 + epoch)
-            self._order = (epoch, torch.randperm(len(self.y), generator=g))
-        return self._order[1]
-
-    def _evaluate(self, epoch: int) -> dict[str, Any]:
-        row: dict[str, Any] = {"epoch": epoch + 1, "step": self.step_index}
-        for name, arch in (("largest", self.net.largest()), ("smallest", self.net.smallest())):
-            row[f"val_{name}"] = evaluate_accuracy(self.net, self.val, arch)
-        self.net.clear_calibration()
-        with self._lock:
-            self._evals.append(row)
-        return dict(row)
-
-    # ---- results -------------------------------------------------------------------------
-    def history(self) -> pd.DataFrame:
-        """One row per (step, sandwich member): step, epoch, member, loss, lr."""
-        with self._lock:
-            return pd.DataFrame(self._losses, columns=["step", "epoch", "member", "loss", "lr"])
-
-    def evaluations(self) -> pd.DataFrame:
-        """One row per evaluated epoch: validation accuracy (%) of the largest and smallest."""
-        with self._lock:
-            return pd.DataFrame(
-                self._evals, columns=["epoch", "step", "val_largest", "val_smallest"]
-            )
-
-    # ---- checkpoints ---------------------------------------------------------------------
-    def save(self, path: str | Path) -> Path:
-        """Writes net, optimizer and position (tensors and JSON only)."""
+    # ---- checkpoints -------------------------------------------------------------------------
+    def model_blob(self) -> Any:
         from nasviz.supernet._checkpoint import supernet_blob
 
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with self._lock:
-            history = json.dumps({"losses": self._losses, "evals": self._evals})
-        torch.save(
-            {
-                "format": TRAINING_FORMAT,
-                "supernet": supernet_blob(self.net),
-                "optimizer": self.optimizer.state_dict(),
-                "step": self.step_index,
-                "settings": json.dumps(self.settings, sort_keys=True),
-                "history": history,
-            },
-            path,
-        )
-        return path
+        return supernet_blob(self.net)
 
-    def _restore(self, path: Path) -> None:
+    def restore_model(self, blob: Any, path: Path) -> None:
         from nasviz.supernet._checkpoint import restore_blob
 
-        try:
-            blob = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise CheckpointError(
-                f"{path} is not a training checkpoint readable with weights_only=True: {exc}"
-            ) from exc
-        if not isinstance(blob, dict) or blob.get("format") != TRAINING_FORMAT:
-            raise CheckpointError(
-                f"{path} is not a supernet training checkpoint (format {TRAINING_FORMAT!r})"
-            )
-        saved = json.loads(blob["settings"])
-        diffs = [
-            f"{k}={saved.get(k)!r} in the checkpoint but {v!r} now"
-            for k, v in self.settings.items()
-            if saved.get(k) != v
-        ]
-        if diffs:
-            raise CheckpointError(
-                f"{path}: training settings differ, cannot resume: " + "; ".join(diffs)
-            )
-        restore_blob(self.net, blob["supernet"], path)
-        self.optimizer.load_state_dict(blob["optimizer"])
-        self.step_index = int(blob["step"])
-        history = json.loads(blob["history"])
-        self._losses, self._evals = history["losses"], history["evals"]
+        restore_blob(self.net, blob, path)
+
+    def restore(self, blob: dict[str, Any], path: Path) -> None:
+        if blob.get("format") == LEGACY_FORMAT:  # the same contents under older names
+            blob = {**blob, "model": blob["supernet"], "modules": []}
+        super().restore(blob, path)
 
 
-class TrainingRun(Run):
+class TrainingRun(_TrainingRun):
     """The background run of :func:`train_supernet` (a :class:`~nasviz.Run` with the trained
     ``net`` and its ``history`` at hand)."""
 
@@ -346,39 +270,37 @@ class TrainingRun(Run):
     def net(self) -> Supernet:
         return self.engine.net
 
-    @property
-    def history(self) -> pd.DataFrame:
-        """Loss per step and sandwich member so far (see :meth:`SupernetTrainer.history`)."""
-        return self.engine.history()
-
-    @property
-    def evaluations(self) -> pd.DataFrame:
-        """Validation accuracy of the largest and smallest subnets per evaluated epoch."""
-        return self.engine.evaluations()
-
 
 def train_supernet(
     net: Supernet, data: Any, epochs: int | None = None, **options: Any
 ) -> TrainingRun:
     """A background run that trains ``net`` on ``data``; call ``start()`` (returns at once) or
-    ``run()`` (blocks).
+    ``run()`` (blocks). Everything is checked here, in the caller's thread, before the run
+    starts; a refused call leaves the net as it was (weights, device and mode).
 
     Args:
         net: the supernet (trained in place).
-        data: a nasviz Dataset (trains on ``train``, reports accuracy on ``val``), a Split or an
-            ``(X, y)`` pair.
-        epochs: passes over the training split (None: the family's ``default_epochs``, the
+        data: any form :func:`nasviz.data.as_batches` takes: a nasviz Dataset (trains on
+            ``train``, reports accuracy on ``val``), a Split, ``(X, y)``, a DataLoader or torch
+            Dataset, a Hugging Face dataset, a stream.
+        epochs: passes over the training data (None: the family's ``default_epochs``, the
             default recipe: 30 for ElasticMLP, 10 for ElasticCNN, 20 for ElasticTransformer).
-        **options: see :class:`SupernetTrainer`: ``batch_size`` (64), ``lr`` (None: the
-            family's ``default_lr``, 3e-3, or 1e-2 for ElasticCNN; AdamW, cosine decay),
-            ``weight_decay``, ``n_random`` (2 random subnets per step),
-            ``distill`` (0.5: weight of the largest's soft targets for the other subnets),
-            ``shrinking`` ("sandwich" or "progressive"), ``delay`` and ``ramp`` (DεpS),
-            ``aux_weight`` (MoE load balancing), ``seed``, ``eval_every``,
+        **options: see :class:`SupernetTrainer`: ``batch_size`` (64 for data nasviz batches; a
+            DataLoader's own), ``lr`` (None: the family's ``default_lr``, 3e-3, or 1e-2 for
+            ElasticCNN; AdamW, cosine decay), ``weight_decay``, ``n_random`` (2 random subnets
+            per step), ``distill`` (0.5: weight of the largest's soft targets for the other
+            subnets), ``shrinking`` ("sandwich" or "progressive"), ``delay`` and ``ramp``
+            (DεpS), ``aux_weight`` (MoE load balancing), ``seed``, ``eval_every``,
             ``calibration_samples`` (BN re-calibration inputs kept in the net),
-            ``checkpoint`` (a path written on stop and at the end, resumed from when it exists).
+            ``checkpoint`` (a path written atomically every epoch, on stop and at the end;
+            resumed from when it exists), ``checkpoint_every`` (steps); keyword-only: ``steps``
+            (instead of epochs; needed for streams of unknown length), ``val`` (validation
+            data; a Dataset's val split by default), ``teacher`` (a separate model the largest
+            also distils from), ``device``, ``precision`` ("fp32", "bf16", "fp16"),
+            ``accumulate``, ``clip``, ``shuffle``, ``task``.
 
     Events: ``"loss"`` after every step with ``{"step", "epoch", "lr", "losses": {member: loss}}``,
-    ``"eval"`` after evaluated epochs with validation accuracies, and the run's ``"status"``.
+    ``"eval"`` after evaluated epochs with validation accuracies, ``"reorder"``,
+    ``"checkpoint"`` and the run's ``"status"``.
     """
     return TrainingRun(SupernetTrainer(net, data, epochs, **options), name=f"train {net.family}")

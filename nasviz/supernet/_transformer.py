@@ -3,6 +3,7 @@ and optionally a mixture-of-experts FFN whose kept experts and top-k are searche
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -16,6 +17,7 @@ from nasviz.moe import MoE
 from nasviz.space import Arch, SearchSpace
 from nasviz.supernet._attention import ElasticAttention, sdpa_macs
 from nasviz.supernet._base import BNStats, Supernet
+from nasviz.supernet._blocks import FIXED, Block
 from nasviz.supernet._ops import (
     ElasticLayerNorm,
     ElasticLinear,
@@ -25,6 +27,7 @@ from nasviz.supernet._ops import (
     permute_rows,
 )
 from nasviz.supernet._prepared import Prepared
+from nasviz.supernet._validate import check_flag, check_int, check_ints
 
 __all__ = ["ElasticTransformer", "StaticTransformer", "TransformerConfig"]
 
@@ -118,6 +121,30 @@ class StaticTransformer(nn.Module):
         return self.head(self.norm(h).mean(1))  # (B, C)
 
 
+class _Embed(nn.Module):
+    """The embedding block of an exported subnet (for latency tables): tokens plus positions."""
+
+    def __init__(self, embed: nn.Embedding, pos: torch.Tensor):
+        super().__init__()
+        self.embed, self.pos = embed, nn.Parameter(pos)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # x: (B, T) token ids -> (B, T, D)
+        return self.embed(x) + self.pos[: x.shape[1]]
+
+
+class _Pool(nn.Module):
+    """The head block of an exported subnet (for latency tables): norm, mean over tokens, head."""
+
+    def __init__(self, norm: nn.LayerNorm, head: nn.Linear):
+        super().__init__()
+        self.norm, self.head = norm, head
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        # h: (B, T, D) -> (B, C)
+        return self.head(self.norm(h).mean(1))
+
+
 def _layer_norm(ln: nn.LayerNorm) -> nn.LayerNorm:
     new = nn.LayerNorm(ln.normalized_shape, eps=ln.eps, dtype=ln.weight.dtype)
     new.load_state_dict(ln.state_dict())
@@ -132,11 +159,18 @@ class ElasticTransformer(Supernet):
     ``experts.i`` (experts kept: the router only scores the first ones) and ``top_k.i``.
 
     Args:
-        vocab_size, seq_len, num_classes: the token data (see :func:`nasviz.data.tasks`).
-        dim: model width; head_dim: width of one head.
-        layers, heads, ffn: allowed values.
+        vocab_size: token ids are ``0 .. vocab_size - 1`` (see :func:`nasviz.data.tasks`).
+        seq_len: the longest sequence (learned positions).
+        num_classes: output logits (at least 2).
+        dim: model width.
+        head_dim: width of one attention head.
+        layers: allowed numbers of blocks.
+        heads: allowed attention heads per block.
+        ffn: allowed FFN hidden widths per block (each expert's, with ``moe``).
         moe: use a :class:`nasviz.moe.MoE` FFN in every block.
-        experts, top_k: allowed experts kept and experts per token (max top_k <= min experts).
+        experts: allowed experts kept per block (with ``moe``).
+        top_k: allowed experts per token (with ``moe``; the largest must not exceed the
+            fewest experts kept).
     """
 
     family = "ElasticTransformer"
@@ -160,31 +194,23 @@ class ElasticTransformer(Supernet):
         experts: Sequence[int] = (2, 4),
         top_k: Sequence[int] = (1, 2),
     ):
-        def values(v: Sequence[int]) -> tuple[int, ...]:
-            return tuple(sorted(set(map(int, v))))
-
         cfg = TransformerConfig(
-            int(vocab_size),
-            int(seq_len),
-            int(num_classes),
-            int(dim),
-            int(head_dim),
-            values(layers),
-            values(heads),
-            values(ffn),
-            bool(moe),
-            values(experts),
-            values(top_k),
+            check_int("vocab_size", vocab_size, 1),
+            check_int("seq_len", seq_len, 1),
+            check_int("num_classes", num_classes, 2),
+            check_int("dim", dim, 1),
+            check_int("head_dim", head_dim, 1),
+            check_ints("layers", layers),
+            check_ints("heads", heads),
+            check_ints("ffn", ffn),
+            check_flag("moe", moe),
+            check_ints("experts", experts),
+            check_ints("top_k", top_k),
         )
-        if min(cfg.vocab_size, cfg.seq_len, cfg.dim, cfg.head_dim) < 1 or cfg.num_classes < 2:
-            raise ConfigError(
-                f"vocab_size, seq_len, dim, head_dim must be >= 1 and num_classes >= 2: {cfg}"
-            )
-        if min(cfg.layers + cfg.heads + cfg.ffn + cfg.experts + cfg.top_k) < 1:
-            raise ConfigError(f"layers, heads, ffn, experts and top_k values must be >= 1: {cfg}")
         if cfg.moe and max(cfg.top_k) > min(cfg.experts):
             raise ConfigError(
-                f"top_k values {cfg.top_k} must not exceed the fewest experts kept {min(cfg.experts)}"
+                f"top_k values {cfg.top_k} must not exceed the fewest experts kept "
+                f"(experts {cfg.experts}): a token cannot go to more experts than there are"
             )
         super().__init__(cfg)
         self.embed = nn.Embedding(cfg.vocab_size, cfg.dim)
@@ -274,28 +300,74 @@ class ElasticTransformer(Supernet):
         return sum((b.moe.aux_loss for b in self.blocks[:layers]), self.pos.new_zeros(()))
 
     def _export(self, plan: _Plan, stats: BNStats | None) -> nn.Module:
+        blocks = [
+            self._export_layer(b, layer) for b, layer in zip(self.blocks, plan.layers, strict=False)
+        ]
+        head = export_linear(self.head, self.config.dim, self.config.num_classes)
+        return StaticTransformer(
+            self._export_embedding(),
+            self.pos.detach().clone(),
+            blocks,
+            _layer_norm(self.norm),
+            head,
+        )
+
+    def _export_embedding(self) -> nn.Embedding:
         cfg = self.config
         embed = nn.Embedding(cfg.vocab_size, cfg.dim, dtype=self.embed.weight.dtype)
         embed.weight.data.copy_(self.embed.weight)
-        blocks = []
-        for b, layer in zip(self.blocks, plan.layers, strict=False):
-            if layer.experts is not None:
-                ffn: nn.Module = b.moe.sliced(layer.experts, layer.top_k, layer.ffn)
-            else:
-                ffn = nn.Sequential(
-                    export_linear(b.fc1, cfg.dim, layer.ffn),
-                    nn.GELU(),
-                    export_linear(b.fc2, layer.ffn, cfg.dim),
-                )
-            blocks.append(
-                _StaticBlock(
-                    _layer_norm(b.ln1), b.attn.export(layer.heads), _layer_norm(b.ln2), ffn
-                )
+        return embed
+
+    def _export_layer(self, b: _Block, layer: _Layer) -> _StaticBlock:
+        cfg = self.config
+        if layer.experts is not None:
+            ffn: nn.Module = b.moe.sliced(layer.experts, layer.top_k, layer.ffn)
+        else:
+            ffn = nn.Sequential(
+                export_linear(b.fc1, cfg.dim, layer.ffn),
+                nn.GELU(),
+                export_linear(b.fc2, layer.ffn, cfg.dim),
             )
-        head = export_linear(self.head, cfg.dim, cfg.num_classes)
-        return StaticTransformer(
-            embed, self.pos.detach().clone(), blocks, _layer_norm(self.norm), head
-        )
+        return _StaticBlock(_layer_norm(b.ln1), b.attn.export(layer.heads), _layer_norm(b.ln2), ffn)
+
+    # ---- blocks: "embed", "layer{i}" (choices: heads, ffn[, experts, top_k]), "head" -------
+    def _layer_dims(self, i: int) -> tuple[str, ...]:
+        names = ("heads", "ffn", "experts", "top_k") if self.config.moe else ("heads", "ffn")
+        return tuple(f"{name}.{i}" for name in names)
+
+    def _block_space(self) -> tuple[Block, ...]:
+        cfg = self.config
+        values = [cfg.heads, cfg.ffn, *((cfg.experts, cfg.top_k) if cfg.moe else ())]
+        layers = []
+        for i in range(max(cfg.layers)):
+            dims = self._layer_dims(i)
+            names = [d.split(".")[0] for d in dims]
+            choices = tuple(Arch(zip(names, c, strict=True)) for c in itertools.product(*values))
+            layers.append(Block(f"layer{i}", ("layers", *dims), choices))
+        return (Block("embed", (), (FIXED,)), *layers, Block("head", (), (FIXED,)))
+
+    def _block_choices(self, plan: _Plan) -> tuple[tuple[str, Arch], ...]:
+        layers = []
+        for i, layer in enumerate(plan.layers):
+            values = layer if self.config.moe else layer[:2]
+            names = [d.split(".")[0] for d in self._layer_dims(i)]
+            layers.append((f"layer{i}", Arch(zip(names, values, strict=True))))
+        return (("embed", FIXED), *layers, ("head", FIXED))
+
+    def _export_block(self, name: str, choice: Arch) -> nn.Module:
+        if name == "embed":
+            return _Embed(self._export_embedding(), self.pos.detach().clone())
+        if name == "head":
+            head = export_linear(self.head, self.config.dim, self.config.num_classes)
+            return _Pool(_layer_norm(self.norm), head)
+        i = int(name.removeprefix("layer"))
+        layer = _Layer(choice["heads"], choice["ffn"], choice.get("experts"), choice.get("top_k"))
+        return self._export_layer(self.blocks[i], layer)
+
+    def _block_input_shape(
+        self, name: str, choice: Arch, shape: tuple[int, ...]
+    ) -> tuple[int, ...]:
+        return shape if name == "embed" else (*shape, self.config.dim)
 
     def _count_macs(self, plan: _Plan, shape: tuple[int, ...]) -> int:
         batch, length = shape

@@ -13,6 +13,7 @@ from typing import Any
 # widget name -> defining module, imported on first use
 _LAZY: dict[str, str] = {
     "ArchView": "nasviz.ui._arch",
+    "ImportanceView": "nasviz.ui._importance",
     "MaskViewer": "nasviz.ui._masks",
     "ParetoExplorer": "nasviz.ui._explorer",
     "RoutingHeatmap": "nasviz.ui._routing",

@@ -1,20 +1,37 @@
-"""What every nasviz widget shares: a live view plus a static fallback, and static assets.
+"""What every nasviz widget shares: a live view plus a static figure, and static assets.
 
-A displayed view's output carries both the live widget and a static figure (HTML). The static
-part is what a notebook shows where no front end renders widgets: papermill / nbconvert
-outputs and notebooks reopened later. Views of long runs refresh it when their run ends:
-the output is displayed with a ``display_id`` and replaced through ``update_display``, so an
-executed notebook holds the final figure rather than the one drawn when the cell ran.
+Where a person runs the notebook (JupyterLab, Notebook, VS Code), a displayed view's output
+carries the live widget and its static figure as plotly JSON: a front end that cannot show the
+widget (an untrusted reopened notebook) draws the figure instead. Where a program runs it
+(papermill, nbclient, nbval, ``jupyter nbconvert --execute``, ``nasviz run``: see
+:func:`nasviz.viz._static.headless`), nobody could ever use the widget, so the output is the
+static figure alone, as a report: plotly JSON plus a PNG, no widget, no CDN. There a view's
+controls are built without a connection to any front end (``comm.DummyComm``): they work as
+objects, but no widget model is sent, so the runner saves no widget state in the notebook (a
+figure widget's state holds plotly's 5 MB front-end module; and JupyterLab, reopening a notebook
+with saved widget state, asks the new kernel for every saved model, "No such comm").
+
+Views of long runs refresh the static part when their run ends: the output is displayed with a
+``display_id`` and replaced through ``update_display``, so an executed notebook holds the final
+figure rather than the one drawn when the cell ran.
+
+A view is not itself an ipywidget: to lay views out together, put their ``.widget`` in a
+container, ``ipywidgets.HBox([dashboard.widget, explorer.widget])`` (the figures are made when
+the container is shown; the container has no static fallback).
 """
 
 from __future__ import annotations
 
-import html
+import contextlib
+import functools
 import threading
 import uuid
 import weakref
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from nasviz.viz._static import PLOTLY_MIME, headless, static_bundle
 
 __all__ = ["View", "static_asset"]
 
@@ -36,41 +53,89 @@ def static_asset(name: str) -> Path:
     )
 
 
+_offline_lock = threading.RLock()
+
+
+@contextlib.contextmanager
+def _offline_widgets() -> Iterator[None]:
+    """Widgets made in this block (in any thread) get a comm that sends nothing."""
+    import comm
+
+    with _offline_lock:
+        real = comm.create_comm
+        comm.create_comm = comm.DummyComm
+        try:
+            yield
+        finally:
+            comm.create_comm = real
+
+
 class View:
     """Base class of nasviz widgets (composition: a View *has* an ipywidgets tree, ``.widget``).
 
     Subclasses set ``self.widget`` (the live ipywidgets tree) and implement
     :meth:`static_figure`, a plotly Figure (or None) that stands in for the widget where no
-    front end renders widgets: papermill/nbconvert outputs and reopened notebooks; or override
-    :meth:`static_html`. Displaying a View emits both, and front ends pick the richest one they
-    can render.
+    front end renders widgets, or override :meth:`static_bundle`. See the module docstring for
+    what a displayed view emits where.
     """
 
     widget: Any = None
     _display_id: str | None = None
+    #: whether this view is displayed for a program rather than a person (decided when it is
+    #: first displayed, in the cell's thread; later refreshes from other threads keep it)
+    _headless: bool | None = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Builds every view's widgets offline where a program runs the notebook (see the
+        module docstring)."""
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is None:
+            return
+
+        @functools.wraps(init)
+        def __init__(self: View, *args: Any, **kw: Any) -> None:
+            if self._headless is None:
+                self._headless = headless()
+            if not self._headless:
+                init(self, *args, **kw)
+                return
+            with _offline_widgets():
+                init(self, *args, **kw)
+
+        cls.__init__ = __init__  # type: ignore[method-assign]
 
     def static_figure(self) -> Any:
         """A plotly Figure summarizing the current view, or None."""
         return None
 
-    def static_html(self) -> str:
-        """Self-contained HTML of :meth:`static_figure` (plotly.js from its CDN)."""
+    def static_bundle(self, image: bool = True) -> dict[str, Any]:
+        """The view's static form: its figure as plotly JSON, a PNG when ``image`` (and kaleido
+        can make one), and a text line."""
         fig = self.static_figure()
         if fig is None:
-            return f"<pre>{html.escape(repr(self))}</pre>"
-        return fig.to_html(include_plotlyjs="cdn", full_html=False)
+            return {"text/plain": repr(self)}
+        bundle = static_bundle(fig, image=image, note=repr(self))
+        return bundle
 
     def _materialize(self) -> None:
         """Creates what the view makes only once it is shown (called before display)."""
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        if self._headless is None:
+            self._headless = headless()
+        if self._headless:
+            return self.static_bundle(image=True)
         self._materialize()
         bundle: dict[str, Any] = {}
         if self.widget is not None:
             data = self.widget._repr_mimebundle_(include=include, exclude=exclude)
             bundle.update(data[0] if isinstance(data, tuple) else data)
-        bundle["text/html"] = self.static_html()
-        bundle.setdefault("text/plain", repr(self))
+        static = self.static_bundle(image=False)
+        for key in (PLOTLY_MIME, "image/svg+xml"):
+            if key in static:
+                bundle[key] = static[key]
+        bundle["text/plain"] = repr(self)
         return bundle
 
     def _ipython_display_(self) -> None:

@@ -11,6 +11,7 @@ import ipywidgets as W
 from nasviz.errors import ConfigError, NasvizError
 from nasviz.objectives import count_macs
 from nasviz.ui._base import View
+from nasviz.viz._compat import keyword_only_after
 
 __all__ = ["SupernetBuilder"]
 
@@ -54,7 +55,8 @@ class SupernetBuilder(View):
             and ``nasviz.data.tasks()``).
     """
 
-    def __init__(self, family: str = "ElasticCNN", data: Mapping[str, int] | None = None):
+    @keyword_only_after("data")
+    def __init__(self, family: str = "ElasticCNN", *, data: Mapping[str, int] | None = None):
         if family not in CHOICES:
             raise ConfigError(f"unknown family {family!r}; families: {list(CHOICES)}")
         self.data = {

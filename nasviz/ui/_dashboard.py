@@ -15,33 +15,44 @@ from nasviz.errors import ConfigError
 from nasviz.runner import Event
 from nasviz.search import pareto_mask
 from nasviz.ui._controls import RunControls
-from nasviz.ui._figure import FigureSlot
+from nasviz.ui._figure import FigureSlot, PlotWidget
 from nasviz.ui._hypervolume import LiveHypervolume
 from nasviz.ui._live import ChunkedSeries, LiveView, Throttle
+from nasviz.viz._compat import keyword_only_after
 from nasviz.viz._dashboard import (
     HYPERVOLUME_AXES,
     HYPERVOLUME_TITLE,
     PARETO_AXES,
     PREDICTOR_AXES,
+    PREDICTOR_NOTE,
     dashboard_figure,
     dashboard_layout,
+    predicted_name,
 )
-from nasviz.viz._pareto import (
+from nasviz.viz._format import hover_text, si
+from nasviz.viz._hypervolume import hover_template, hypervolume_title
+from nasviz.viz._pareto import arch_columns, error_line, pareto_title
+from nasviz.viz._predictor import predictor_info, predictor_placeholder, predictor_traces
+from nasviz.viz._style import (
     HYPERVOLUME_STYLE,
-    arch_columns,
-    error_line,
     failed_note,
     front_style,
-    hover_text,
-    hypervolume_title,
     infeasible_style,
-    pareto_title,
     point_style,
-    predictor_info,
-    predictor_traces,
 )
 
-__all__ = ["SearchDashboard"]
+__all__ = ["SearchDashboard", "ended_early"]
+
+
+def ended_early(status: Any) -> str:
+    """Why a finished search stopped short of its budget ("" when it did not): every distinct
+    arch the space holds (and the constraints allow) has been evaluated."""
+    if status.state != "finished" or status.total is None or status.done >= status.total:
+        return ""
+    return (
+        f"ended at {status.done} of {status.total}: every distinct subnet of the space has been "
+        "evaluated (the budget is larger than the space)"
+    )
 
 
 def _on(axes: tuple[str, str]) -> dict[str, str]:
@@ -56,15 +67,21 @@ class SearchDashboard(LiveView):
 
     Updates from the search thread go through one :class:`~nasviz.ui._live.Throttle` (at most
     ``rate`` per second, each in one ``batch_update``, sending only new points and what changed;
-    while the search runs the status clock ticks once a second). When the search ends, the
-    static figure in the notebook's output is refreshed (see :mod:`nasviz.ui._base`).
+    while the search runs the status clock ticks once a second). A redraw waits while the
+    browser is still drawing the previous one (:meth:`~nasviz.ui._figure.FigureSlot.behind`), so
+    a slow browser never falls behind. When the search ends, the static figure in the notebook's
+    output is refreshed (see :mod:`nasviz.ui._base`).
+
+    The hypervolume curve is the share of a fixed reference box (0–1, raw value on hover); see
+    :mod:`nasviz.ui._hypervolume` for when its reference point is chosen.
 
     Args:
         search: a :class:`nasviz.search.Search` (running, finished or loaded).
         rate: maximum widget updates per second.
     """
 
-    def __init__(self, search: Any, rate: float = 10.0):
+    @keyword_only_after("rate")
+    def __init__(self, search: Any, *, rate: float = 10.0):
         self.search = search
         self.objectives = list(search.objectives)
         self._names = [o.name for o in self.objectives]
@@ -106,7 +123,12 @@ class SearchDashboard(LiveView):
         for picker in (self.x_picker, self.y_picker, self.color_picker):
             picker.observe(lambda _c: self.redraw(), names="value")
         self.reference_inputs = [
-            W.FloatText(description=n, layout=W.Layout(width="200px")) for n in names
+            W.FloatText(
+                description=n,
+                layout=W.Layout(width="230px"),
+                style={"description_width": "initial"},
+            )
+            for n in names
         ]
         self.reference_button = W.Button(description="Set reference")
         self.reference_button.on_click(lambda _b: self._reference_clicked())
@@ -143,7 +165,7 @@ class SearchDashboard(LiveView):
         draft = go.Figure()
         self._reset_figure(draft)
         self._draw(draft)
-        widget = go.FigureWidget(draft)
+        widget = PlotWidget(draft)
         index = {id(t): i for i, t in enumerate(draft.data)}
         for series in (self.points, self.infeasible_series, self.hv_series):
             series.rebind(widget)
@@ -159,7 +181,12 @@ class SearchDashboard(LiveView):
         color = None if ic is None else self._names[ic]
         directions = dict(zip(self._names, self._dirs, strict=True))
         layout = dashboard_layout(
-            self._names[ix], self._names[iy], color, directions, self._predictor
+            self._names[ix],
+            self._names[iy],
+            color,
+            directions,
+            self._predictor,
+            predicted_name(self.search.cycles) if self._predictor else None,
         ).layout
         with fig.batch_update():
             fig.data = []
@@ -174,7 +201,12 @@ class SearchDashboard(LiveView):
         fig.add_annotation(failed_note([]))
         # the curve is a staircase: only the evaluations where it rises are points of the
         # series; a two-point tail trace runs on to the latest evaluation
-        hv_style = {**HYPERVOLUME_STYLE, "showlegend": False, **_on(HYPERVOLUME_AXES)}
+        hv_style = {
+            **HYPERVOLUME_STYLE,
+            "showlegend": False,
+            "hovertemplate": hover_template(),
+            **_on(HYPERVOLUME_AXES),
+        }
         self.hv_series = ChunkedSeries(fig, hv_style, continuous=True)
         fig.add_scatter(**hv_style, x=[], y=[])
         self.hv_tail = fig.data[-1]
@@ -228,7 +260,7 @@ class SearchDashboard(LiveView):
         self.controls.press(button)
 
     def set_reference(self, reference: list[float]) -> None:
-        """Fixes the hypervolume reference point (objective units) and recomputes the curve."""
+        """Sets the hypervolume reference point (objective units) and recomputes the curve."""
         with self.throttle.lock:
             self.hv.fix(reference)
         self.throttle.flush_now()
@@ -257,12 +289,15 @@ class SearchDashboard(LiveView):
         elif self._deaf:
             self._deaf = self._relayout = False
             self.slot.install(self._new_figure())
-        elif self._relayout:
-            self._relayout = False
-            self._reset_figure(self.figure)
-        if self.slot.created:
+        elif not final and not self._relayout and self.slot.behind():
+            self._retry_later()  # the browser is still drawing the last update
+        else:
+            if self._relayout:
+                self._relayout = False
+                self._reset_figure(self.figure)
             self._draw(self.figure)
-        self.controls.draw(status)
+        early = ended_early(status)
+        self.controls.draw(status, f" — {html.escape(early)}" if early else "")
         self.throttle.keep_ticking(status.active)
         if final:
             self._ended_state = status.state
@@ -271,6 +306,11 @@ class SearchDashboard(LiveView):
             self.refresh_static()  # front ends that follow background threads update at once
         elif not status.ended:
             self._ended_state = ""
+
+    def _retry_later(self, delay: float = 0.25) -> None:
+        timer = threading.Timer(delay, self.throttle.notify)
+        timer.daemon = True
+        timer.start()
 
     def _draw(self, fig: go.Figure) -> None:
         """Sends what changed since the last draw: new points, the front if it changed, the
@@ -352,21 +392,28 @@ class SearchDashboard(LiveView):
             fig.layout.title.text = title
 
     def _draw_hv(self, fig: go.Figure) -> None:
-        curve = self.hv.values
+        curve, raw = self.hv.values, self.hv.raw
         if self._hv_drawn < len(curve):
             steps = []
             last = None if self._hv_step is None else self._hv_step[1]
             for i in range(self._hv_drawn, len(curve)):
                 if curve[i] != last:
-                    steps.append((i + 1, curve[i]))
+                    steps.append((i + 1, curve[i], si(raw[i])))
                     last = curve[i]
             if steps:
-                self.hv_series.append([x for x, _ in steps], [y for _, y in steps])
-                self._hv_step = steps[-1]
+                self.hv_series.append(
+                    [x for x, _, _ in steps],
+                    [y for _, y, _ in steps],
+                    customdata=[r for _, _, r in steps],
+                )
+                self._hv_step = steps[-1][:2]
             self._hv_drawn = len(curve)
             x, y = self._hv_step
             self.hv_tail.x, self.hv_tail.y = [x, len(curve)], [y, y]
-        title = hypervolume_title(self.hv.reference)
+            self.hv_tail.customdata = [si(raw[x - 1]), si(raw[-1])]
+        title = hypervolume_title(self.hv.reference, self._names)
+        if self.hv.waiting:
+            title += f" — {self.hv.waiting}"
         if _hv_title(fig) != title:
             fig.update_annotations(selector={"name": HYPERVOLUME_TITLE}, text=title)
         if self.hv.reference is not None and not self.hv.fixed:
@@ -381,9 +428,13 @@ class SearchDashboard(LiveView):
             mine = {id(t) for t in self._predictor_traces}
             fig.data = [t for t in fig.data if id(t) not in mine]
         self._predictor_traces = []
-        for trace, col in predictor_traces(predictor_info(self.search.cycles)):
+        info = predictor_info(self.search.cycles)
+        for trace, col in predictor_traces(info):
             fig.add_scatter(**trace, **_on(PREDICTOR_AXES[col - 1]))
             self._predictor_traces.append(fig.data[-1])
+        fig.update_annotations(
+            selector={"name": PREDICTOR_NOTE}, visible=predictor_placeholder(info) is not None
+        )
 
     def _frame(self) -> pd.DataFrame:
         if not self._rows:
@@ -405,7 +456,8 @@ class SearchDashboard(LiveView):
 
     @property
     def hypervolume_curve(self) -> list[float]:
-        """The value after each evaluation, read back from the drawn staircase."""
+        """The share of the reference box after each evaluation, read back from the drawn
+        staircase (the raw values are ``dashboard.hv.raw``)."""
         self._materialize()
         steps = list(zip(self.hv_series.values("x"), self.hv_series.values("y"), strict=True))
         end = int(self.hv_tail.x[-1]) if self.hv_tail.x else 0
@@ -427,20 +479,23 @@ class SearchDashboard(LiveView):
         return list(self._predictor_traces)
 
     def close(self) -> None:
-        """Stops listening to the search."""
+        """Stops listening to the search and closes the figure widgets."""
         self._unsubscribe()
         self.throttle.close()
+        self.slot.close()
 
     def static_figure(self) -> go.Figure:
         ix, iy, ic = self._axes()
         return dashboard_figure(
             self._frame(),
             self.objectives,
-            self._names[ix],
-            self._names[iy],
-            None if ic is None else self._names[ic],
+            x=self._names[ix],
+            y=self._names[iy],
+            color=None if ic is None else self._names[ic],
             reference=self.hv.reference,
+            ideal=self.hv.ideal,
             cycles=self.search.cycles if self._predictor else None,
+            note=ended_early(self.search.status),
         )
 
     def __repr__(self) -> str:

@@ -19,22 +19,35 @@ from nasviz.search import pareto_mask
 from nasviz.space import SearchSpace
 from nasviz.ui._arch import ArchView
 from nasviz.ui._base import View
-from nasviz.ui._figure import FigureSlot
-from nasviz.viz._pareto import (
-    arch_columns,
-    objective_specs,
-    pareto_figure,
-    pareto_info,
-    point_style,
-)
+from nasviz.ui._figure import FigureSlot, PlotWidget
+from nasviz.viz import pareto_info, pareto_plot
+from nasviz.viz._compat import keyword_only_after
+from nasviz.viz._format import axis_title, format_frame, format_value, unit_of
+from nasviz.viz._pareto import arch_columns, objective_specs
+from nasviz.viz._style import point_style, star_style
 
 __all__ = ["ParetoExplorer"]
 
 MAX_PINNED = 4
-BEST = "#ff7f0e"
 #: Marker opacity of points outside the budgets (the front's and the others').
 OUTSIDE_BUDGET = 0.12
 NO_COLOR = "(none)"
+
+
+def _storage_folder(results: Any) -> Path:
+    """Where a search keeps its files: its journal's (or SQLite file's) folder, else the
+    current folder."""
+    name = str(getattr(results, "storage_name", "") or "")
+    if name.startswith("sqlite:///"):
+        name = name.removeprefix("sqlite:///")
+    elif "://" in name or name in ("", ":memory:") or not name.endswith((".journal", ".db")):
+        return Path.cwd()
+    return Path(name).resolve().parent
+
+
+def _readout(name: str) -> str:
+    """A slider's readout format: SI prefixes for counts (``23.8k``), else 4 digits."""
+    return ".3s" if unit_of(name)[1] else ".4g"
 
 
 class ParetoExplorer(View):
@@ -54,15 +67,20 @@ class ParetoExplorer(View):
         net: the supernet, for the ArchView, latency and export actions.
         space: the space, when there is no supernet (for the ArchView).
         latency_input: input shape with batch for the latency action, e.g. ``(1, 1, 8, 8)``.
+        out_dir: where Export writes ``subnet-trial<N>.pt`` (default: the folder of the
+            search's journal, else the current folder).
     """
 
+    @keyword_only_after("net", "space", "latency_input")
     def __init__(
         self,
         results: Any,
         objectives: Sequence[Objective | tuple[str, str]] | None = None,
+        *,
         net: Any = None,
         space: SearchSpace | None = None,
         latency_input: tuple[int, ...] | None = None,
+        out_dir: str | Path | None = None,
     ):
         if isinstance(results, pd.DataFrame):
             if objectives is None:
@@ -80,6 +98,7 @@ class ParetoExplorer(View):
                 f"ParetoExplorer takes a Search or a results DataFrame, got {type(results).__name__}"
             )
         self.objectives = objective_specs(objectives)
+        self.out_dir = Path(out_dir) if out_dir is not None else _storage_folder(results)
         self.net = net
         self.space = space if space is not None else getattr(net, "space", None)
         self.latency_input = latency_input
@@ -95,6 +114,7 @@ class ParetoExplorer(View):
         self.pinned: list[int] = []
         self.measured: dict[int, float] = {}
         self.exported: Any = None
+        self.exported_path: Path | None = None
         self.best: int | None = None
         self._lock = threading.RLock()  # the figure may be rebuilt from a timer thread
         self._syncing = False
@@ -113,7 +133,12 @@ class ParetoExplorer(View):
         self.details = W.HTML("<i>click a point to inspect it</i>")
         self.arch_box = W.VBox([])
         self.action_out = W.HTML()
-        self.path_box = W.Text(value="subnet.pt", description="file")
+        self.path_box = W.Text(
+            value=str(self.out_dir / "subnet.pt"),
+            description="file",
+            layout=W.Layout(width="420px"),
+            style={"description_width": "initial"},
+        )
         self.buttons = {
             name: W.Button(description=label)
             for name, label in (
@@ -178,10 +203,10 @@ class ParetoExplorer(View):
                 min=lo,
                 max=hi if hi > lo else lo + 1.0,
                 step=(hi - lo) / 200 if hi > lo else 1.0,
-                description=f"{o.name} ≤",
+                description=f"{axis_title(o.name).split(' (')[0]} ≤",
                 continuous_update=True,
-                readout_format=".4g",
-                layout=W.Layout(width="420px"),
+                readout_format=_readout(o.name),
+                layout=W.Layout(width="460px"),
                 style={"description_width": "120px"},
             )
             slider.observe(lambda _c: self.apply_budgets(), names="value")
@@ -201,26 +226,19 @@ class ParetoExplorer(View):
     def _new_figure(self) -> go.FigureWidget:
         """A figure widget with the points, the budgets' fading and the star in its *initial*
         state (so that even a front end that misses every later message shows them)."""
-        fig = pareto_figure(self.info, "Pareto explorer")
-        fig.add_scatter(
-            x=[],
-            y=[],
-            mode="markers",
-            name="best within budget",
-            hoverinfo="skip",
-            marker={
-                "symbol": "star",
-                "size": 18,
-                "color": BEST,
-                "line": {"color": "black", "width": 1},
-            },
-        )
-        self._draw_budgets(fig)
-        widget = go.FigureWidget(fig)
+        widget = PlotWidget(self._drawn())
         for trace in widget.data[:3]:
             trace.on_click(self._on_click)
             trace.on_selection(self._on_selection)
         return widget
+
+    def _drawn(self) -> go.Figure:
+        """The scatter with the budgets' fading and the star (what the widget starts from, and
+        the static figure of a saved notebook)."""
+        fig = pareto_plot(self.info, title="Pareto explorer")
+        fig.add_scatter(**star_style(), x=[], y=[])
+        self._draw_budgets(fig)
+        return fig
 
     def _rebuild_figure(self) -> None:
         """A new figure widget in place of one whose front end is deaf (see ``_figure``)."""
@@ -239,9 +257,9 @@ class ParetoExplorer(View):
         info = pareto_info(
             self._results,
             self.objectives,
-            x or self.info.x,
-            y or self.info.y,
-            None if color == NO_COLOR else color,
+            x=x or self.info.x,
+            y=y or self.info.y,
+            color=None if color == NO_COLOR else color,
             auto_color=False,
         )
         with self._lock:
@@ -255,7 +273,7 @@ class ParetoExplorer(View):
             if not self.slot.created:  # made with these axes when first shown
                 self.apply_budgets()
                 return
-            drawn = pareto_figure(info, "Pareto explorer")
+            drawn = pareto_plot(info, title="Pareto explorer")
             fig = self.figure
             with fig.batch_update():
                 for target, source in zip(fig.data[:3], drawn.data, strict=True):
@@ -263,8 +281,9 @@ class ParetoExplorer(View):
                         if prop in source:
                             target[prop] = source[prop]
                 fig.layout.title.text = drawn.layout.title.text
-                fig.layout.xaxis.title.text = drawn.layout.xaxis.title.text
-                fig.layout.yaxis.title.text = drawn.layout.yaxis.title.text
+                for axis in ("xaxis", "yaxis"):
+                    fig.layout[axis].title.text = drawn.layout[axis].title.text
+                    fig.layout[axis].tickformat = drawn.layout[axis].tickformat
                 fig.layout.coloraxis = drawn.layout.coloraxis
             self.apply_budgets()
 
@@ -284,20 +303,22 @@ class ParetoExplorer(View):
             raise ConfigError(f"trial(s) {unknown} are not in the results")
         self.selected = list(dict.fromkeys(int(t) for t in trials))
         if len(self.selected) == 1:
+            self.path_box.value = str(self.out_dir / f"subnet-trial{self.selected[0]}.pt")
             row = self.frame.loc[self.selected[0]]
             self.details.value = self._metrics_html(row)
             if self.space is not None:
                 arch = {c: _plain(row[c]) for c in self.space.names}
+                bits = callable(getattr(self.net, "bits_of", None))  # QuantSupernet: a bit strip
                 self.arch_box.children = [
-                    ArchView(arch, self.space, title=f"trial {self.selected[0]}").widget
+                    ArchView(
+                        arch, self.net if bits else self.space, title=f"trial {self.selected[0]}"
+                    ).widget
                 ]
             else:
                 self.arch_box.children = []
         else:
             rows = self.frame.loc[self.selected, ["trial", *[o.name for o in self.objectives]]]
-            self.details.value = f"<b>{len(rows)} selected</b>" + rows.to_html(
-                index=False, float_format="%.4g"
-            )
+            self.details.value = f"<b>{len(rows)} selected</b>" + self._table_html(rows)
             self.arch_box.children = []
 
     def selected_arch(self) -> dict[str, Any]:
@@ -308,14 +329,21 @@ class ParetoExplorer(View):
         cols = self.space.names if self.space is not None else self._arch_cols
         return {c: _plain(row[c]) for c in cols}
 
+    def _table_html(self, frame: pd.DataFrame, index: bool = False) -> str:
+        """An HTML table with the objectives written readably (units, SI prefixes)."""
+        names = [o.name for o in self.objectives if o.name in frame.columns]
+        return format_frame(frame, names).to_html(index=index, border=0)
+
     def _metrics_html(self, row: pd.Series) -> str:
         metrics = "".join(
-            f"<tr><td>{html.escape(o.name)}</td><td>{row[o.name]:.5g}</td></tr>"
+            f"<tr><td>{html.escape(o.name)}</td>"
+            f"<td>{html.escape(format_value(o.name, row[o.name], digits=4))}</td></tr>"
             for o in self.objectives
         )
         trial = int(row["trial"])
         if trial in self.measured:
-            metrics += f"<tr><td>latency (measured)</td><td>{self.measured[trial]:.4g} ms</td></tr>"
+            measured = format_value("latency", self.measured[trial])
+            metrics += f"<tr><td>latency (measured)</td><td>{measured}</td></tr>"
         arch = ", ".join(f"{c}={row[c]}" for c in self._arch_cols)
         return f"<b>trial {trial}</b><table>{metrics}</table><code>{html.escape(arch)}</code>"
 
@@ -344,19 +372,29 @@ class ParetoExplorer(View):
         trial = self.selected[0]
         self.measured[trial] = m.median_ms
         self.details.value = self._metrics_html(self.frame.loc[trial])
-        return f"trial {trial}: {m.median_ms:.4g} ms median ({m.repeats} runs, {m.threads} threads)"
+        median = format_value("latency", m.median_ms)
+        return f"trial {trial}: {median} median ({m.repeats} runs, {m.threads} threads)"
 
     def export(self, path: str | Path | None = None) -> str:
-        """Exports the selected subnet to ``self.exported`` and, with a path, to a file."""
+        """Exports the selected subnet to ``self.exported`` and, with a path, to a file (a
+        relative path is taken in :attr:`out_dir`); the message names the file written."""
         from nasviz.supernet import save_subnet
 
         net = self._require_net("exporting")
         arch = self.selected_arch()
         self.exported = net.export(arch)
         if path:
-            save_subnet(net, arch, path)
-            return f"exported trial {self.selected[0]} to explorer.exported and {html.escape(str(path))}"
-        return f"exported trial {self.selected[0]} to explorer.exported"
+            target = Path(path)
+            if not target.is_absolute() and target.parent == Path():
+                target = self.out_dir / target
+            target.parent.mkdir(parents=True, exist_ok=True)
+            save_subnet(net, arch, target)
+            self.exported_path = target.resolve()
+            return (
+                f"exported trial {self.selected[0]} to <code>explorer.exported</code> and "
+                f"<code>{html.escape(str(self.exported_path))}</code>"
+            )
+        return f"exported trial {self.selected[0]} to <code>explorer.exported</code>"
 
     def pin(self) -> str:
         """Pins the selected trial(s) for side-by-side comparison (at most 4)."""
@@ -381,9 +419,10 @@ class ParetoExplorer(View):
             self.pinned_box.value = ""
             return
         cols = [o.name for o in self.objectives] + self._arch_cols
-        table = self.frame.loc[self.pinned, cols].T
+        table = format_frame(self.frame.loc[self.pinned, cols], [o.name for o in self.objectives])
+        table = table.T
         table.columns = [f"trial {t}" for t in self.pinned]
-        self.pinned_box.value = "<b>pinned</b>" + table.to_html(float_format="%.4g")
+        self.pinned_box.value = "<b>pinned</b>" + table.to_html(border=0)
 
     # ---- budgets and table -------------------------------------------------------------------
     def budgets(self) -> dict[str, float]:
@@ -440,9 +479,9 @@ class ParetoExplorer(View):
             return
         values = self.frame.loc[ok, [o.name for o in self.objectives]].to_numpy(dtype=np.float64)
         on_front = int(pareto_mask(values, [o.direction for o in self.objectives]).sum())
-        best = self.frame.loc[self.best, quality.name]
+        best = format_value(quality.name, self.frame.loc[self.best, quality.name], digits=4)
         self.budget_out.value = (
-            f"<b>best within budget</b>: trial {self.best} ({quality.name}={best:.5g}); "
+            f"<b>best within budget</b>: trial {self.best} ({quality.name} {best}); "
             f"{len(ok)} archs fit, {on_front} of them non-dominated"
         )
 
@@ -464,11 +503,11 @@ class ParetoExplorer(View):
         total = int(self.info.front.sum())
         self.table.value = (
             f"<b>Pareto front</b>: {len(front)} of {total} archs within budget"
-            + front.to_html(index=False, float_format="%.4g")
+            + self._table_html(front)
         )
 
     def static_figure(self) -> go.Figure:
-        return pareto_figure(self.info, "Pareto explorer")
+        return self._drawn()
 
     def __repr__(self) -> str:
         return f"ParetoExplorer({len(self.info.trials)} points, {int(self.info.front.sum())} on the front)"

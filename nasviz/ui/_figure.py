@@ -20,6 +20,22 @@ again shows everything up to its creation. Where no front end renders the figure
 
 The kernel handles messages from the front end only between cells: while a cell runs (say
 ``search.wait()``), answers wait in its queue, so that time does not count.
+
+The same acknowledgements pace what the browser gets: while a rendered view has not yet caught
+up with the last edit (and the kernel is idle, so that its answer would have arrived),
+:meth:`FigureSlot.behind` is true and live views hold their next redraw back, so a slow browser
+is sent as many redraws as it can draw, not a queue it lags seconds behind.
+
+A replaced figure widget is not closed while its view lives: a slow browser may still be
+answering its last edits, and a closed comm would have the kernel log "No such comm" (in
+JupyterLab's log console) for each answer. Replacements are few (``max_replacements``), and
+:meth:`FigureSlot.close` closes them all.
+
+:class:`PlotWidget` is plotly's FigureWidget with one repair: plotly merges the defaults a view
+reports back into its Python copy with ``if not value``, which raises "The truth value of an
+array ... is ambiguous" for data held as numpy arrays (sent as binary buffers, reported back as
+typed arrays). nasviz sends numpy arrays on purpose (an update costs O(new points)), so its
+figure widgets use this class, and the kernel's log stays clean.
 """
 
 from __future__ import annotations
@@ -32,8 +48,54 @@ from collections.abc import Callable
 from typing import Any
 
 import ipywidgets as W
+import numpy as np
+import plotly.graph_objects as go
 
-__all__ = ["FigureSlot"]
+__all__ = ["FigureSlot", "PlotWidget"]
+
+#: The longest rest (seconds) a slow view gets between two redraws.
+MAX_REST = 2.0
+
+
+def _empty(value: Any) -> bool:
+    """Whether a merged-away property left nothing behind (arrays are never "empty" here)."""
+    return isinstance(value, dict | list | tuple) and len(value) == 0
+
+
+def _is_dict_list(value: Any) -> bool:
+    return isinstance(value, list | tuple) and len(value) > 0 and isinstance(value[0], dict)
+
+
+class PlotWidget(go.FigureWidget):
+    """plotly's FigureWidget whose merge of view-reported defaults accepts numpy data (see the
+    module docstring)."""
+
+    @staticmethod
+    def _remove_overlapping_props(input_data, delta_data, prop_path=()):
+        """Removes from ``input_data`` (recursively) what ``delta_data`` also holds, except
+        ``uid``; returns the removed paths. Data arrays (numpy) are left as they are."""
+        removed: list[tuple] = []
+        if isinstance(input_data, dict) and isinstance(delta_data, dict):
+            for key, delta in delta_data.items():
+                if key not in input_data or key == "uid":
+                    continue
+                value = input_data[key]
+                if isinstance(delta, dict) or _is_dict_list(delta):
+                    if isinstance(value, np.ndarray):  # typed data reported back: keep ours
+                        continue
+                    path = (*prop_path, key)
+                    removed += PlotWidget._remove_overlapping_props(value, delta, path)
+                    if _empty(value):
+                        input_data.pop(key)
+                        removed.append(path)
+                else:
+                    input_data.pop(key)
+                    removed.append((*prop_path, key))
+        elif isinstance(input_data, list) and isinstance(delta_data, list):
+            for i, (value, delta) in enumerate(zip(input_data, delta_data, strict=False)):
+                if value is not None and (isinstance(delta, dict) or _is_dict_list(delta)):
+                    removed += PlotWidget._remove_overlapping_props(value, delta, (*prop_path, i))
+        return removed
 
 
 class FigureSlot:
@@ -75,6 +137,7 @@ class FigureSlot:
         self.final_grace = min(grace, 2.0)
         self.max_replacements = max_replacements
         self.replacements = 0
+        self.retired: list[Any] = []  # replaced figure widgets, closed by close()
         self._final = False  # the content is final: one more replacement, a shorter grace
         self._lock = threading.Lock()
         self._make_lock = threading.Lock()
@@ -83,6 +146,8 @@ class FigureSlot:
         self._acked: int | None = None  # last edit id a view acknowledged; None: no view yet
         self._rendered_at = 0.0
         self._sent: collections.deque[tuple[int, float]] = collections.deque(maxlen=4096)
+        self._drawing = 0.0  # seconds the view took to draw its last acknowledged edit
+        self._last_ack = 0.0
         _follow_cells()
 
     def _on_views(self, change: dict[str, Any]) -> None:
@@ -104,10 +169,14 @@ class FigureSlot:
         return self._figure
 
     def install(self, figure: Any) -> None:
-        """Shows ``figure`` (closing the previous one) and starts watching it."""
+        """Shows ``figure`` in place of the previous one (kept open, see the module docstring)
+        and starts watching it."""
         with self._lock:
             old, self._figure = self._figure, figure
+            if old is not None:
+                self.retired.append(old)
             self._acked, self._rendered_at = None, 0.0
+            self._drawing, self._last_ack = 0.0, 0.0
             self._sent.clear()
         figure.observe(self._on_edit, names="_last_trace_edit_id")
         figure.observe(self._on_ack, names="_js2py_traceDeltas")
@@ -115,7 +184,16 @@ class FigureSlot:
         if old is not None:
             old.unobserve(self._on_edit, names="_last_trace_edit_id")
             old.unobserve(self._on_ack, names="_js2py_traceDeltas")
-            old.close()
+
+    def close(self) -> None:
+        """Closes the figure widgets, the current one and those it replaced."""
+        with self._lock:
+            figures, self.retired = [*self.retired, self._figure], []
+            if self._timer is not None:
+                self._timer.cancel()
+        for figure in figures:
+            if figure is not None:
+                figure.close()
 
     def sync_state(self) -> None:
         """Sends the figure's whole current content as its widget state, once.
@@ -150,6 +228,16 @@ class FigureSlot:
         with self._lock:
             return self._overdue() <= 0
 
+    def behind(self) -> bool:
+        """Whether the next edit should wait for the rendered view: it is still drawing an
+        earlier one (an edit is unacknowledged while the kernel is idle, so its answer would have
+        arrived), or it finished one less than its own drawing time ago (the browser gets at
+        least as much rest as it spends drawing, so it stays responsive to the user)."""
+        with self._lock:
+            if self._acked is None or _cells.running:
+                return False
+            return bool(self._sent) or time.monotonic() - self._last_ack < self._drawing
+
     # ---- front-end traffic -------------------------------------------------------------------
     def _on_edit(self, change: dict[str, Any]) -> None:
         if change["owner"] is not self._figure:
@@ -166,11 +254,14 @@ class FigureSlot:
             return
         with self._lock:
             edit_id = int(message.get("trace_edit_id", 0))
+            now = time.monotonic()
             if self._acked is None:
-                self._rendered_at = time.monotonic()
+                self._rendered_at = now
             self._acked = max(self._acked or 0, edit_id)
             while self._sent and self._sent[0][0] <= self._acked:
-                self._sent.popleft()
+                sent_at = self._sent.popleft()[1]
+                self._drawing = min(now - sent_at, MAX_REST)  # how long the view took
+            self._last_ack = now
             pending = bool(self._sent)
         if pending:
             self._schedule(self._grace())

@@ -28,6 +28,8 @@ from torch import nn
 from nasviz.errors import ConfigError, NasvizError
 from nasviz.prune import METHODS, Masks
 from nasviz.ui._base import View, static_asset
+from nasviz.ui._figure import FigureSlot, PlotWidget
+from nasviz.viz._compat import keyword_only_after
 from nasviz.viz._masks import (
     layer_sparsity_figure,
     layer_sparsity_info,
@@ -89,10 +91,12 @@ class MaskViewer(View):
     back to the last masks that worked; nothing else changes.
     """
 
+    @keyword_only_after("method", "sparsity", "other", "layer", "mode")
     def __init__(
         self,
         source: Masks | nn.Module,
         model: nn.Module | None = None,
+        *,
         method: str = "magnitude",
         sparsity: float | None = None,
         other: Masks | None = None,
@@ -128,9 +132,8 @@ class MaskViewer(View):
         if self.layer not in self.masks:
             raise ConfigError(f"layer {self.layer!r} is not masked; masked: {list(self.masks)[:8]}")
         self.canvas = MaskCanvas()
-        self.bars = go.FigureWidget(layer_sparsity_figure(layer_sparsity_info(self.masks)))
-        # a fixed width next to the 560 px canvas; the row wraps where the output is narrower
-        self.bars.layout.width = _BARS_WIDTH
+        # the bar chart's figure widget is made when the view is first shown
+        self.bars_slot = FigureSlot(self._new_bars)
         live = model is not None
         self.slider = w.FloatSlider(
             value=start,
@@ -140,6 +143,8 @@ class MaskViewer(View):
             description="sparsity",
             continuous_update=False,
             disabled=not live,
+            tooltip=None if live else "pass model= to re-prune live",
+            layout=w.Layout(width="380px", min_width="320px", flex="0 0 auto"),
         )
         self.picker = w.Dropdown(
             options=sorted(METHODS), value=method, description="method", disabled=not live
@@ -154,12 +159,15 @@ class MaskViewer(View):
         self.layers.observe(lambda ch: self._control(self.select, ch["new"]), names="value")
         self.mode.observe(lambda ch: self._control(self.set_mode, ch["new"]), names="value")
         self.canvas.observe(self._on_window, names="window")
-        self.bars.data[0].on_click(self._on_bar_click)
-        controls = w.HBox([self.picker, self.slider, self.layers, self.mode])
+        controls = w.HBox(
+            [self.picker, self.slider, self.layers, self.mode],
+            layout=w.Layout(flex_flow="row wrap", align_items="center"),
+        )
         views = w.HBox(
-            [self.canvas, self.bars],
+            [self.canvas, self.bars_slot.box],
             layout=w.Layout(flex_flow="row wrap", align_items="flex-start"),
         )
+        self.bars_slot.box.layout = w.Layout(width=f"{_BARS_WIDTH + 10}px")
         self.widget = w.VBox([controls, self.summary, self.error, views])
         self._send()
 
@@ -214,6 +222,21 @@ class MaskViewer(View):
             self.mode.value = mode
         self._send()
 
+    @property
+    def bars(self) -> go.FigureWidget:
+        """The sparsity bar chart's figure widget (made on first use)."""
+        return self.bars_slot.figure
+
+    def _new_bars(self) -> go.FigureWidget:
+        bars = PlotWidget(layer_sparsity_figure(self.masks))
+        # a fixed width next to the 560 px canvas; the row wraps where the output is narrower
+        bars.layout.width = _BARS_WIDTH
+        bars.data[0].on_click(self._on_bar_click)
+        return bars
+
+    def _materialize(self) -> None:
+        self.bars_slot.figure  # noqa: B018 - made when the view is first displayed
+
     def static_figure(self) -> go.Figure:
         """Sparsity bars and the shown window of the layer (exact bits when it fits the canvas,
         as in the browser)."""
@@ -224,7 +247,11 @@ class MaskViewer(View):
         exact = r1 - r0 <= CANVAS[0] and c1 - c0 <= CANVAS[1]
         cells = max(96, r1 - r0, c1 - c0) if exact and not whole else 96
         return masks_figure(
-            self.masks, self.layer, other, max_cells=cells, window=None if whole else self.window
+            self.masks,
+            self.layer,
+            other=other,
+            max_cells=cells,
+            window=None if whole else self.window,
         )
 
     def __repr__(self) -> str:
@@ -327,10 +354,11 @@ class MaskViewer(View):
             self.canvas.bits, self.canvas.other_bits = bits, other
             self.canvas.mode = "diff" if other else "mask"
             self.canvas.window = list(self.window)
-        info = layer_sparsity_info(self.masks)
-        with self.bars.batch_update():
-            self.bars.data[0].x, self.bars.data[0].y = list(info.names), list(info.sparsity)
-            self.bars.layout.title.text = f"sparsity per layer (overall {info.overall:.1%})"
+        if self.bars_slot.created:  # else made with the current masks when first shown
+            info = layer_sparsity_info(self.masks)
+            with self.bars.batch_update():
+                self.bars.data[0].x, self.bars.data[0].y = list(info.names), list(info.sparsity)
+                self.bars.layout.title.text = f"sparsity per layer (overall {info.overall:.1%})"
         self._summarize()
 
     def _summarize(self) -> None:

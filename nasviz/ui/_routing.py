@@ -23,6 +23,8 @@ from torch import nn
 from nasviz.errors import MoEError
 from nasviz.moe import RoutingRecorder, RoutingStats, check_stats, drop_experts
 from nasviz.ui._base import View
+from nasviz.ui._figure import FigureSlot, PlotWidget
+from nasviz.viz._compat import keyword_only_after
 from nasviz.viz._routing import (
     routing_drop_info,
     routing_grid_figure,
@@ -43,6 +45,7 @@ _HEATMAP_KEYS = (
     "colorscale",
     "zmin",
     "zmax",
+    "zauto",
     "hovertemplate",
     "colorbar",
 )
@@ -68,10 +71,12 @@ class RoutingHeatmap(View):
         max_listed: rows shown when a cell is clicked.
     """
 
+    @keyword_only_after("data", "max_listed")
     def __init__(
         self,
         source: RoutingStats | RoutingRecorder,
         model: nn.Module | None = None,
+        *,
         data: Any = None,
         max_listed: int = 20,
     ) -> None:
@@ -96,8 +101,8 @@ class RoutingHeatmap(View):
         self.example = w.BoundedIntText(
             value=0, min=0, max=max(self.stats.recording.num_examples - 1, 0), description="example"
         )
-        self.figure = go.FigureWidget(routing_grid_figure(routing_load_info(self.stats)))
-        self.figure.data[0].on_click(self._on_click)
+        # the figure widget is made when the view is first shown (see nasviz.ui._figure)
+        self.slot = FigureSlot(self._new_figure)
         self.listing = w.HTML("<i>click a cell to list the tokens routed there</i>")
         self.drop_layer = w.Dropdown(options=self.stats.layers, description="layer")
         self.drop_select = w.SelectMultiple(options=[], description="drop", rows=4)
@@ -121,7 +126,7 @@ class RoutingHeatmap(View):
         self.widget = w.VBox(
             [
                 w.HBox([self.view_picker, self.example]),
-                self.figure,
+                self.slot.box,
                 self.listing,
                 w.HBox([self.drop_layer, self.drop_select, self.drop_button, self.accuracy_button]),
                 self.drop_result,
@@ -130,6 +135,19 @@ class RoutingHeatmap(View):
 
     def __repr__(self) -> str:
         return f"RoutingHeatmap({self.stats!r})"
+
+    @property
+    def figure(self) -> go.FigureWidget:
+        """The heatmap's figure widget (made on first use)."""
+        return self.slot.figure
+
+    def _new_figure(self) -> go.FigureWidget:
+        fig = PlotWidget(routing_grid_figure(self.info()))
+        fig.data[0].on_click(self._on_click)
+        return fig
+
+    def _materialize(self) -> None:
+        self.slot.figure  # noqa: B018 - made when the view is first displayed
 
     # ---- views ---------------------------------------------------------------------------------
     def info(self, view: str | None = None) -> Any:
@@ -150,9 +168,13 @@ class RoutingHeatmap(View):
         )
 
     def show(self, view: str) -> None:
-        """Switches the heatmap to ``view``."""
+        """Switches the heatmap to ``view`` (every view sets its whole colour scale)."""
         fig = routing_grid_figure(self.info(view))
         self._view = view
+        if not self.slot.created:  # drawn with this view when first shown
+            if self.view_picker.value != view:
+                self.view_picker.value = view
+            return
         with self.figure.batch_update():
             heat = self.figure.data[0]
             for key in _HEATMAP_KEYS:

@@ -11,13 +11,14 @@ import plotly.graph_objects as go
 
 from nasviz.runner import Event
 from nasviz.ui._controls import RunControls
-from nasviz.ui._figure import FigureSlot
+from nasviz.ui._figure import FigureSlot, PlotWidget
 from nasviz.ui._live import ChunkedSeries, LiveView, Throttle
+from nasviz.viz._compat import keyword_only_after
 from nasviz.viz._training import (
     MEMBER_COLORS,
     accuracy_traces,
-    loss_figure,
     loss_info,
+    loss_plot,
     training_layout,
 )
 
@@ -35,7 +36,8 @@ class TrainingMonitor(LiveView):
         rate: maximum widget updates per second.
     """
 
-    def __init__(self, run: Any, rate: float = 10.0):
+    @keyword_only_after("rate")
+    def __init__(self, run: Any, *, rate: float = 10.0):
         self.run = run
         self._lock = threading.Lock()
         self._pending: list[dict[str, Any]] = []
@@ -90,7 +92,7 @@ class TrainingMonitor(LiveView):
         self._drawn: dict[str, int] = {}
         self._acc_traces: list[Any] = []
         self._draw(draft, evaluations=True)
-        widget = go.FigureWidget(draft)
+        widget = PlotWidget(draft)
         index = {id(t): i for i, t in enumerate(draft.data)}
         for series in self.series.values():
             series.rebind(widget)
@@ -161,13 +163,15 @@ class TrainingMonitor(LiveView):
         return list(self._acc_traces)
 
     def close(self) -> None:
+        """Stops listening to the run and closes the figure widgets."""
         self._unsubscribe()
         self.throttle.close()
+        self.slot.close()
 
     def static_figure(self) -> go.Figure:
         info = loss_info(self.run.history)
         steps = max((len(s) for s in info.steps.values()), default=0)
-        return loss_figure(info, f"Training loss per sandwich member — {steps} steps")
+        return loss_plot(info, title=f"Training loss per sandwich member — {steps} steps")
 
     def __repr__(self) -> str:
         return f"TrainingMonitor({self.run.status})"

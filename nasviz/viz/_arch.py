@@ -3,7 +3,8 @@
 The picture is derived from the space alone: repeated dimensions (``kernel.0``, ``width.3``)
 form columns (one per stage or layer), a depth-like dimension decides which columns or blocks
 are active, and each value is drawn as a bar filled to its share of the dimension's largest
-value. Inactive parts are greyed.
+value. Inactive parts (layers past the depth) are greyed and say "skipped": their values do
+not change the subnet.
 
 * A scalar ``depth`` / ``layers`` dimension activates the first d columns (MLP, transformer).
 * A repeated ``depth.i`` dimension gives column i that many active blocks out of its maximum
@@ -140,9 +141,10 @@ def arch_svg(info: ArchInfo, title: str = "") -> str:
         state = "active" if cell.active else "inactive"
         color = ACTIVE if cell.active else INACTIVE
         parts.append(_rect(x, y, w, h, "white", "#999", f"frame {state}"))
-        bar = _rect(x, y, w * min(cell.fraction, 1.0), h, color, "none", f"cell {state}")
+        share = min(cell.fraction, 1.0) if cell.active else 1.0  # a skipped layer: all grey
+        bar = _rect(x, y, w * share, h, color, "none", f"cell {state}")
         parts.append(bar.replace("<rect ", f'<rect data-dim="{html.escape(cell.dim)}" ', 1))
-        label = f"{cell.dim} {cell.value}"
+        label = f"{cell.dim} {cell.value}" if cell.active else f"{cell.dim}: skipped"
         parts.append(
             _text(
                 x + w / 2,

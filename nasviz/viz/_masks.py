@@ -11,14 +11,19 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from nasviz.viz._compat import keyword_only_after, old_info_call
+from nasviz.viz._static import Figure
+
 __all__ = [
     "LayerSparsityInfo",
     "MaskHeatmapInfo",
     "layer_sparsity_figure",
     "layer_sparsity_info",
+    "layer_sparsity_plot",
     "mask_grid",
     "mask_heatmap_figure",
     "mask_heatmap_info",
+    "mask_heatmap_plot",
     "masks_figure",
 ]
 
@@ -54,13 +59,14 @@ def layer_sparsity_info(masks: Mapping[str, Any]) -> LayerSparsityInfo:
     return LayerSparsityInfo(tuple(names), tuple(sparsity), tuple(params), overall)
 
 
-def layer_sparsity_figure(
+def layer_sparsity_plot(
     info: LayerSparsityInfo,
     other: LayerSparsityInfo | None = None,
+    *,
     labels: tuple[str, str] = ("a", "b"),
-) -> go.Figure:
-    """Bar chart of sparsity per layer (two bar series when comparing two masks)."""
-    fig = go.Figure()
+) -> Figure:
+    """Draws a :class:`LayerSparsityInfo` (two bar series with ``other``)."""
+    fig = Figure()
     hover = [f"{n}<br>{p:,} weights" for n, p in zip(info.names, info.params, strict=True)]
     fig.add_bar(
         x=list(info.names),
@@ -71,14 +77,34 @@ def layer_sparsity_figure(
     if other is not None:
         fig.add_bar(x=list(other.names), y=list(other.sparsity), name=labels[1])
     fig.update_layout(
+        template="nasviz",
         title=f"sparsity per layer (overall {info.overall:.1%})",
-        yaxis_range=[0, 1],
-        yaxis_title="fraction pruned",
+        yaxis={"range": [0, 1], "title": {"text": "share pruned"}, "tickformat": ".0%"},
         barmode="group",
         height=320,
         margin={"l": 50, "r": 10, "t": 40, "b": 80},
     )
     return fig
+
+
+def layer_sparsity_figure(
+    masks: Mapping[str, Any] | LayerSparsityInfo,
+    other: Mapping[str, Any] | LayerSparsityInfo | None = None,
+    *,
+    labels: tuple[str, str] = ("a", "b"),
+) -> Figure:
+    """Bar chart of the sparsity per layer of ``masks`` (name -> bool tensor, e.g. a
+    :class:`~nasviz.prune.Masks`), beside ``other``'s when given.
+    ``layer_sparsity_figure(info)`` (previous release) still works, with a FutureWarning."""
+    if old_info_call(
+        "layer_sparsity_figure", masks, LayerSparsityInfo, "layer_sparsity_figure(masks)"
+    ):
+        return layer_sparsity_plot(masks, other, labels=labels)  # type: ignore[arg-type]
+    return layer_sparsity_plot(
+        layer_sparsity_info(masks),
+        None if other is None else layer_sparsity_info(other),  # type: ignore[arg-type]
+        labels=labels,
+    )
 
 
 class MaskHeatmapInfo(NamedTuple):
@@ -137,15 +163,30 @@ def mask_heatmap_info(
     return MaskHeatmapInfo(name, shape, rows, cols, (tr, tc), values, mode, window)
 
 
-def mask_heatmap_figure(info: MaskHeatmapInfo) -> go.Figure:
-    """The heatmap: kept = dark, pruned = light (diff mode: disagreement = red)."""
-    fig = go.Figure()
+def mask_heatmap_plot(info: MaskHeatmapInfo) -> Figure:
+    """Draws a :class:`MaskHeatmapInfo`: kept = dark, pruned = light (diff: disagreement red)."""
+    fig = Figure()
     _add_heatmap(fig, info)
-    fig.update_layout(
-        title=_heatmap_title(info), height=360, margin={"l": 50, "r": 10, "t": 40, "b": 40}
-    )
+    fig.update_layout(template="nasviz", title=_heatmap_title(info), height=360)
     fig.update_yaxes(autorange="reversed")
     return fig
+
+
+def mask_heatmap_figure(
+    mask: Any,
+    name: str = "",
+    *,
+    other: Any = None,
+    max_cells: int = 128,
+    window: tuple[int, int, int, int] | None = None,
+) -> Figure:
+    """A heatmap of one mask (or of where it and ``other`` disagree); see
+    :func:`mask_heatmap_info`. ``mask_heatmap_figure(info)`` (previous release) still works."""
+    if old_info_call("mask_heatmap_figure", mask, MaskHeatmapInfo, "mask_heatmap_figure(mask)"):
+        return mask_heatmap_plot(mask)
+    return mask_heatmap_plot(
+        mask_heatmap_info(mask, name, other=other, max_cells=max_cells, window=window)
+    )
 
 
 def _heatmap_title(info: MaskHeatmapInfo) -> str:
@@ -175,13 +216,15 @@ def _add_heatmap(fig: go.Figure, info: MaskHeatmapInfo, **where: Any) -> None:
     )
 
 
+@keyword_only_after("other", "max_cells", "window")
 def masks_figure(
     masks: Mapping[str, Any],
     layer: str | None = None,
+    *,
     other: Mapping[str, Any] | None = None,
     max_cells: int = 96,
     window: tuple[int, int, int, int] | None = None,
-) -> go.Figure:
+) -> Figure:
     """Static summary (for saved notebooks): sparsity bars plus one layer's heatmap (or diff),
     of the whole layer or of ``window`` (see :func:`mask_heatmap_info`)."""
     info = layer_sparsity_info(masks)
@@ -193,11 +236,16 @@ def masks_figure(
         max_cells=max_cells,
         window=window,
     )
-    fig = make_subplots(
-        rows=1,
-        cols=2,
-        column_widths=[0.45, 0.55],
-        subplot_titles=(f"sparsity per layer (overall {info.overall:.1%})", _heatmap_title(heat)),
+    fig = Figure(
+        make_subplots(
+            rows=1,
+            cols=2,
+            column_widths=[0.45, 0.55],
+            subplot_titles=(
+                f"sparsity per layer (overall {info.overall:.1%})",
+                _heatmap_title(heat),
+            ),
+        )
     )
     fig.add_bar(
         x=list(info.names), y=list(info.sparsity), name="a" if other else "sparsity", row=1, col=1
@@ -206,7 +254,9 @@ def masks_figure(
         o = layer_sparsity_info(other)
         fig.add_bar(x=list(o.names), y=list(o.sparsity), name="b", row=1, col=1)
     _add_heatmap(fig, heat, row=1, col=2)
-    fig.update_yaxes(range=[0, 1], row=1, col=1)
+    fig.update_yaxes(range=[0, 1], tickformat=".0%", title_text="share pruned", row=1, col=1)
     fig.update_yaxes(autorange="reversed", row=1, col=2)
-    fig.update_layout(height=380, barmode="group", margin={"l": 40, "r": 10, "t": 50, "b": 80})
+    fig.update_layout(
+        template="nasviz", height=380, barmode="group", margin={"l": 50, "r": 10, "t": 50, "b": 80}
+    )
     return fig

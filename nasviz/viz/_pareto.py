@@ -1,13 +1,13 @@
-"""Pareto scatter, hypervolume curve and predictor-quality figures of a search's results.
+"""The Pareto scatter of a search's results.
 
-Every figure is computed in two steps: an ``*_info`` function turns a results table (one row per
-evaluated arch, as ``Search.results`` returns it) into a small immutable record, and a
-``*_figure`` function draws that record. Tests assert on the records.
+One call draws it, ``pareto_figure(results, objectives)``, as optuna's ``plot_pareto_front``
+does; inside, :func:`pareto_info` turns the results table (one row per evaluated arch, as
+``Search.results`` returns it) into a small immutable record, and :func:`pareto_plot` draws that
+record. Tests assert on the record; the live views reuse the drawing.
 """
 
 from __future__ import annotations
 
-import html
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -17,41 +17,28 @@ import plotly.graph_objects as go
 
 from nasviz.errors import ConfigError
 from nasviz.objectives import Objective, as_objective
-from nasviz.search import hypervolume_trace, pareto_mask
+from nasviz.search import RESULT_COLUMNS, pareto_mask
+from nasviz.viz._compat import keyword_only_after, old_info_call
+from nasviz.viz._format import axis_format, axis_title, hover_text
+from nasviz.viz._static import Figure
+from nasviz.viz._style import failed_note, front_style, infeasible_style, point_style
 
 __all__ = [
-    "FRONT",
-    "HYPERVOLUME_STYLE",
-    "HypervolumeInfo",
+    "BOOKKEEPING",
     "ParetoInfo",
-    "PredictorInfo",
     "add_pareto",
     "arch_columns",
     "error_line",
-    "failed_note",
-    "front_style",
-    "hover_text",
-    "hypervolume_figure",
-    "hypervolume_info",
-    "hypervolume_title",
-    "infeasible_style",
     "info_title",
     "objective_specs",
     "pareto_figure",
     "pareto_info",
+    "pareto_plot",
     "pareto_title",
-    "point_style",
-    "predictor_figure",
-    "predictor_info",
-    "predictor_traces",
+    "set_axis",
 ]
 
-FRONT = "#d62728"
-DOMINATED = "#1f77b4"
-FAILED = "#7f7f7f"
-BOOKKEEPING = ("trial", "state", "feasible", "error", "traceback", "duration", "worker")
-#: Failed evaluations listed in the hover text of the "failed" note (the latest ones).
-ERRORS_LISTED = 12
+BOOKKEEPING = RESULT_COLUMNS  # Search.results' columns that are neither arch nor objective
 
 
 def objective_specs(objectives: Sequence[Objective | tuple[str, str]]) -> list[Objective]:
@@ -70,75 +57,11 @@ def arch_columns(results: pd.DataFrame, objectives: Sequence[Objective]) -> list
     return [c for c in results.columns if c not in skip]
 
 
-def hover_text(row: pd.Series, arch_cols: Sequence[str], objectives: Sequence[Objective]) -> str:
-    """``trial 12<br>accuracy=97.1 macs=1.2e+04<br>depth.0=2 ...`` for hover labels."""
-    metrics = " ".join(
-        f"{o.name}={row[o.name]:.4g}" for o in objectives if pd.notna(row.get(o.name))
-    )
-    arch = " ".join(f"{c}={row[c]}" for c in arch_cols)
-    return f"trial {int(row['trial'])}<br>{metrics}<br>{arch}"
-
-
 def error_line(row: pd.Series | dict[str, Any]) -> str:
     """``trial 4: ValueError: x0 = 0 is broken`` (first line of the error, shortened)."""
     error = str(row.get("error") or "failed").strip().splitlines()
     text = error[0] if error else "failed"
     return f"trial {int(row['trial'])}: {text[:120]}"
-
-
-# ---- shared trace styles (the static figures and the live widgets draw alike) -----------------
-def point_style(color: str | None = None) -> dict[str, Any]:
-    """Evaluated (dominated) points: faded; coloured through the ``coloraxis`` when ``color``."""
-    marker: dict[str, Any] = {"color": DOMINATED, "opacity": 0.35, "size": 7}
-    if color is not None:
-        marker = {"coloraxis": "coloraxis", "opacity": 0.5, "size": 7}
-    return {"mode": "markers", "name": "evaluated", "marker": marker, "hoverinfo": "text"}
-
-
-def front_style(x_direction: str) -> dict[str, Any]:
-    """The front: highlighted markers joined by a staircase along x."""
-    return {
-        "mode": "lines+markers",
-        "name": "Pareto front",
-        "hoverinfo": "text",
-        "line": {"color": FRONT, "shape": "hv" if x_direction == "minimize" else "vh"},
-        "marker": {"color": FRONT, "size": 10, "line": {"color": "white", "width": 1}},
-    }
-
-
-def infeasible_style() -> dict[str, Any]:
-    """Completed archs outside the search's constraints: grey crosses, never on the front."""
-    return {
-        "mode": "markers",
-        "name": "infeasible (constraints)",
-        "hoverinfo": "text",
-        "marker": {"symbol": "x-thin", "size": 8, "line": {"color": FAILED, "width": 1.5}},
-    }
-
-
-def failed_note(errors: Sequence[str], xref: str = "x", yref: str = "y") -> dict[str, Any]:
-    """An annotation in the scatter's top-right corner counting failed evaluations (they have
-    no objective values to plot); hovering it lists the latest errors. Hidden when none."""
-    shown = [html.escape(e) for e in list(errors)[-ERRORS_LISTED:]]
-    more = len(errors) - len(shown)
-    hover = "<br>".join(([f"... {more} more"] if more else []) + shown)
-    return {
-        "name": "failed",
-        "text": f"✕ {len(errors)} failed",
-        "visible": bool(len(errors)),
-        "hovertext": hover or None,
-        "xref": f"{xref} domain",
-        "yref": f"{yref} domain",
-        "x": 1.0,
-        "y": 1.0,
-        "xanchor": "right",
-        "yanchor": "top",
-        "showarrow": False,
-        "font": {"color": FAILED, "size": 13},
-        "bgcolor": "rgba(255,255,255,0.85)",
-        "bordercolor": FAILED,
-        "borderwidth": 1,
-    }
 
 
 def pareto_title(
@@ -188,7 +111,8 @@ class ParetoInfo(NamedTuple):
     infeasible_hover: list[str]
 
 
-def _done_and_feasible(results: pd.DataFrame, names: list[str]) -> tuple[pd.Series, pd.Series]:
+def done_and_feasible(results: pd.DataFrame, names: list[str]) -> tuple[pd.Series, pd.Series]:
+    """Per row: completed with every objective value, and within the constraints."""
     state = results["state"] if "state" in results else pd.Series("COMPLETE", index=results.index)
     feasible = (
         results["feasible"].astype(bool)
@@ -199,9 +123,11 @@ def _done_and_feasible(results: pd.DataFrame, names: list[str]) -> tuple[pd.Seri
     return done, feasible
 
 
+@keyword_only_after("x", "y", "color", "auto_color")
 def pareto_info(
     results: pd.DataFrame,
     objectives: Sequence[Objective | tuple[str, str]],
+    *,
     x: str | None = None,
     y: str | None = None,
     color: str | None = None,
@@ -223,7 +149,7 @@ def pareto_info(
         raise ConfigError(f"results have no column(s) {missing}; columns: {list(results.columns)}")
     if "trial" not in results:
         results = results.assign(trial=results.index)
-    done, feasible = _done_and_feasible(results, names)
+    done, feasible = done_and_feasible(results, names)
     ok = results[done & feasible]
     values = ok[names].to_numpy(dtype=np.float64)
     front = (
@@ -261,9 +187,12 @@ def _layout_key(axis: str) -> str:
     return f"{axis[0]}axis{axis[1:]}"
 
 
-def _axis_title(name: str, directions: dict[str, str]) -> str:
-    arrow = "↓" if directions[name] == "minimize" else "↑"
-    return f"{name} ({arrow} better)"
+def set_axis(fig: go.Figure, axis: str, name: str, direction: str | None) -> None:
+    """Titles axis ``axis`` (``"x"``, ``"y2"``) after objective ``name`` (unit, direction) and
+    formats its ticks (SI prefixes for counts)."""
+    fig.layout[_layout_key(axis)].update(
+        title_text=axis_title(name, direction), **axis_format(name)
+    )
 
 
 def add_pareto(fig: go.Figure, info: ParetoInfo, axes: tuple[str, str] = ("x", "y")) -> None:
@@ -303,173 +232,53 @@ def add_pareto(fig: go.Figure, info: ParetoInfo, axes: tuple[str, str] = ("x", "
         hovertext=info.infeasible_hover,
     )
     fig.add_annotation(failed_note(info.failed_errors, *axes))
-    fig.layout[_layout_key(axes[0])].title.text = _axis_title(info.x, info.directions)
-    fig.layout[_layout_key(axes[1])].title.text = _axis_title(info.y, info.directions)
+    set_axis(fig, axes[0], info.x, info.directions[info.x])
+    set_axis(fig, axes[1], info.y, info.directions[info.y])
     if info.color is not None:
-        fig.update_layout(coloraxis={"colorscale": "Viridis", "colorbar": {"title": info.color}})
+        fig.update_layout(
+            coloraxis={
+                "colorscale": "Viridis",
+                "colorbar": {"title": {"text": axis_title(info.color)}, **axis_format(info.color)},
+            }
+        )
 
 
-def pareto_figure(info: ParetoInfo, title: str = "Pareto front") -> go.Figure:
-    """Dominated points faded, the front highlighted and connected, infeasible points crossed,
-    failures counted in a corner note."""
-    fig = go.Figure()
+def pareto_plot(info: ParetoInfo, *, title: str = "Pareto front") -> Figure:
+    """Draws a :class:`ParetoInfo`: dominated points faded, the front highlighted and
+    connected, infeasible points crossed, failures counted in a corner note."""
+    fig = Figure()
     add_pareto(fig, info)
     fig.update_layout(
+        template="nasviz",
         title=info_title(info, title),
-        template="plotly_white",
-        height=420,
-        margin={"l": 60, "r": 20, "t": 50, "b": 50},
-        legend={"orientation": "h", "y": -0.2},
-        clickmode="event+select",
+        height=440,
+        legend={"orientation": "h", "y": -0.22},
+        # a click reports the point (no plotly selection: it would dim every other point)
+        clickmode="event",
     )
     return fig
 
 
-class HypervolumeInfo(NamedTuple):
-    """Hypervolume after each evaluation (failed ones included in the count)."""
+def pareto_figure(
+    results: pd.DataFrame | ParetoInfo,
+    objectives: Sequence[Objective | tuple[str, str]] | str | None = None,
+    *,
+    x: str | None = None,
+    y: str | None = None,
+    color: str | None = None,
+    title: str = "Pareto front",
+) -> Figure:
+    """The Pareto scatter of a search's ``results`` (``Search.results`` or a table read back
+    from CSV) on two of its ``objectives``; a third colours the points.
 
-    evaluations: np.ndarray
-    hypervolume: np.ndarray
-    reference: np.ndarray
-
-
-def hypervolume_info(
-    results: pd.DataFrame,
-    objectives: Sequence[Objective | tuple[str, str]],
-    reference: Sequence[float] | None = None,
-) -> HypervolumeInfo:
-    """The hypervolume trace; ``reference`` defaults to the nadir moved 10% of each range
-    (``nasviz.search.default_reference``)."""
-    from nasviz.search import default_reference
-
-    specs = objective_specs(objectives)
-    names, directions = [o.name for o in specs], [o.direction for o in specs]
-    done, feasible = _done_and_feasible(results, names)
-    ok = (done & feasible).to_numpy()
-    values = results[names].to_numpy(dtype=np.float64)
-    n = len(results)
-    if not ok.any():
-        ref = (
-            np.asarray(reference, dtype=np.float64)
-            if reference is not None
-            else np.full(len(names), np.nan)
+    ``pareto_figure(pareto_info(...), title)``, the previous release's call, still works (with
+    a FutureWarning).
+    """
+    if old_info_call("pareto_figure", results, ParetoInfo, "pareto_figure(results, objectives)"):
+        return pareto_plot(results, title=objectives if isinstance(objectives, str) else title)
+    if objectives is None or isinstance(objectives, str):
+        raise ConfigError(
+            "pareto_figure(results, objectives) needs the objectives: Objectives or "
+            "(name, direction) pairs, e.g. [('accuracy', 'maximize'), ('macs', 'minimize')]"
         )
-        return HypervolumeInfo(np.arange(1, n + 1), np.zeros(n), ref)
-    ref = np.asarray(
-        reference if reference is not None else default_reference(values[ok], directions),
-        dtype=np.float64,
-    )
-    trace = np.zeros(n)
-    trace[ok] = hypervolume_trace(values[ok], directions, ref)
-    return HypervolumeInfo(np.arange(1, n + 1), np.maximum.accumulate(trace), ref)
-
-
-HYPERVOLUME_STYLE = {
-    "mode": "lines",
-    "name": "hypervolume",
-    "line": {"color": FRONT, "shape": "hv"},
-}
-
-
-def hypervolume_title(reference: Sequence[float] | None) -> str:
-    """``Hypervolume vs evaluations (reference 2, 2)``."""
-    if reference is None or not np.all(np.isfinite(np.asarray(reference, dtype=np.float64))):
-        return "Hypervolume vs evaluations"
-    return "Hypervolume vs evaluations (reference " + ", ".join(f"{v:.4g}" for v in reference) + ")"
-
-
-def hypervolume_figure(info: HypervolumeInfo) -> go.Figure:
-    fig = go.Figure()
-    fig.add_scatter(**HYPERVOLUME_STYLE, x=info.evaluations, y=info.hypervolume)
-    fig.update_layout(
-        title=hypervolume_title(info.reference),
-        xaxis_title="evaluations",
-        yaxis_title="hypervolume",
-        template="plotly_white",
-        height=300,
-        margin={"l": 60, "r": 20, "t": 50, "b": 40},
-    )
-    return fig
-
-
-class PredictorInfo(NamedTuple):
-    """Predictor quality per cycle: Kendall tau (and MAPE) per predicted objective."""
-
-    cycles: np.ndarray
-    tau: dict[str, np.ndarray]
-    mape: dict[str, np.ndarray]
-    predicted: dict[str, np.ndarray]
-    measured: dict[str, np.ndarray]
-
-
-def predictor_info(cycles: pd.DataFrame) -> PredictorInfo:
-    """Reads ``Search.cycles``: columns ``<objective>_kendall_tau`` / ``<objective>_mape`` per cycle and,
-    when present, ``<objective>_predicted`` / ``<objective>_measured`` lists of the held-out batch."""
-    if cycles is None or cycles.empty:
-        return PredictorInfo(np.zeros(0), {}, {}, {}, {})
-    cyc = cycles["cycle"].to_numpy() if "cycle" in cycles else np.arange(len(cycles))
-    tau = {
-        c[: -len("_kendall_tau")]: cycles[c].to_numpy(dtype=np.float64)
-        for c in cycles.columns
-        if c.endswith("_kendall_tau")
-    }
-    mape = {
-        c[: -len("_mape")]: cycles[c].to_numpy(dtype=np.float64)
-        for c in cycles.columns
-        if c.endswith("_mape")
-    }
-    predicted: dict[str, np.ndarray] = {}
-    measured: dict[str, np.ndarray] = {}
-    for name in tau:
-        p, m = f"{name}_predicted", f"{name}_measured"
-        if p in cycles and m in cycles:
-            pairs = [
-                (a, b)
-                for ps, ms in zip(cycles[p], cycles[m], strict=True)
-                if isinstance(ps, list | tuple)
-                for a, b in zip(ps, ms, strict=True)
-            ]
-            predicted[name] = np.array([a for a, _ in pairs], dtype=np.float64)
-            measured[name] = np.array([b for _, b in pairs], dtype=np.float64)
-    return PredictorInfo(cyc, tau, mape, predicted, measured)
-
-
-def predictor_traces(info: PredictorInfo) -> list[tuple[dict[str, Any], int]]:
-    """The predictor panel's traces as ``(trace, column)``: column 1 holds Kendall tau per
-    cycle, column 2 predicted vs measured on the held-out archs (with the y = x diagonal)."""
-    traces: list[tuple[dict[str, Any], int]] = []
-    for name, tau in info.tau.items():
-        trace = {"x": info.cycles, "y": tau, "mode": "lines+markers", "name": f"{name} tau"}
-        traces.append((trace, 1))
-    for name, pred in info.predicted.items():
-        meas = info.measured[name]
-        trace = {"x": meas, "y": pred, "mode": "markers", "name": name, "marker": {"opacity": 0.6}}
-        traces.append((trace, 2))
-        if len(meas):
-            lo, hi = float(np.nanmin(meas)), float(np.nanmax(meas))
-            diagonal = {
-                "x": [lo, hi],
-                "y": [lo, hi],
-                "mode": "lines",
-                "line": {"dash": "dot", "color": "grey"},
-                "showlegend": False,
-                "hoverinfo": "skip",
-            }
-            traces.append((diagonal, 2))
-    return traces
-
-
-def predictor_figure(info: PredictorInfo) -> go.Figure:
-    """Kendall tau per cycle (left) and predicted vs measured on held-out archs (right)."""
-    from plotly.subplots import make_subplots
-
-    fig = make_subplots(
-        rows=1, cols=2, subplot_titles=("Kendall tau per cycle", "predicted vs measured")
-    )
-    for trace, col in predictor_traces(info):
-        fig.add_scatter(**trace, row=1, col=col)
-    fig.update_layout(
-        template="plotly_white", height=300, margin={"l": 50, "r": 20, "t": 40, "b": 40}
-    )
-    fig.update_yaxes(range=[-1, 1], row=1, col=1)
-    return fig
+    return pareto_plot(pareto_info(results, objectives, x=x, y=y, color=color), title=title)

@@ -1,6 +1,10 @@
 """Mixture-of-experts routing as figures: layer x expert load (also with experts dropped),
-label x expert load, a sequence's experts per layer, and compressed variants on a search's
-Pareto axes. Compute -> info (tested) -> plotly figure."""
+label x expert load and a sequence's experts per layer. Compute -> info (tested) -> figure.
+
+Load colours are anchored: 0 at one end, the uniform share (every expert equally used) in the
+middle, twice that at the other end (or the largest share, if larger). A balanced layer reads as
+one even colour, not as a "very unbalanced" 0.22–0.28 stretched over the whole scale.
+"""
 
 from __future__ import annotations
 
@@ -8,21 +12,16 @@ from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
-import pandas as pd
 import plotly.colors as pc
 import plotly.graph_objects as go
 
-from nasviz.errors import ConfigError
-from nasviz.objectives import Objective
-from nasviz.viz._pareto import ParetoInfo, _axis_title, objective_specs, pareto_figure, pareto_info
+from nasviz.viz._static import Figure
 
 __all__ = [
     "NOT_ROUTED",
-    "CompressionInfo",
     "RoutingGridInfo",
-    "compression_figure",
-    "compression_info",
     "expert_colors",
+    "load_scale",
     "routing_drop_info",
     "routing_grid_figure",
     "routing_label_info",
@@ -31,7 +30,6 @@ __all__ = [
 ]
 
 NOT_ROUTED = "#d9d9d9"  # sequence cells whose token no expert processed
-VARIANT = "#2ca02c"
 MAX_CELL_TEXT = 600  # write expert ids into sequence cells only up to this many cells
 
 
@@ -39,7 +37,9 @@ class RoutingGridInfo(NamedTuple):
     """A heatmap: ``z[row][column]`` with row and column labels, titles and hover text.
 
     ``kind`` is ``"load"``, ``"label"`` or ``"sequence"``; for sequences ``z`` holds expert ids
-    (-1: not routed) and ``text`` the token ids. ``num_experts`` is the widest layer's count.
+    (-1: not routed) and ``text`` the token ids. ``num_experts`` is the widest layer's count;
+    ``value`` what ``z`` holds (``"fraction"``: shares that sum to 1 per row, ``"count"``, or
+    ``"expert"`` ids).
     """
 
     kind: str
@@ -51,6 +51,7 @@ class RoutingGridInfo(NamedTuple):
     x_title: str
     y_title: str
     num_experts: int
+    value: str = "fraction"
 
 
 def _expert_columns(n: int) -> tuple[str, ...]:
@@ -77,6 +78,7 @@ def routing_load_info(stats: Any, value: str = "fraction") -> RoutingGridInfo:
         "expert",
         "layer",
         table.shape[1],
+        value,
     )
 
 
@@ -146,6 +148,7 @@ def routing_sequence_info(stats: Any, example: int) -> RoutingGridInfo:
         "position",
         "layer",
         max(r.num_experts for r in stats.recording.layers),
+        "expert",
     )
 
 
@@ -177,6 +180,7 @@ def _sequence_heatmap(info: RoutingGridInfo) -> go.Heatmap:
         texttemplate="%{text}" if info.z.size <= MAX_CELL_TEXT else None,
         zmin=-1.5,
         zmax=n - 0.5,
+        zauto=False,
         colorscale=scale,
         colorbar={
             "title": "expert",
@@ -187,139 +191,80 @@ def _sequence_heatmap(info: RoutingGridInfo) -> go.Heatmap:
     )
 
 
-def routing_grid_figure(info: RoutingGridInfo) -> go.Figure:
-    """A heatmap of ``info``: continuous colours for loads, one colour per expert for sequences."""
+def load_scale(info: RoutingGridInfo) -> tuple[float, float, float]:
+    """``(zmin, uniform, zmax)`` of a share heatmap: from 0, the uniform share ``1 / experts``
+    in the middle, up to twice that (or the largest share, if larger)."""
+    uniform = 1.0 / max(info.num_experts, 1)
+    finite = info.z[np.isfinite(info.z)] if info.z.size else np.zeros(0)
+    top = max(2 * uniform, float(finite.max()) if finite.size else 0.0)
+    return 0.0, uniform, min(top, 1.0) if top <= 1.0 else top
+
+
+def _json_z(z: np.ndarray) -> list[list[float | None]]:
+    """Heatmap values with gaps as None (NaN is not valid JSON: the widget could not send it)."""
+    return [[None if not np.isfinite(v) else float(v) for v in row] for row in np.asarray(z)]
+
+
+def _value_heatmap(
+    info: RoutingGridInfo, zmin: float, zmax: float, colorbar: dict, hover: str
+) -> go.Heatmap:
+    """A continuous heatmap with its whole scale set (nothing left from a previous view)."""
+    return go.Heatmap(
+        z=_json_z(info.z),
+        x=list(info.columns),
+        y=list(info.rows),
+        text=info.text,
+        customdata=None,
+        texttemplate=None,
+        colorscale="Viridis",
+        zmin=zmin,
+        zmax=zmax,
+        zauto=False,
+        colorbar=colorbar,
+        hovertemplate=f"%{{y}}, %{{x}}: {hover} (%{{text}})<extra></extra>",
+    )
+
+
+def _share_heatmap(info: RoutingGridInfo) -> go.Heatmap:
+    """Shares (each row sums to 1) on the anchored scale of :func:`load_scale`."""
+    zmin, uniform, zmax = load_scale(info)
+    colorbar = {
+        "title": {"text": "share"},
+        "tickvals": [zmin, uniform, zmax],
+        "ticktext": ["0", f"uniform {uniform:.0%}", f"{zmax:.0%}"],
+    }
+    return _value_heatmap(info, zmin, zmax, colorbar, "%{z:.1%}")
+
+
+def _count_heatmap(info: RoutingGridInfo) -> go.Heatmap:
+    finite = info.z[np.isfinite(info.z)]
+    top = float(finite.max()) if finite.size and finite.max() > 0 else 1.0
+    colorbar = {"title": {"text": info.value}, "tickformat": "~s"}
+    return _value_heatmap(info, 0.0, top, colorbar, "%{z:,.0f}")
+
+
+def routing_grid_figure(info: RoutingGridInfo) -> Figure:
+    """A heatmap of ``info``: anchored colours for loads (see the module docstring), one colour
+    per expert for sequences. Every view sets its whole colour scale, so switching views in a
+    live heatmap never keeps the previous view's range."""
     if info.kind == "sequence":
         heat = _sequence_heatmap(info)
+    elif info.value == "fraction":
+        heat = _share_heatmap(info)
     else:
-        heat = go.Heatmap(
-            z=info.z,
-            x=list(info.columns),
-            y=list(info.rows),
-            text=info.text,
-            colorscale="Viridis",
-            zmin=0,
-            hovertemplate="%{y}, %{x}: %{z:.3f} (%{text})<extra></extra>",
+        heat = _count_heatmap(info)
+    fig = Figure(heat)
+    title = info.title
+    if info.kind != "sequence" and info.value == "fraction":
+        title += (
+            f"<br><sup>colour from 0; mid-scale: the uniform share, {load_scale(info)[1]:.0%}</sup>"
         )
-    fig = go.Figure(heat)
     fig.update_layout(
-        title=info.title,
+        template="nasviz",
+        title=title,
         xaxis_title=info.x_title,
-        yaxis_title=info.y_title,
-        yaxis={"autorange": "reversed"},
-        height=max(260, 60 + 40 * len(info.rows)),
-        margin={"l": 60, "r": 20, "t": 50, "b": 40},
-    )
-    return fig
-
-
-# ---- compressed variants on the search's Pareto axes -------------------------------------------
-class CompressionInfo(NamedTuple):
-    """Compressed variants next to a search's results on the same objectives.
-
-    ``on_front`` marks the variants no search result and no other variant dominates over all
-    objectives; ``search`` is the Pareto info of the search results (None without them).
-    """
-
-    x: str
-    y: str
-    directions: dict[str, str]
-    names: tuple[str, ...]
-    xs: np.ndarray
-    ys: np.ndarray
-    on_front: np.ndarray
-    search: ParetoInfo | None
-
-
-_DEFAULT_OBJECTIVES = (("accuracy", "maximize"), ("params", "minimize"), ("macs", "minimize"))
-
-
-def compression_info(
-    report: pd.DataFrame,
-    results: pd.DataFrame | None = None,
-    objectives: Sequence[Objective | tuple[str, str]] | None = None,
-    x: str | None = None,
-    y: str | None = None,
-) -> CompressionInfo:
-    """Places a :func:`~nasviz.moe.compression_report` on a search's Pareto axes.
-
-    Args:
-        report: one row per variant with a ``name`` and the objective columns.
-        results: a search's results (``Search.results``) with the same objective columns.
-        objectives: the search's objectives (default: those of accuracy / params / macs that
-            the report has); axes default to the first two, as in :func:`pareto_info`.
-        x, y: objectives on the axes.
-    """
-    if objectives is None:
-        objectives = [o for o in _DEFAULT_OBJECTIVES if o[0] in report.columns]
-    specs = objective_specs(objectives)
-    names = [o.name for o in specs]
-    missing = [n for n in names if n not in report.columns]
-    if missing:
-        raise ConfigError(f"the report has no column(s) {missing}; columns: {list(report.columns)}")
-    variants = report[["name", *names]].assign(
-        trial=-1 - np.arange(len(report)), state="COMPLETE", feasible=True
-    )
-    frames = [variants]
-    if results is not None:
-        done = {"state": "COMPLETE", "feasible": True, "trial": np.arange(len(results))}
-        frames.insert(0, results.assign(**{k: v for k, v in done.items() if k not in results}))
-    joint = pareto_info(pd.concat(frames, ignore_index=True), specs, x, y)
-    on_front = np.isin(variants["trial"].to_numpy(), joint.trials[joint.front])
-    search = None if results is None else pareto_info(results, specs, joint.x, joint.y)
-    return CompressionInfo(
-        joint.x,
-        joint.y,
-        joint.directions,
-        tuple(map(str, report["name"])),
-        report[joint.x].to_numpy(dtype=float),
-        report[joint.y].to_numpy(dtype=float),
-        on_front,
-        search,
-    )
-
-
-def compression_figure(
-    info: CompressionInfo | pd.DataFrame,
-    results: pd.DataFrame | None = None,
-    objectives: Sequence[Objective | tuple[str, str]] | None = None,
-    x: str | None = None,
-    y: str | None = None,
-) -> go.Figure:
-    """The search's Pareto figure (when there are results) with the variants as labelled stars:
-    filled when on the joint front, open when something dominates them.
-
-    ``info`` is a :class:`CompressionInfo`, or a compression report that is first passed with
-    the other arguments to :func:`compression_info`.
-    """
-    if not isinstance(info, CompressionInfo):
-        info = compression_info(info, results, objectives, x, y)
-    if info.search is not None:
-        fig = pareto_figure(info.search, title="Search results and compressed variants")
-    else:
-        fig = go.Figure()
-        fig.update_layout(
-            xaxis_title=_axis_title(info.x, info.directions),
-            yaxis_title=_axis_title(info.y, info.directions),
-            template="plotly_white",
-            height=420,
-        )
-    fig.add_scatter(
-        x=info.xs,
-        y=info.ys,
-        mode="markers+text",
-        text=list(info.names),
-        textposition="top center",
-        name="compressed variants",
-        marker={
-            "symbol": ["star" if f else "star-open" for f in info.on_front],
-            "size": 15,
-            "color": VARIANT,
-        },
-        hovertemplate="%{text}<br>%{x:.4g}, %{y:.4g}<extra></extra>",
-    )
-    title = fig.layout.title.text or "Compressed variants"
-    fig.update_layout(
-        title=f"{title} — {int(info.on_front.sum())} of {len(info.names)} variants on the joint front"
+        yaxis={"autorange": "reversed", "title": {"text": info.y_title}},
+        height=max(280, 90 + 40 * len(info.rows)),
+        margin={"t": 70},
     )
     return fig

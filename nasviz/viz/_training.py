@@ -6,7 +6,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
+
+from nasviz.viz._compat import old_info_call
+from nasviz.viz._static import Figure
 
 __all__ = [
     "MEMBER_COLORS",
@@ -15,6 +17,7 @@ __all__ = [
     "accuracy_traces",
     "loss_figure",
     "loss_info",
+    "loss_plot",
     "training_layout",
 ]
 
@@ -44,9 +47,9 @@ def loss_info(history: pd.DataFrame) -> LossInfo:
     return LossInfo(steps, losses)
 
 
-def loss_figure(info: LossInfo, title: str = "Training loss per sandwich member") -> go.Figure:
-    """Loss per step of each shown member."""
-    fig = go.Figure()
+def loss_plot(info: LossInfo, *, title: str = "Training loss per sandwich member") -> Figure:
+    """Draws a :class:`LossInfo`: loss per step of each shown member."""
+    fig = Figure()
     for member, steps in info.steps.items():
         fig.add_scatter(
             x=steps,
@@ -59,12 +62,21 @@ def loss_figure(info: LossInfo, title: str = "Training loss per sandwich member"
         title=title,
         xaxis_title="step",
         yaxis_title="loss",
-        template="plotly_white",
+        template="nasviz",
         height=320,
         width=560,
-        margin={"l": 50, "r": 10, "t": 40, "b": 40},
     )
     return fig
+
+
+def loss_figure(
+    history: pd.DataFrame | LossInfo, title: str = "Training loss per sandwich member"
+) -> Figure:
+    """Loss per step of each sandwich member, from ``TrainingRun.history``.
+    ``loss_figure(loss_info(history))`` (previous release) still works, with a FutureWarning."""
+    if old_info_call("loss_figure", history, LossInfo, "loss_figure(run.history)"):
+        return loss_plot(history, title=title)
+    return loss_plot(loss_info(history), title=title)
 
 
 def accuracy_traces(evaluations: pd.DataFrame | None) -> list[dict[str, Any]]:
@@ -87,24 +99,21 @@ def accuracy_traces(evaluations: pd.DataFrame | None) -> list[dict[str, Any]]:
     return traces
 
 
-def training_layout() -> go.Figure:
+def training_layout() -> Figure:
     """An empty two-panel figure: loss per step (left, axes x/y) and validation accuracy per
     epoch (right, axes x2/y2), what the live TrainingMonitor draws into."""
     from plotly.subplots import make_subplots
 
-    fig = make_subplots(
-        rows=1,
-        cols=2,
-        column_widths=[0.58, 0.42],
-        horizontal_spacing=0.1,
-        subplot_titles=("Training loss per sandwich member", "Validation accuracy (%)"),
+    fig = Figure(
+        make_subplots(
+            rows=1,
+            cols=2,
+            column_widths=[0.58, 0.42],
+            horizontal_spacing=0.1,
+            subplot_titles=("Training loss per sandwich member", "Validation accuracy (%)"),
+        )
     )
-    fig.update_layout(
-        template="plotly_white",
-        height=340,
-        margin={"l": 50, "r": 10, "t": 40, "b": 40},
-        legend={"orientation": "h", "y": -0.2},
-    )
+    fig.update_layout(template="nasviz", height=360, legend={"orientation": "h", "y": -0.25})
     fig.update_xaxes(title_text="step", row=1, col=1)
     fig.update_yaxes(title_text="loss", row=1, col=1)
     fig.update_xaxes(title_text="epoch", row=1, col=2)
@@ -112,18 +121,17 @@ def training_layout() -> go.Figure:
     return fig
 
 
-def accuracy_figure(evaluations: pd.DataFrame) -> go.Figure:
+def accuracy_figure(evaluations: pd.DataFrame) -> Figure:
     """Validation accuracy of the largest and smallest subnets per evaluated epoch."""
-    fig = go.Figure()
+    fig = Figure()
     for trace in accuracy_traces(evaluations):
         fig.add_scatter(**{**trace, "name": trace["name"].removesuffix(" (val)")})
     fig.update_layout(
         title="Validation accuracy (%)",
         xaxis_title="epoch",
         yaxis_title="accuracy (%)",
-        template="plotly_white",
+        template="nasviz",
         height=320,
         width=420,
-        margin={"l": 50, "r": 10, "t": 40, "b": 40},
     )
     return fig

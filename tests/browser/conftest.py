@@ -1,13 +1,24 @@
 """Real-browser fixtures: a JupyterLab server on a free loopback port and Debian's chromium
-driven by Playwright (headless). Screenshots go to tests/browser/artifacts/ (not committed).
+driven by Playwright (headless). Screenshots go to tests/browser/artifacts/ (not committed);
+with ``NASVIZ_README_IMAGES=1`` the README's screenshots are also written, small, to
+``docs/images/`` (:func:`readme_image`).
 
 Where chromium, Playwright or JupyterLab is missing the tests skip with a message, except in CI
 (``CI=true``), where that is a failure.
 
 Shutdown is always complete, also when a test or the server's start fails: the server's kernels
 run in sessions of their own, so they are shut down through the REST API and then killed by pid
-before the server itself is stopped. Console errors collected before a test fails are printed
-with its failure; a test that passes with console errors fails at teardown.
+before the server itself is stopped.
+
+Two kinds of errors fail a test: the page's console errors, and what JupyterLab's *log
+console* would show: outputs produced while the kernel handles a widget's message (a slider
+drag, a click), which ipywidgets sends to the log console rather than to a cell. Both are
+collected for the whole test and printed with its failure; a test that passes with either fails
+at teardown.
+
+Tests wait for states, never for moments: a condition polled until it holds (:func:`wait_for`,
+Playwright's ``wait_for_function``), never a fixed sleep before an assertion, and clicks on
+controls that may move or change state go through :func:`click_when_enabled`.
 """
 
 from __future__ import annotations
@@ -183,6 +194,8 @@ def running_lab(root: Path, settings: Path, extra_args: tuple[str, ...] = ()) ->
                 f"--ServerApp.root_dir={root}",
                 "--LabApp.news_url=",
                 "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+                # window.jupyterapp: run commands and follow kernel messages from the tests
+                "--LabApp.expose_app_in_browser=True",
                 *extra_args,
             ],
             stdout=out,
@@ -236,7 +249,8 @@ def browser():
 
 @dataclass
 class Session:
-    """A page plus what the test collects: console errors and step screenshots."""
+    """A page plus what the test collects: console errors, log-console messages and step
+    screenshots."""
 
     page: object
     name: str
@@ -250,9 +264,23 @@ class Session:
         self.page.screenshot(path=str(path))
         return path
 
+    def log_console(self) -> list[str]:
+        """What JupyterLab's log console received so far (see the module docstring)."""
+        try:
+            return list(self.page.evaluate("() => window.__nasvizLog || []"))
+        except Exception:  # the page is gone (closed at teardown)
+            return []
+
 
 # Messages JupyterLab itself logs that are not errors of ours (none known yet; keep it that way).
 IGNORED_CONSOLE = ()
+
+# Kernel log lines tolerated in JupyterLab's log console. "No such comm": a front-end message
+# for a widget the kernel already closed. The known source (replaced figure widgets closed while
+# their views lived) is fixed and tested in tests/ui; an intermittent one remains on loaded
+# machines (about 1 run in 4 of the mask-viewer and importance-view tests) and is an open item
+# of issue 20. It is harmless to the user (the message is dropped), so it does not fail a test.
+TOLERATED_LOG = ("No such comm:",)
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -281,24 +309,58 @@ def session(browser, request) -> Iterator[Session]:
 
     page.on("console", on_console)
     page.on("pageerror", lambda exc: s.errors.append(f"pageerror: {exc}"))
+    logged: list[str] = []
     try:
         yield s
     finally:
         try:
+            logged = [line for line in s.log_console() if not any(t in line for t in TOLERATED_LOG)]
             s.shot("final")
         finally:
             context.close()
     call = getattr(request.node, "_nasviz_call", None)
-    if s.errors and call is not None and call.passed:
-        pytest.fail("the browser console logged errors:\n" + "\n".join(s.errors))
+    if call is not None and call.passed and (s.errors or logged):
+        pytest.fail(
+            "the browser console logged errors:\n"
+            + "\n".join(s.errors)
+            + "\nJupyterLab's log console received:\n"
+            + "\n".join(logged)
+        )
 
 
-def open_notebook(s: Session, lab: Lab, name: str) -> None:
-    """Opens a notebook and waits for its kernel to be idle."""
+#: Collects what JupyterLab's log console gets from the open notebook's kernel: ipywidgets
+#: sends there every output whose parent is a widget's comm message (stderr and errors at level
+#: "error", the rest at "warning"); nasviz's widgets must leave it empty.
+FOLLOW_LOG_CONSOLE = """
+() => {
+    const panel = window.jupyterapp.shell.currentWidget;
+    window.__nasvizLog = window.__nasvizLog || [];
+    if (!panel || !panel.sessionContext || panel.__nasvizFollowed) return false;
+    panel.__nasvizFollowed = true;
+    panel.sessionContext.iopubMessage.connect((_, msg) => {
+        const parent = (msg.parent_header || {}).msg_type;
+        const kind = msg.header.msg_type;
+        if (parent !== "comm_msg") return;
+        if (!["stream", "error", "display_data", "execute_result"].includes(kind)) return;
+        const c = msg.content;
+        const text = c.text || (c.ename ? `${c.ename}: ${c.evalue}` : JSON.stringify(c.data));
+        window.__nasvizLog.push(`${kind}${c.name ? " " + c.name : ""}: ${text}`.slice(0, 2000));
+    });
+    return true;
+}
+"""
+
+
+def open_notebook(s: Session, lab: Lab, name: str, kernel: bool = True) -> None:
+    """Opens a notebook, waits for its kernel to be idle (unless ``kernel`` is False) and
+    starts following what JupyterLab's log console would receive."""
     page = s.page
     page.goto(lab.notebook_url(name))
     page.wait_for_selector(".jp-Notebook", timeout=90_000)
-    wait_idle(s)
+    page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell.currentWidget")
+    if kernel:
+        wait_idle(s)
+        page.wait_for_function(FOLLOW_LOG_CONSOLE)
     s.shot("opened")
 
 
@@ -307,11 +369,17 @@ def wait_idle(s: Session, timeout_ms: int = 180_000) -> None:
     s.page.wait_for_function("document.body.innerText.includes('| Idle')", timeout=timeout_ms)
 
 
-def run_all(s: Session, timeout_ms: int = 240_000) -> None:
-    """Run menu -> Run All Cells, then waits until no cell is queued or running."""
+#: How long a notebook's Run All may take: a state waited for, so generous (a loaded machine
+#: runs a notebook several times slower than its 60 s budget); a test that runs a notebook
+#: is marked with a longer pytest timeout to match.
+NOTEBOOK_RUN_MS = 900_000
+
+
+def run_all(s: Session, timeout_ms: int = NOTEBOOK_RUN_MS) -> None:
+    """Runs every cell (JupyterLab's "Run All Cells" command), then waits until no cell is
+    queued or running."""
     page = s.page
-    page.click("text=Run", timeout=30_000)
-    page.click("text=Run All Cells")
+    page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
     page.wait_for_function(
         "() => document.querySelectorAll('.jp-InputPrompt').length > 0 && "
         "[...document.querySelectorAll('.jp-InputPrompt')].every(p => !p.innerText.includes('*'))",
@@ -330,3 +398,57 @@ def wait_for(predicate, timeout: float = 60.0, interval: float = 0.25):
             return value
         time.sleep(interval)
     raise AssertionError(f"condition not met within {timeout:.0f} s")
+
+
+def click_when_enabled(button, settled=None, timeout: float = 60.0) -> bool:
+    """Clicks ``button`` once it is enabled, unless ``settled()`` (a state that makes the click
+    moot, e.g. the run already ended) comes first; returns whether it clicked.
+
+    The click is dispatched to the element, not made at a screen position: a live view may
+    move the button while Playwright waits for it to hold still, and a state may change between
+    a check and a click; the views' own handlers react the same either way.
+    """
+
+    def ready():
+        if settled is not None and settled():
+            return "settled"
+        return "enabled" if button.is_enabled() else None
+
+    if wait_for(ready, timeout=timeout) == "settled":
+        return False
+    button.dispatch_event("click")
+    return True
+
+
+def drag_slider(page, slider, fraction: float) -> None:
+    """Drags an ipywidgets slider's handle to ``fraction`` of its track, like a user."""
+    track = slider.locator(".noUi-target").bounding_box()
+    handle = slider.locator(".noUi-handle").bounding_box()
+    page.mouse.move(handle["x"] + handle["width"] / 2, handle["y"] + handle["height"] / 2)
+    page.mouse.down()
+    y = track["y"] + track["height"] / 2
+    target = track["x"] + fraction * track["width"]
+    for step in range(1, 6):
+        page.mouse.move(handle["x"] + (target - handle["x"]) * step / 5, y)
+    page.mouse.up()
+
+
+def readme_image(s: Session, locator, name: str, width: int = 900) -> Path:
+    """A screenshot of ``locator`` for the README: always saved in the artifacts; with
+    ``NASVIZ_README_IMAGES=1`` also written to ``docs/images/<name>.png``, scaled to at most
+    ``width`` pixels and quantized to a small palette (a few tens of KB)."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    raw = ARTIFACTS / f"readme-{name}.png"
+    locator.screenshot(path=str(raw))
+    if os.environ.get("NASVIZ_README_IMAGES") == "1":
+        from PIL import Image
+
+        target = ROOT / "docs" / "images" / f"{name}.png"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with Image.open(raw) as image:
+            image = image.convert("RGB")
+            if image.width > width:
+                image = image.resize((width, round(image.height * width / image.width)))
+            small = image.quantize(colors=64, method=Image.Quantize.MEDIANCUT, dither=0)
+            small.save(target, optimize=True)
+    return raw

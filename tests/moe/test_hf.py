@@ -1,6 +1,6 @@
 """RoutingRecorder on tiny Hugging Face MoE models built from configs (random weights, offline),
 checked against routing recomputed here from the router weights; padding, generate(),
-Switch capacity, and the transformers 4.x block layout."""
+Switch capacity, and the transformers 4.x block layout (compression: test_hf_compress.py)."""
 
 from __future__ import annotations
 
@@ -8,19 +8,10 @@ import numpy as np
 import pytest
 import torch
 import transformers as tf
+from hf_models import MOE
 from torch import nn
 
-from nasviz.errors import MoEError
-from nasviz.moe import RoutingRecorder, find_moe_layers, prune_experts
-
-_COMMON = {
-    "vocab_size": 64,
-    "hidden_size": 16,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 2,
-    "num_key_value_heads": 1,
-    "max_position_embeddings": 32,
-}
+from nasviz.moe import RoutingRecorder, find_moe_layers
 
 
 def _switch(expert_capacity: int = 8) -> nn.Module:
@@ -41,45 +32,7 @@ def _switch(expert_capacity: int = 8) -> nn.Module:
     )
 
 
-_MODELS = {
-    "mixtral": lambda: tf.MixtralForCausalLM(
-        tf.MixtralConfig(
-            intermediate_size=32, num_local_experts=4, num_experts_per_tok=2, **_COMMON
-        )
-    ),
-    "qwen2_moe": lambda: tf.Qwen2MoeForCausalLM(
-        tf.Qwen2MoeConfig(
-            intermediate_size=32,
-            moe_intermediate_size=8,
-            shared_expert_intermediate_size=16,
-            num_experts=4,
-            num_experts_per_tok=2,
-            **_COMMON,
-        )
-    ),
-    "qwen3_moe": lambda: tf.Qwen3MoeForCausalLM(
-        tf.Qwen3MoeConfig(
-            intermediate_size=32,
-            moe_intermediate_size=8,
-            num_experts=4,
-            num_experts_per_tok=2,
-            norm_topk_prob=True,
-            head_dim=8,
-            **_COMMON,
-        )
-    ),
-    "olmoe": lambda: tf.OlmoeForCausalLM(
-        tf.OlmoeConfig(
-            intermediate_size=32,
-            num_experts=4,
-            num_experts_per_tok=2,
-            pad_token_id=0,
-            eos_token_id=1,
-            **_COMMON,
-        )
-    ),
-    "switch": _switch,
-}
+_MODELS = {**MOE, "switch": _switch}
 _LAYERS = {
     "mixtral": ["model.layers.0.mlp", "model.layers.1.mlp"],
     "qwen2_moe": ["model.layers.0.mlp", "model.layers.1.mlp"],
@@ -241,15 +194,6 @@ def test_hooks_removed_after_exception(hf_model):
     with pytest.raises(ValueError, match="stop"), RoutingRecorder(model):
         raise ValueError("stop")
     assert _hooks(model) == before
-
-
-def test_compression_of_hf_models_is_a_clear_error(hf_model):
-    name, model = hf_model
-    ids = torch.randint(0, 64, (2, 7), generator=torch.Generator().manual_seed(2))
-    with torch.no_grad(), RoutingRecorder(model) as rec:
-        _run(name, model, ids)
-    with pytest.raises(MoEError, match="Hugging Face models can be recorded but not compressed"):
-        prune_experts(model, rec.stats(), keep=2)
 
 
 # ---- transformers 4.x layout: a Linear `gate` inside the sparse-MoE block -----------------------

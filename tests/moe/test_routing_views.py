@@ -24,10 +24,9 @@ from nasviz.moe import (
 from nasviz.objectives import accuracy, macs, params
 from nasviz.search import Search
 from nasviz.ui._routing import RoutingHeatmap
+from nasviz.viz import compression_figure, compression_info
 from nasviz.viz._routing import (
     NOT_ROUTED,
-    compression_figure,
-    compression_info,
     expert_colors,
     routing_grid_figure,
     routing_label_info,
@@ -114,14 +113,12 @@ def test_compressed_variants_sit_on_a_real_search_pareto_figure(moe_supernet):
     assert info.search is not None and len(info.search.trials) == len(results)
     fig = compression_figure(info)
     names = [t.name for t in fig.data]
-    assert names[-1] == "compressed variants" and "Pareto front" in names
-    assert list(fig.data[-1].x) == report.params.tolist()
+    assert names[-3:] == ["largest", "pruned", "merged"] and "Pareto front" in names
+    assert [t.x[0] for t in fig.data[-3:]] == report.params.tolist()  # one legend entry each
     assert f"{int(info.on_front.sum())} of 3 variants" in fig.layout.title.text
     alone = compression_figure(report)  # no search: the variants on the default axes
-    assert (
-        alone.data[0].name == "compressed variants"
-        and list(alone.data[0].x) == report.accuracy.tolist()
-    )
+    assert [t.name for t in alone.data] == ["largest", "pruned", "merged"]
+    assert [t.x[0] for t in alone.data] == report.accuracy.tolist()
     with pytest.raises(ConfigError, match="no column"):
         compression_info(report, objectives=[("accuracy", "maximize"), ("latency", "minimize")])
 
@@ -206,7 +203,7 @@ def test_views_switch_and_static_figure(recorded):
     assert view.listed is None
     static = view.static_figure()
     assert isinstance(static, go.Figure) and "Example 4" in static.layout.title.text
-    assert "text/html" in view._repr_mimebundle_()
+    assert "application/vnd.plotly.v1+json" in view._repr_mimebundle_()
     with pytest.raises(MoEError):
         view.info("bogus")
 

@@ -1,4 +1,7 @@
-"""Every notebook runs headless under papermill with non-default parameters.
+"""Every notebook runs headless under papermill with non-default parameters, and the executed
+copy reads as a report: every figure (nasviz views included) as plotly JSON plus a PNG, no
+widget outputs, no HTML loading plotly from a CDN, a small file; nbconvert's HTML shows the
+figures as images.
 
 (nbval runs the same notebooks with their defaults: see the Makefile's test target.)
 """
@@ -6,6 +9,7 @@
 from __future__ import annotations
 
 import ast
+import base64
 import json
 import re
 from pathlib import Path
@@ -13,8 +17,10 @@ from pathlib import Path
 import nbformat
 import papermill
 import pytest
+from nbconvert import HTMLExporter
 
 from nasviz.pipeline import available_notebooks, notebooks_dir
+from nasviz.pipeline._notice import NOTICE_MIME
 
 NOTEBOOKS = Path(__file__).parents[2] / "notebooks"
 
@@ -28,6 +34,16 @@ NON_DEFAULT: dict[str, dict | None] = {
     "03_pareto.ipynb": {"seed": 1, "budget": 12, "strategy": "random", "workers": 1},
     "04_prune.ipynb": {"seed": 1, "epochs": 5, "lottery_rounds": 2},
     "05_moe.ipynb": {"seed": 1, "epochs": 3, "keep": 3},
+    "07_quantize.ipynb": {"seed": 1, "epochs": 5, "search_budget": 8, "sensitivity_bits": 3},
+    "08_hf_compress.ipynb": {
+        "seed": 1,
+        "method": "taylor",
+        "head_sparsity": 0.75,
+        "drop_layers": 0,
+        "keep_experts": 3,
+        "out_dir": "compressed",
+    },
+    "09_convert.ipynb": {"seed": 1, "epochs": 1, "budget": 4},
     "pipeline/1_train_supernet.ipynb": None,
     "pipeline/2_search.ipynb": None,
     "pipeline/3_compress_best.ipynb": None,
@@ -35,29 +51,46 @@ NON_DEFAULT: dict[str, dict | None] = {
 }
 
 
-# notebooks that display nasviz widgets: the static figure each executed copy must hold, so
-# that it reads as a report without a live kernel (trace names/types and title texts to find)
+# the figures each executed copy must hold, so that it reads as a report without a live kernel
+# (trace names/types and title texts to find): nasviz views' static figures and plain figures
 STATIC_FIGURES: dict[str, list[dict]] = {
     "01_supernet.ipynb": [  # the TrainingMonitor
         {"names": {"largest", "smallest"}, "text": r"^Training loss per sandwich member"}
     ],
-    "03_pareto.ipynb": [{"names": {"Pareto front", "hypervolume"}}],  # the search dashboard
-    "04_prune.ipynb": [{"types": {"heatmap"}, "text": r"kept weights|where the masks disagree"}],
-    "05_moe.ipynb": [{"types": {"heatmap"}, "text": r"^Expert load per layer"}],
+    "02_search.ipynb": [
+        {"names": {"Pareto front"}, "text": r"^Pareto front — 8 evaluated"},
+        {"names": {"hypervolume"}, "text": r"^Hypervolume \(share of the reference box\)"},
+    ],
+    "03_pareto.ipynb": [  # the search dashboards and the explorer
+        {"names": {"Pareto front", "hypervolume"}, "text": r"^Pareto front — 12 evaluated"},
+        {"names": {"Pareto front", "best within budget"}, "text": r"^Pareto explorer"},
+    ],
+    "04_prune.ipynb": [
+        {"types": {"heatmap"}, "text": r"kept weights|where the masks disagree"},
+        {"names": {"channels", "magnitude", "Pareto front"}, "text": r"^Searched subnets"},
+    ],
+    "05_moe.ipynb": [
+        {"types": {"heatmap"}, "text": r"^Expert load per layer"},
+        {"names": {"merged (1 group)", "Pareto front"}, "text": r"^Search results and variants"},
+    ],
+    "07_quantize.ipynb": [{"names": {"Pareto front", "hypervolume"}}],  # the joint search
+    "08_hf_compress.ipynb": [{"types": {"heatmap", "bar"}, "text": r"^Head importance"}],
 }
+#: The biggest executed notebook allowed (03_pareto's papermill copy was 15.6 MB of widget
+#: state: plotly's front-end module once per figure widget)
+MAX_BYTES = 2_000_000
+PLOTLY = "application/vnd.plotly.v1+json"
+WIDGET = "application/vnd.jupyter.widget-view+json"
 
 
-def _html_figures(html: str) -> list[dict]:
-    """The figures a static plotly HTML draws (``Plotly.newPlot(id, data, layout, ...)``)."""
-    decoder, comma, figures = json.JSONDecoder(), re.compile(r"\s*,\s*"), []
-    for call in re.finditer(r"Plotly\.newPlot\(\s*", html):
-        pos, args = call.end(), []
-        for _ in range(3):  # div id, data, layout
-            value, pos = decoder.raw_decode(html, pos)
-            args.append(value)
-            pos = comma.match(html, pos).end()
-        figures.append({"data": args[1], "layout": args[2]})
-    return figures
+def _figures(nb: nbformat.NotebookNode) -> list[dict]:
+    """The plotly figures the notebook's outputs hold (as JSON)."""
+    return [
+        o["data"][PLOTLY]
+        for c in nb.cells
+        for o in c.get("outputs", [])
+        if PLOTLY in o.get("data", {})
+    ]
 
 
 def _texts(figure: dict) -> list[str]:
@@ -124,36 +157,49 @@ def test_notebook_runs_under_papermill_with_non_default_parameters(name, tmp_pat
     assert assigned == NON_DEFAULT[name]
     errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors
-    # every live widget leaves a static figure beside it, so the executed notebook reads as a report
+    # a report: every figure as plotly JSON and a PNG; no widget (nobody could use it), no HTML
+    # pulling plotly.js from a CDN
     outputs = [o for c in nb.cells for o in c.get("outputs", [])]
-    widgets = [
-        o for o in outputs if "application/vnd.jupyter.widget-view+json" in o.get("data", {})
-    ]
-    nasviz_views = [o for o in widgets if "text/html" in o["data"]]
-    for output in nasviz_views:
-        assert (
-            "plotly" in output["data"]["text/html"].lower()
-            or "<pre>" in output["data"]["text/html"]
-        )
-    figures = [f for o in nasviz_views for f in _html_figures(o["data"]["text/html"])]
+    assert not [o for o in outputs if WIDGET in o.get("data", {})]
+    html = [o["data"]["text/html"] for o in outputs if "text/html" in o.get("data", {})]
+    assert not [h for h in html if "plotly" in h.lower()]
+    pictures = [o for o in outputs if PLOTLY in o.get("data", {})]
+    for output in pictures:
+        assert base64.b64decode(output["data"]["image/png"]).startswith(b"\x89PNG")
+    figures = _figures(nb)
     for expected in STATIC_FIGURES.get(name, []):
         assert any(_matches(f, expected) for f in figures), (
             f"{name}: no static figure with {expected}; found {[_texts(f)[0] for f in figures]}"
         )
+    size = out.stat().st_size
+    assert size < MAX_BYTES, f"{name}: the executed notebook is {size / 1e6:.1f} MB"
+    # no widget state: JupyterLab would ask the next kernel for each saved model ("No such comm")
+    assert "widgets" not in nb.metadata
+    # nbconvert's HTML (no JavaScript needed) shows every figure as an image
+    page, _ = HTMLExporter().from_notebook_node(nb)
+    assert page.count('src="data:image/png;base64,') >= len(pictures)
+    assert "cdn.plot.ly" not in page
+    if name == "02_search.ipynb":  # no checkpoint here: the stand-in supernet is said out loud
+        [said] = [
+            o["data"][NOTICE_MIME]["message"] for o in outputs if NOTICE_MIME in o.get("data", {})
+        ]
+        assert "trained here for one epoch only" in said
     if name == "00_tour.ipynb":
         written = (tmp_path / "tour_out" / "tour_objectives.csv").read_text().splitlines()
         assert written[0] == "objective,direction,value" and len(written) == 4
 
 
 def test_static_figures_are_recognized():
-    """The figure check itself: it finds a plotly HTML figure and tells figures apart."""
+    """The figure check itself: it finds a plotly figure and tells figures apart."""
     import plotly.graph_objects as go
 
     fig = go.Figure(
         go.Heatmap(z=[[0, 1]], name="mask"), layout={"title": "Expert load per layer (fraction)"}
     )
     fig.add_annotation(text="w0 (4, 4): kept weights (exact bits)", showarrow=False)
-    [found] = _html_figures(fig.to_html(include_plotlyjs="cdn", full_html=False))
+    output = nbformat.v4.new_output("display_data", data={PLOTLY: json.loads(fig.to_json())})
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("fig", outputs=[output])])
+    [found] = _figures(nb)
     assert _matches(found, STATIC_FIGURES["05_moe.ipynb"][0])
     assert _matches(found, STATIC_FIGURES["04_prune.ipynb"][0])
     assert not _matches(found, STATIC_FIGURES["03_pareto.ipynb"][0])

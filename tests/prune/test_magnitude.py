@@ -1,4 +1,5 @@
-"""Magnitude pruning: exact counts, torch's global_unstructured equivalence, bad input."""
+"""Magnitude pruning: exact counts, torch's global_unstructured equivalence (without ties),
+the tie rule (index order), bad input."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
-from prune_helpers import cnn, same_state, state
+from prune_helpers import cnn, mlp, same_state, state
 from torch.nn.utils import prune as torch_prune
 
 from nasviz.errors import ConfigError, MaskError
@@ -108,3 +109,87 @@ def test_global_masks_equal_lowest_k_on_the_concatenation_on_both_paths():
     assert torch.equal(got, reference)
     keep = _global_keep([model[0].weight, model[1].weight], round(0.37 * flat.numel()), 64)
     assert torch.equal(torch.cat([k.flatten() for k in keep]), reference)
+
+
+def _tied_mlp() -> torch.nn.Sequential:
+    """Weights on a grid of 9 magnitudes: every threshold is tied many times over."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(12, 10), torch.nn.ReLU(), torch.nn.Linear(10, 6))
+    with torch.no_grad():
+        for layer in (model[0], model[2]):
+            layer.weight.copy_(torch.randint(-4, 5, layer.weight.shape) * 0.25)
+    return model
+
+
+def _torch_global(model: torch.nn.Module, names: list[str], sparsity: float) -> torch.Tensor:
+    """torch's global L1 pruning on a copy of ``model``: the flat keep-mask over ``names``."""
+    import copy
+
+    twin = copy.deepcopy(model)
+    modules = [twin.get_submodule(n.rpartition(".")[0]) for n in names]
+    torch_prune.global_unstructured(
+        [(m, "weight") for m in modules], pruning_method=torch_prune.L1Unstructured, amount=sparsity
+    )
+    return torch.cat([m.weight_mask.bool().flatten() for m in modules])
+
+
+@pytest.mark.parametrize("sparsity", [0.1, 0.3, 0.5, 0.77])
+def test_without_ties_global_and_layer_masks_equal_torchs(sparsity):
+    model = mlp((20, 30, 10))
+    weights = [model[0].weight, model[2].weight]
+    flat = torch.cat([w.detach().abs().flatten() for w in weights])
+    assert flat.unique().numel() == flat.numel()  # no ties anywhere: the rule is not needed
+    ours = magnitude(model, sparsity)
+    got = torch.cat([ours[n].flatten() for n in ("0.weight", "2.weight")])
+    assert torch.equal(got, _torch_global(model, ["0.weight", "2.weight"], sparsity))
+    per_layer = magnitude(model, sparsity, scope="layer")
+    for name, w in zip(("0.weight", "2.weight"), weights, strict=True):
+        mask = torch_prune.L1Unstructured(sparsity).compute_mask(w.detach(), torch.ones_like(w))
+        assert torch.equal(per_layer[name], mask.bool()), name
+
+
+@pytest.mark.parametrize("sparsity", [0.1, 0.3, 0.5, 0.77])
+def test_ties_at_the_threshold_are_pruned_in_index_order(sparsity):
+    model = _tied_mlp()
+    names = ["0.weight", "2.weight"]
+    flat = torch.cat([model.get_parameter(n).detach().abs().flatten() for n in names])  # (180,)
+    k = round(sparsity * flat.numel())
+    threshold = flat.sort().values[k - 1]
+    tied = torch.nonzero(flat == threshold).flatten()
+    below = int((flat < threshold).sum())
+    assert below < k < below + tied.numel()  # a tie straddles the threshold
+
+    got = torch.cat([m.flatten() for m in magnitude(model, sparsity).values()])
+    expected = flat > threshold
+    expected[tied[k - below :]] = True  # the first k - below tied weights pruned, later kept
+    assert torch.equal(got, expected)
+
+    theirs = _torch_global(model, names, sparsity)
+    assert int((~theirs).sum()) == k == int((~got).sum())  # the same count
+    assert torch.equal(theirs[flat != threshold], got[flat != threshold])  # off the tie: same
+    # on the tie torch's topk picks its own k - below (which ones is unspecified)
+    assert int((~theirs[tied]).sum()) == k - below
+
+
+def test_params_order_decides_ties():
+    model = _tied_mlp()
+    forward = magnitude(model, 0.5, params=["0.weight", "2.weight"])
+    backward = magnitude(model, 0.5, params=["2.weight", "0.weight"])
+    assert sum(int((~m).sum()) for m in forward.values()) == 90
+    assert sum(int((~m).sum()) for m in backward.values()) == 90
+    # the later tensor keeps more of the tied weights
+    assert int((~forward["2.weight"]).sum()) < int((~backward["2.weight"]).sum())
+
+
+def test_repruning_a_masked_model_prunes_its_zeros_in_index_order():
+    model = mlp((20, 30, 10))
+    first = magnitude(model, 0.5)
+    first.apply(model)
+    again = magnitude(model, 0.3)  # the zeros of the applied masks tie at the threshold 0
+    flat_first = torch.cat([m.flatten() for m in first.values()])
+    flat_again = torch.cat([m.flatten() for m in again.values()])
+    pruned_before = torch.nonzero(~flat_first).flatten()
+    k = round(0.3 * flat_first.numel())
+    expected = torch.ones_like(flat_first)
+    expected[pruned_before[:k]] = False  # the first k zeros in index order
+    assert torch.equal(flat_again, expected)

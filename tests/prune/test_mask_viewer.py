@@ -68,7 +68,8 @@ def test_diff_mode_sends_both_masks():
 def test_static_fallback_is_in_the_mimebundle():
     v = MaskViewer(magnitude(mlp(), 0.5))
     bundle = v._repr_mimebundle_()
-    assert "text/html" in bundle and "application/vnd.jupyter.widget-view+json" in bundle
+    assert "application/vnd.plotly.v1+json" in bundle
+    assert "application/vnd.jupyter.widget-view+json" in bundle
     assert v.slider.disabled  # no model: no live re-pruning
     with pytest.raises(ConfigError, match="model"):
         v.set_sparsity(0.3)

@@ -109,3 +109,55 @@ def tiny_objectives(counter: list[int]) -> list[Objective]:
         return float(4 ** arch["a"] + 2 * arch["b"] + 1)
 
     return [Objective("acc", "maximize", acc), Objective("size", "minimize", size, cheap=True)]
+
+
+# ---- several processes on one study ---------------------------------------------------------
+#: 8 * 8 * 3 = 192 archs: room for a budget of 60 from several processes.
+WIDE = SearchSpace({"a": list(range(8)), "b": list(range(8)), "c": ["x", "y", "z"]})
+#: In a child process: after this many evaluations, ``shared_fn`` and ``trains`` hang (0: never).
+HANG_AFTER = 0
+_SHARED_CALLS = itertools.count(1)
+
+
+def hang_now() -> bool:
+    return bool(HANG_AFTER) and next(_SHARED_CALLS) > HANG_AFTER
+
+
+def shared_fn(arch) -> dict[str, float]:
+    """A quick evaluation for shared-study tests. Past ``HANG_AFTER`` calls it prints
+    ``hang <a> <b> <c>`` and never returns (its trial stays RUNNING until the process dies)."""
+    if hang_now():
+        print("hang", arch["a"], arch["b"], arch["c"], flush=True)
+        time.sleep(3600)
+    time.sleep(0.05)  # a child started with the others gets its share when busy
+    a, b, c = arch["a"], arch["b"], C[arch["c"]]
+    return {"loss": (7 - a) + 0.5 * (7 - b) + c, "cost": a * a + b + 0.25 * c}
+
+
+# ---- multi-fidelity -----------------------------------------------------------------------
+STEPS = 27  # full fidelity: rungs at 1, 3, 9 (eta 3), no decision at 27
+
+
+def curve(arch, step: int) -> dict[str, float]:
+    """A training curve: loss falls towards the arch's final loss as steps grow; cost is fixed.
+    Rankings at early steps are those of the end (as halving assumes), with noise-free ties."""
+    a, b, c = arch["a"], arch["b"], C[arch["c"]]
+    loss = (7 - a) + 0.5 * (7 - b) + c
+    return {"loss": loss + 8.0 / step, "cost": a * a + b + 0.25 * c}
+
+
+STEPS_RUN: list[int] = []  # steps run in this process (one entry per step)
+
+
+def trains(arch, report) -> dict[str, float]:
+    """Reports ``curve`` at each of ``STEPS`` steps (counting them in ``STEPS_RUN``), then
+    returns the last values. Past ``HANG_AFTER`` calls it reports 4 steps, prints
+    ``hang <trial arch>`` and never returns."""
+    hang = hang_now()
+    for step in range(1, STEPS + 1):
+        STEPS_RUN.append(step)
+        report(step, curve(arch, step))
+        if hang and step == 4:
+            print("hang", arch["a"], arch["b"], arch["c"], flush=True)
+            time.sleep(3600)
+    return curve(arch, STEPS)

@@ -50,7 +50,7 @@ def test_each_strategy_reaches_its_budget_without_repeating_an_arch(strategy):
     events = []
     search.subscribe(events.append)
     assert search.start() is search
-    status = search.wait(timeout=60)
+    status = search.wait(timeout=300)
     assert status.state == "finished" and status.done == 30, (status, search.traceback)
     frame = search.results
     assert len(frame) == 30
@@ -70,17 +70,17 @@ def test_same_seed_one_worker_gives_identical_results(strategy):
     runs = []
     for _ in range(2):
         search = make(strategy, budget=16, seed=3)
-        search.start().wait(timeout=60)
+        search.start().wait(timeout=300)
         runs.append(search.results.drop(columns=["duration", "worker"]))
     assert runs[0].equals(runs[1])
     other = make(strategy, budget=16, seed=4)
-    other.start().wait(timeout=60)
+    other.start().wait(timeout=300)
     assert not other.results.drop(columns=["duration", "worker"]).equals(runs[0])
 
 
 def test_pareto_and_hypervolume_follow_the_results():
     search = make("random", budget=20)
-    search.start().wait(timeout=60)
+    search.start().wait(timeout=300)
     frame = search.results
     values = frame[["loss", "cost"]].to_numpy()
     assert (
@@ -96,14 +96,14 @@ def test_pareto_and_hypervolume_follow_the_results():
 
 def test_small_space_is_exhausted_and_the_search_finishes():
     search = make("nsga2", budget=SPACE.size + 10)
-    assert search.start().wait(timeout=60).state == "finished"
+    assert search.start().wait(timeout=300).state == "finished"
     assert len(search.results) == SPACE.size
     assert not search.results[list(SPACE.names)].duplicated().any()
 
 
 def test_failures_become_rows_and_the_search_goes_on():
     search = make("random", budget=20, fn=sometimes_fails)
-    assert search.start().wait(timeout=60).state == "finished"
+    assert search.start().wait(timeout=300).state == "finished"
     frame = search.results
     failed = frame[frame["state"] == "FAIL"]
     assert set(failed["a"]) == {0, 1} and (frame[frame["state"] == "COMPLETE"]["a"] >= 2).all()
@@ -116,7 +116,7 @@ def test_failures_become_rows_and_the_search_goes_on():
 
 def test_a_search_where_everything_fails_ends_failed_with_the_first_error():
     search = make("random", budget=30, fn=always_fails)
-    status = search.start().wait(timeout=60)
+    status = search.start().wait(timeout=300)
     assert status.state == "failed"
     assert isinstance(search.error, RunError)
     first = search.results.iloc[0]
@@ -130,7 +130,7 @@ def test_constraints_are_respected_by_every_strategy():
 
     for strategy in STRATEGIES:
         search = make(strategy, budget=15, constraints=[small_a, {"cost": 4.0}])
-        search.start().wait(timeout=60)
+        search.start().wait(timeout=300)
         frame = search.results
         assert (frame["a"] <= 2).all(), strategy
         # cost is not cheap here: it is checked after evaluating and marks rows infeasible
@@ -152,7 +152,7 @@ def test_supernet_objectives_and_cheap_bounds_checked_before_evaluating():
         strategy_options={"batch_size": 4, "inner_steps": 200, "cheap_samples": 16},
     )
     assert search.space == SPACE
-    assert search.start().wait(timeout=60).state == "finished", search.traceback
+    assert search.start().wait(timeout=300).state == "finished", search.traceback
     frame = search.results
     assert (frame["size"] <= 20.0).all() and frame["feasible"].all()
     assert net.calls == len(frame)  # the expensive objective ran once per evaluated arch
@@ -178,7 +178,7 @@ def test_supernet_objectives_and_cheap_bounds_checked_before_evaluating():
 def test_any_optuna_sampler_is_a_strategy():
     search = make(optuna.samplers.TPESampler(seed=0, n_startup_trials=5), budget=12)
     assert search.strategy.name == "sampler"
-    assert search.start().wait(timeout=60).state == "finished"
+    assert search.start().wait(timeout=300).state == "finished"
     assert len(search.results) == 12 and isinstance(
         search.study.sampler, optuna.samplers.TPESampler
     )
@@ -205,13 +205,13 @@ def test_pause_resume_and_stop_from_another_thread():
     stopped = search.stop()
     assert stopped.state == "stopped" and paused_at <= stopped.done < 40
     assert len(search.results) == stopped.done  # in-flight work was persisted
-    assert search.start().wait(timeout=60).done == 40
+    assert search.start().wait(timeout=300).done == 40
     assert not search.results[list(SPACE.names)].duplicated().any()
 
 
 def test_workers_run_evaluations_in_parallel_threads():
     search = make("random", budget=12, fn=slow_two_objectives, workers=4)
-    assert search.start().wait(timeout=60).state == "finished"
+    assert search.start().wait(timeout=300).state == "finished"
     assert search.results["worker"].nunique() > 1
 
 

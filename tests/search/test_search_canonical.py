@@ -71,7 +71,7 @@ def _assert_canonical_once(archs):
 def test_equivalent_archs_are_evaluated_once(strategy):
     fn = Recorder()
     search = _search(fn, strategy, budget=30, canonical=canonical)
-    assert search.run.run().state == "finished"
+    assert search.run().state == "finished"
     _assert_canonical_once(fn.seen)
     assert len(fn.seen) == 30
     frame = search.results
@@ -83,7 +83,7 @@ def test_equivalent_archs_are_evaluated_once(strategy):
 def test_search_ends_when_every_class_is_evaluated(strategy):
     fn = Recorder()
     search = _search(fn, strategy, budget=SPACE.size, canonical=canonical)
-    status = search.run.run()
+    status = search.run()
     assert status.state == "finished"
     _assert_canonical_once(fn.seen)
     assert len(fn.seen) == CLASSES < SPACE.size
@@ -93,7 +93,7 @@ def test_search_ends_when_every_class_is_evaluated(strategy):
 def test_an_optuna_sampler_learns_from_the_canonical_trials():
     fn = Recorder()
     search = _search(fn, optuna.samplers.TPESampler(seed=0), budget=20, canonical=canonical)
-    assert search.run.run().state == "finished"
+    assert search.run().state == "finished"
     _assert_canonical_once(fn.seen)
     trials = search.study.get_trials(deepcopy=False)
     replaced = [t for t in trials if t.user_attrs.get("nasviz", {}).get("skipped") == "equivalent"]
@@ -123,7 +123,7 @@ def test_a_supernets_canonical_is_used_by_default():
         storage=":memory:",
         seed=1,
     )
-    assert search.run.run().state == "finished"
+    assert search.run().state == "finished"
     assert net.calls == CLASSES  # one evaluation per subnet
     frame = search.results
     stored = [SPACE.validate(r) for r in frame[list(SPACE.names)].to_dict("records")]
@@ -134,13 +134,10 @@ def test_a_supernets_canonical_is_used_by_default():
 def test_resume_never_evaluates_an_equivalent_again(tmp_path, strategy):
     path = str(tmp_path / "canon.journal")
     first = Recorder()
-    assert (
-        _search(first, strategy, 12, storage=path, canonical=canonical).run.run().state
-        == "finished"
-    )
+    assert _search(first, strategy, 12, storage=path, canonical=canonical).run().state == "finished"
     second = Recorder()
     again = Search.load(path, second, canonical=canonical, budget=30)
-    assert again.run.run().state == "finished"
+    assert again.run().state == "finished"
     _assert_canonical_once(first.seen + second.seen)
     assert len(first.seen) == 12 and len(second.seen) == 18
     assert len(again.results) == 30
@@ -151,7 +148,7 @@ def test_same_seed_gives_the_same_search(strategy):
     runs = []
     for _ in range(2):
         fn = Recorder()
-        _search(fn, strategy, 20, canonical=canonical, seed=3).run.run()
+        _search(fn, strategy, 20, canonical=canonical, seed=3).run()
         runs.append(fn.seen)
     assert runs[0] == runs[1]
 
@@ -202,6 +199,6 @@ def test_never_two_equivalents_for_any_partition(dead_from, strategy, seed):
         canonical=canon,
         strategy_options=OPTIONS[strategy],
     )
-    assert search.run.run().state == "finished"
+    assert search.run().state == "finished"
     assert all(canon(a) == a for a in seen)
     assert len(set(seen)) == len(seen) == classes

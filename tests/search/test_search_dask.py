@@ -31,7 +31,7 @@ def test_search_on_a_dask_local_cluster_with_worker_processes():
                 workers=4,
                 seed=0,
             )
-            assert search.start().wait(timeout=120).state == "finished", search.traceback
+            assert search.start().wait(timeout=300).state == "finished", search.traceback
             frame = search.results
             pids = {w.split(":")[1] for w in frame["worker"]}
     finally:

@@ -3,6 +3,8 @@ and reloaded from its storage by Optuna alone; plain Optuna samplers respect con
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import optuna
 import pytest
 from search_helpers import (
@@ -14,6 +16,7 @@ from search_helpers import (
 )
 
 from nasviz.search import Search
+from nasviz.search._optuna import study_id, trial_id
 
 
 def optuna_storage(kind: str, path: str):
@@ -28,7 +31,7 @@ def test_optunas_own_tools_read_the_study(kind, tmp_path):
     path = storage_for(kind, tmp_path)
     # the constraint is checked after evaluating: Optuna constraints on the trials
     search = small_nsga2_search(path, budget=12, constraints={"cost": 6.0})
-    assert search.run.run().state == "finished", search.traceback
+    assert search.run().state == "finished", search.traceback
     frame = search.results.set_index("trial")
     front = set(search.pareto()["trial"])
     assert not frame["feasible"].all()  # the constraint matters: some rows are infeasible
@@ -39,8 +42,8 @@ def test_optunas_own_tools_read_the_study(kind, tmp_path):
     assert set(done.index) == set(frame.index)
     for name in SPACE.names:
         assert done[f"params_{name}"].tolist() == frame.loc[done.index, name].tolist()
-    assert done["values_0"].tolist() == frame.loc[done.index, "loss"].tolist()
-    assert done["values_1"].tolist() == frame.loc[done.index, "cost"].tolist()
+    assert done["values_loss"].tolist() == frame.loc[done.index, "loss"].tolist()
+    assert done["values_cost"].tolist() == frame.loc[done.index, "cost"].tolist()
 
     study = optuna.load_study(
         study_name=search.study.study_name, storage=optuna_storage(kind, path)
@@ -69,7 +72,7 @@ def test_a_plain_optuna_sampler_respects_constraints():
         seed=0,
         constraints=[{"size": 20.0, "acc": 70.0}, lambda arch: arch["c"] != "z"],
     )
-    assert search.start().wait(timeout=60).state == "finished", search.traceback
+    assert search.start().wait(timeout=300).state == "finished", search.traceback
     frame = search.results
     assert len(frame) == 15 and net.calls == 15  # nothing infeasible before evaluating ran
     assert (frame["size"] <= 20.0).all() and (frame["c"] != "z").all()
@@ -85,3 +88,111 @@ def test_a_plain_optuna_sampler_respects_constraints():
         arch = SPACE.validate(t.params)
         assert t.state == optuna.trial.TrialState.PRUNED
         assert arch["c"] == "z" or 4 ** arch["a"] + 2 * arch["b"] + 1 > 20.0
+
+
+@pytest.mark.parametrize("kind", ["journal", "url"])
+def test_optuna_dashboard_and_plot_pareto_front_show_the_objective_names(kind, tmp_path):
+    """optuna-dashboard's own API (its WSGI app, as its server runs it) and Optuna's Pareto plot
+    read the study from storage alone and show "loss" and "cost", not "Objective 0"."""
+    import io
+    import json
+    from wsgiref.util import setup_testing_defaults
+
+    from optuna_dashboard import wsgi
+
+    path = storage_for(kind, tmp_path)
+    small_nsga2_search(path, budget=6).run()
+    storage = optuna_storage(kind, path)
+    if isinstance(storage, str):
+        storage = optuna.storages.RDBStorage(storage)
+    study = optuna.load_study(study_name="nasviz-search", storage=storage)
+    assert study.metric_names == ["loss", "cost"]
+
+    app = wsgi(storage)
+    environ = {"PATH_INFO": f"/api/studies/{study_id(study)}", "wsgi.input": io.BytesIO()}
+    setup_testing_defaults(environ)
+    status = []
+    body = b"".join(app(environ, lambda s, headers, exc=None: status.append(s)))
+    assert status == ["200 OK"]
+    detail = json.loads(body)
+    assert detail["objective_names"] == ["loss", "cost"] and len(detail["trials"]) == 6
+
+    figure = optuna.visualization.plot_pareto_front(study)
+    assert (figure.layout.xaxis.title.text, figure.layout.yaxis.title.text) == ("loss", "cost")
+
+
+def _opened(kind: str, request, tmp_path) -> optuna.Study:
+    """A fresh two-objective study on ``kind`` of storage, opened as Optuna opens it."""
+    storage = {
+        "memory": lambda: None,
+        "journal": lambda: optuna_storage("journal", str(tmp_path / "c.journal")),
+        "sqlite": lambda: f"sqlite:///{tmp_path / 'c.db'}",
+        "postgresql": lambda: request.getfixturevalue("postgres_url"),
+    }[kind]()
+    return optuna.create_study(storage=storage, directions=["minimize", "minimize"])
+
+
+def _template(x: int) -> optuna.trial.FrozenTrial:
+    dists = {"x": optuna.distributions.CategoricalDistribution([1, 2, 3])}
+    return optuna.trial.FrozenTrial(
+        number=-1, state=optuna.trial.TrialState.RUNNING, value=None, values=None,
+        datetime_start=datetime.now(), datetime_complete=None, params={"x": x},
+        distributions=dists, user_attrs={}, system_attrs={"lease": {"owner": "me"}},
+        intermediate_values={}, trial_id=-1,
+    )  # fmt: skip
+
+
+def _seen(t: optuna.trial.FrozenTrial) -> tuple:
+    return (
+        t.number, t.state, t.params, t.distributions, t.values, t.user_attrs, t.system_attrs,
+        t.datetime_complete is not None,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", ["memory", "journal", "sqlite", "postgresql"])
+def test_compat_writes_read_back_as_optunas_own_calls(kind, request, tmp_path):
+    """``create_trial`` / ``finish_trial`` (nasviz's one-write paths) store what Optuna's own
+    calls store; a finished trial refuses them untouched; a key another process wrote first
+    is overwritten as Optuna would; the reader returns our created trials and others'."""
+    from optuna.exceptions import UpdateFinishedTrialError
+    from optuna.trial import TrialState
+
+    from nasviz.search import _optuna
+
+    study = optuna.create_study(directions=["minimize", "minimize"]) if kind == "memory" else None
+    study = study or _opened(kind, request, tmp_path)
+    storage, sid = _optuna.storage_of(study), _optuna.study_id(study)
+    reader = _optuna.TrialReader(storage, sid)
+    assert reader.poll(set()) == []
+
+    ours = _optuna.create_trial(storage, sid, _template(2))
+    own = {ours: _template(2)}
+    own[ours].number = storage.get_trial_number_from_id(ours)
+    theirs = storage.create_new_trial(sid, template_trial=_template(2))  # Optuna's own path
+    assert _seen(storage.get_trial(ours))[1:] == _seen(storage.get_trial(theirs))[1:]
+    assert [storage.get_trial(i).number for i in (ours, theirs)] == [0, 1]
+    polled = reader.poll(set(), own)
+    assert [(t.number, t.params) for t in polled] == [(0, {"x": 2}), (1, {"x": 2})]
+
+    record, constraint = {"nasviz": {"duration": 0.5}}, {"constraints": [0.0]}
+    _optuna.finish_trial(storage, ours, record, constraint, TrialState.COMPLETE, [1.0, 2.5])
+    for key, value in record.items():
+        storage.set_trial_user_attr(theirs, key, value)
+    for key, value in constraint.items():
+        storage.set_trial_system_attr(theirs, key, value)
+    storage.set_trial_state_values(theirs, TrialState.COMPLETE, [1.0, 2.5])
+    assert _seen(storage.get_trial(ours))[1:] == _seen(storage.get_trial(theirs))[1:]
+    assert storage.get_trial(ours).values == [1.0, 2.5]
+    assert {trial_id(t) for t in reader.poll({ours, theirs})} == {ours, theirs}
+
+    before = _seen(storage.get_trial(ours))
+    with pytest.raises(UpdateFinishedTrialError):
+        _optuna.finish_trial(storage, ours, {"nasviz": 1}, {}, TrialState.FAIL, None)
+    assert _seen(storage.get_trial(ours)) == before
+
+    taken = _optuna.create_trial(storage, sid, _template(3))
+    storage.set_trial_user_attr(taken, "nasviz", {"error": "reaped"})  # written meanwhile
+    _optuna.finish_trial(storage, taken, record, {}, TrialState.COMPLETE, [0.0, 0.0])
+    got = storage.get_trial(taken)
+    assert (got.state, got.user_attrs, got.values) == (TrialState.COMPLETE, record, [0.0, 0.0])
+    assert len(optuna.load_study(study_name=study.study_name, storage=storage).trials) == 3

@@ -24,7 +24,7 @@ HERE = Path(__file__).parent
 def test_a_loaded_search_shows_the_same_results_and_resumes_without_repeats(kind, tmp_path):
     storage = storage_for(kind, tmp_path)
     search = small_nsga2_search(storage, budget=6)
-    assert search.run.run().state == "finished"  # no timeout: SQLite is slow on a busy disk
+    assert search.run().state == "finished"  # no timeout: SQLite is slow on a busy disk
     before = search.results
 
     browsed = Search.load(storage)
@@ -47,7 +47,7 @@ def test_a_loaded_search_shows_the_same_results_and_resumes_without_repeats(kind
 def test_default_storage_is_a_journal_file_under_runs(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     search = Search(two_objectives, space=SPACE, objectives=OBJECTIVES, strategy="random", budget=3)
-    search.start().wait(timeout=60)
+    search.start().wait(timeout=300)
     files = list((tmp_path / "runs").glob("*.journal"))
     assert len(files) == 1 and search.storage_name == str(files[0].relative_to(tmp_path))
     assert len(Search.load(files[0]).results) == 3
@@ -126,14 +126,14 @@ def test_a_search_killed_with_sigkill_loses_nothing_and_resumes(tmp_path):
     assert 1 <= len(running) <= 3  # the hanging evaluations (3 workers), killed mid-flight
 
     resumed = Search.load(storage, two_objectives, workers=2)
-    assert resumed.start().wait(timeout=60).state == "finished", resumed.traceback
+    assert resumed.start().wait(timeout=300).state == "finished", resumed.traceback
     frame = resumed.results
     assert len(frame) == 40 and not frame[list(SPACE.names)].duplicated().any()
     assert frame.head(len(before))["trial"].tolist() == before["trial"].tolist()
     states = {t.number: t for t in resumed.study.get_trials()}
     for t in running:  # left RUNNING by the kill: marked failed as interrupted, arch retried
         assert states[t.number].state == optuna.trial.TrialState.FAIL
-        assert states[t.number].user_attrs["nasviz"]["interrupted"] is True
+        assert "interrupted" in states[t.number].user_attrs["nasviz:interrupted"]["error"]
         assert t.number not in set(frame["trial"])
         assert ((frame[list(SPACE.names)] == pd_row(t)).all(axis=1)).sum() == 1
     assert not any(t.state == optuna.trial.TrialState.RUNNING for t in resumed.study.get_trials())
@@ -161,7 +161,7 @@ def test_journal_durability_decides_whether_appends_are_fsynced(
         seed=0,
         durability=durability,
     )
-    search.start().wait(timeout=60)
+    search.start().wait(timeout=300)
     assert bool(calls) is fsyncs
     assert (
         Search.load(storage)
@@ -184,7 +184,7 @@ def test_unknown_durability_is_a_config_error(tmp_path):
 def test_runs_folder_is_made_on_demand_but_no_other(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     kwargs = {"space": SPACE, "objectives": OBJECTIVES, "budget": 2, "strategy": "random"}
-    Search(two_objectives, storage="runs/cnn.journal", **kwargs).start().wait(timeout=60)
+    Search(two_objectives, storage="runs/cnn.journal", **kwargs).start().wait(timeout=300)
     assert (tmp_path / "runs" / "cnn.journal").is_file()
     with pytest.raises(StorageError, match="the folder .*elsewhere' does not exist"):
         Search(two_objectives, storage="elsewhere/cnn.journal", **kwargs)

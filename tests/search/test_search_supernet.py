@@ -91,7 +91,7 @@ def test_threads_evaluate_a_supernet_concurrently_with_the_values_of_one_worker(
             seed=0,
         )
         assert search.net is net
-        assert search.start().wait(timeout=120).state == "finished", search.traceback
+        assert search.start().wait(timeout=300).state == "finished", search.traceback
         assert net.training  # the net's mode is restored when the search ends
         assert probe.modes == {False}
         frame = search.results
@@ -122,7 +122,7 @@ def test_a_loaded_supernet_search_keeps_its_net(tmp_path):
     storage = str(tmp_path / "cnn.journal")
     objectives = [macs((1, 1, 8, 8)), params()]
     search = Search(net, objectives=objectives, strategy="random", budget=4, storage=storage)
-    search.start().wait(timeout=60)
+    search.start().wait(timeout=300)
     again = Search.load(storage, net, objectives=objectives, workers=2)
     assert again.net is net and Search.load(storage).net is None
 
@@ -154,16 +154,15 @@ def test_a_real_elastic_mlp_search_evaluates_each_subnet_once(strategy, one_torc
             "predictor": {"batch_size": 3, "inner_steps": 100, "inner_population": 8},
         }[strategy],
     )
-    assert search.run.run().state == "finished", search.traceback
+    assert search.run().state == "finished", search.traceback
     assert len(subnets) == 14 < net.space.size
     assert len(evaluated) == len(set(evaluated)) == 14  # once per subnet, then exhausted
     assert {net.canonical(a) for a in evaluated} == subnets == set(evaluated)
     frame = search.results
     stored = [net.space.validate(r) for r in frame[list(net.space.names)].to_dict("records")]
     assert stored == evaluated and frame["accuracy"].notna().all()
-    if strategy == "nsga2":  # Optuna's sampler did propose equivalents; none was evaluated
-        skipped = [t.user_attrs.get("nasviz", {}).get("skipped") for t in search.study.trials]
-        assert "equivalent" in skipped
+    if strategy != "predictor":  # proposals are canonical: no duplicate is ever stored
+        assert len(search.study.trials) == len(frame)
 
 
 def test_supernet_evaluations_compute_at_most_one_per_core_and_functions_are_not_capped(
@@ -192,7 +191,7 @@ def test_supernet_evaluations_compute_at_most_one_per_core_and_functions_are_not
     search = Search(
         net, objectives=objectives, strategy="random", budget=8, storage=":memory:", workers=4
     )
-    assert search.start().wait(timeout=60).state == "finished", search.traceback
+    assert search.start().wait(timeout=300).state == "finished", search.traceback
     assert (search.results["state"] == "COMPLETE").all()
     assert peak == 2  # never more than the slots, and the slots are used
 
@@ -211,5 +210,5 @@ def test_supernet_evaluations_compute_at_most_one_per_core_and_functions_are_not
         storage=":memory:",
         workers=4,
     )
-    assert search.start().wait(timeout=60).state == "finished", search.traceback
+    assert search.start().wait(timeout=300).state == "finished", search.traceback
     assert (search.results["state"] == "COMPLETE").all()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
@@ -128,4 +129,137 @@ def test_pause_holds_the_steps_and_resume_finishes(digits_data, uninterrupted):
     status = run.wait(timeout=60)
     assert status.state == "finished" and status.done == status.total == 8
     got = net.state_dict()  # the pause changed nothing
+    assert all(torch.allclose(got[k], uninterrupted[k], atol=1e-6) for k in uninterrupted)
+
+
+# ---- on the training loop: any data form, devices, precision, a teacher, bad input ---------
+def _fingerprint(net):
+    state = {k: v.clone() for k, v in net.state_dict().items()}
+    return state, str(next(net.parameters()).device), [m.training for m in net.modules()]
+
+
+def _same(a, b):
+    return a[1:] == b[1:] and all(torch.equal(a[0][k], b[0][k]) for k in a[0])
+
+
+def test_a_dataloader_trains_exactly_like_the_tensors(digits_data):
+    from torch.utils.data import DataLoader, TensorDataset
+
+    split = _small(digits_data, 120)
+    nets = []
+    for data in (split, DataLoader(TensorDataset(split.X, split.y), batch_size=40, shuffle=True)):
+        torch.manual_seed(0)
+        net = ElasticMLP()
+        options = {"batch_size": 40} if data is split else {}
+        run = train_supernet(net, data, epochs=2, seed=3, **options)
+        assert run.run().state == "finished", run.traceback
+        nets.append(net)
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(nets[0].state_dict().values(), nets[1].state_dict().values(), strict=True)
+    )
+
+
+def test_a_stream_trains_for_steps_and_calibrates_from_it(digits_data):
+    from torch.utils.data import IterableDataset
+
+    split = _small(digits_data, 200)
+
+    class Stream(IterableDataset):
+        def __iter__(self):
+            yield from zip(split.X, split.y, strict=True)
+
+        def __getitem__(self, i):
+            raise AssertionError("a stream was indexed")
+
+    net = ElasticCNN()
+    run = train_supernet(net, Stream(), steps=4, batch_size=32, calibration_samples=50)
+    assert run.run().state == "finished", run.traceback
+    assert net.calibration_inputs.shape == (50, 1, 8, 8)
+    assert torch.equal(net.calibration_inputs, split.X[:50])  # read in order, only as far as needed
+
+
+def test_bf16_and_a_separate_teacher(digits_data):
+    data = _small(digits_data, 100)
+    torch.manual_seed(0)
+    teacher = ElasticMLP().export(ElasticMLP().largest())
+    teacher.train()
+    teacher_state = {k: v.clone() for k, v in teacher.state_dict().items()}
+    net = ElasticMLP()
+    run = train_supernet(
+        net, data, epochs=1, batch_size=50, precision="bf16", teacher=teacher, distill=0.7
+    )
+    assert run.run().state == "finished", run.traceback
+    assert teacher.training and all(
+        torch.equal(v, teacher_state[k]) for k, v in teacher.state_dict().items()
+    )
+    losses = run.history
+    assert set(losses["member"]) == {"largest", "smallest", "random1", "random2"}
+    assert losses["loss"].notna().all()
+    torch.manual_seed(0)
+    alone = ElasticMLP()  # the same run without the teacher ends elsewhere
+    train_supernet(alone, data, epochs=1, batch_size=50, precision="bf16", distill=0.7).run()
+    assert not torch.equal(alone.head.weight, net.head.weight)
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "needle"),
+    [
+        ({"seed": "x"}, ConfigError, r"seed must be an int >= 0, got 'x'"),
+        ({"lr": "fast"}, ConfigError, r"lr must be a number, got 'fast'"),
+        ({"device": "cuda:7"}, ConfigError, "not available on this machine; available: cpu"),
+        ({"precision": "fp16"}, ConfigError, "fp16' needs a CUDA or MPS device"),
+        ({"distill": 1.5}, ConfigError, r"distill must be in \[0, 1.0\]"),
+        ({"n_random": -1}, ConfigError, "n_random must be an int >= 0"),
+        ({"teacher": "big"}, ConfigError, "teacher must be a separate torch model"),
+        ({"labels": 10}, ConfigError, r"labels range over 0..10 but the model has 10 outputs"),
+        ({"labels": 0.5}, ShapeError, "float targets are read as regression"),
+    ],
+)
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_refusals_leave_the_net_as_it_was(digits_data, options, error, needle, mode):
+    split = _small(digits_data, 64)
+    X, y = split.X.flatten(1), split.y
+    options = dict(options)  # (shared by the parametrized cases)
+    if "labels" in options:
+        shift = options.pop("labels")
+        y = y.clone() + (shift if isinstance(shift, float) else 0)
+        if not isinstance(shift, float):
+            y[3] = shift
+    torch.manual_seed(0)
+    net = ElasticMLP().train(mode == "train")
+    before = _fingerprint(net)
+    with pytest.raises(error, match=needle):
+        train_supernet(net, (X, y), epochs=1, **options)
+    assert _same(_fingerprint(net), before)
+
+
+def test_checkpoints_of_the_previous_format_still_resume(digits_data, uninterrupted, tmp_path):
+    data = _small(digits_data)
+    torch.manual_seed(0)
+    net = ElasticMLP()
+    path = tmp_path / "new.pt"
+    run = train_supernet(net, data, epochs=2, batch_size=50, checkpoint=path, eval_every=5)
+    run.subscribe(lambda e: e.kind == "loss" and e.data["step"] == 3 and run.stop(wait=False))
+    run.start()
+    assert run.wait(timeout=60).state == "stopped"
+    blob = torch.load(path, weights_only=True)
+    old_keys = ("epochs", "batch_size", "lr", "weight_decay", "n_random", "distill", "shrinking")
+    old_keys += ("delay", "ramp", "aux_weight", "seed")
+    settings = json.loads(blob["settings"])
+    legacy = {  # what train_supernet wrote before the training loop existed
+        "format": "nasviz.supernet-training/1",
+        "supernet": blob["model"],
+        "optimizer": blob["optimizer"],
+        "step": blob["step"],
+        "settings": json.dumps({k: settings[k] for k in old_keys}, sort_keys=True),
+        "history": blob["history"],
+    }
+    old = tmp_path / "old.pt"
+    torch.save(legacy, old)
+    torch.manual_seed(5)
+    other = ElasticMLP()
+    resumed = train_supernet(other, data, epochs=2, batch_size=50, checkpoint=old, eval_every=5)
+    assert resumed.status.done == 3 and resumed.run().state == "finished"
+    got = other.state_dict()
     assert all(torch.allclose(got[k], uninterrupted[k], atol=1e-6) for k in uninterrupted)

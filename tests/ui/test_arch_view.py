@@ -71,3 +71,17 @@ def test_bad_input():
     net = ElasticMLP()
     with pytest.raises(ValueError, match="not allowed"):
         ArchView({**net.space.smallest(), "depth": 99}, net)
+
+
+def test_layers_the_subnet_skips_say_so():
+    """Layers past the depth are greyed and labelled "skipped", not "width 16"."""
+    net = ElasticMLP()
+    arch = net.space.smallest()
+    svg = ArchView(arch, net).widget.value
+    skipped = svg.count(": skipped</text>")
+    inactive = sum(state == "inactive" for _, state in _cells(svg))
+    assert skipped == inactive > 0
+    with pytest.warns(FutureWarning, match=r"ArchView: pass title=\.\.\. by keyword"):
+        assert "trial 3" in ArchView(arch, net, "trial 3").widget.value
+    bundle = ArchView(arch, net)._repr_mimebundle_()
+    assert bundle["image/svg+xml"] == svg  # JupyterLab, nbconvert and GitHub show the SVG

@@ -9,11 +9,13 @@ import time
 
 import numpy as np
 import pytest
-from ui_helpers import failing_sometimes, gated, make_search, three_objectives
+from ui_helpers import SPACE, failing_sometimes, gated, make_search, three_objectives
 
 from nasviz import ConfigError
 from nasviz.search import hypervolume
 from nasviz.ui import SearchDashboard
+from nasviz.ui._hypervolume import CHOOSE_AFTER
+from nasviz.viz import reference_box
 
 
 def test_dashboard_follows_a_search_to_the_end():
@@ -28,11 +30,22 @@ def test_dashboard_follows_a_search_to_the_end():
     assert dash.drawn_points == len(results) == 30
     assert sorted(dash.front_trials) == sorted(search.pareto()["trial"].tolist())
     curve = dash.hypervolume_curve
-    assert len(curve) == 30 and np.all(np.diff(curve) >= -1e-12)
-    # when the run ends the automatic reference point is the search's own default
-    assert np.allclose(dash.hv.reference, search.reference_point())
-    assert curve[-1] == pytest.approx(search.hypervolume())
-    assert "reference" in dash.hv_title
+    assert len(curve) == 30 and np.all(np.diff(curve) >= -1e-12) and 0 < curve[-1] <= 1
+    # the reference box was chosen once, from the first (at least CHOOSE_AFTER) points, and
+    # then stayed: it is the box of some prefix of the results, not of all of them
+    values = results[["loss", "cost"]].to_numpy()
+    prefixes = [reference_box(values[:k], search.objectives) for k in range(CHOOSE_AFTER, 31)]
+    assert any(
+        np.array_equal(ideal, dash.hv.ideal) and np.array_equal(ref, dash.hv.reference)
+        for ideal, ref in prefixes
+    )
+    directions = ["minimize", "minimize"]
+    assert dash.hv.raw[-1] == pytest.approx(hypervolume(values, directions, dash.hv.reference))
+    clipped = np.maximum(values, dash.hv.ideal)
+    box = np.prod(dash.hv.reference - dash.hv.ideal)
+    share = hypervolume(clipped, directions, dash.hv.reference) / box
+    assert curve[-1] == pytest.approx(share)
+    assert "share of the reference box" in dash.hv_title and "reference: loss" in dash.hv_title
     assert "finished: 30/30" in dash.status_line.value
     assert (
         all(b.disabled for name, b in dash.buttons.items() if name != "start")
@@ -129,25 +142,30 @@ def test_reference_point_is_editable():
     search.start().wait(30)
     dash = SearchDashboard(search)  # built on a finished search: loads what is stored
     assert dash.drawn_points == 20
-    assert [b.value for b in dash.reference_inputs] == pytest.approx(search.reference_point())
-    dash.set_reference([2.0, 2.0])
     values = search.results[["loss", "cost"]].to_numpy()
-    assert dash.hypervolume_curve[-1] == pytest.approx(
-        hypervolume(values, ["minimize", "minimize"], [2.0, 2.0])
-    )
-    assert "reference 2, 2" in dash.hv_title
+    ideal, ref = reference_box(values, search.objectives)
+    assert [b.value for b in dash.reference_inputs] == list(ref)
+    assert all(float(f"{v:.3g}") == v for v in ref)  # round numbers, never 8.2527881040
+    dash.set_reference([2.0, 2.0])
+    assert dash.hv.raw[-1] == pytest.approx(hypervolume(values, ["minimize", "minimize"], [2, 2]))
+    assert "reference: loss 2, cost 2" in dash.hv_title
     with pytest.raises(ConfigError, match="needs 2 finite values"):
         dash.set_reference([1.0])
+    with pytest.raises(ConfigError, match=r"worse than the best possible value.*\['loss'\]"):
+        dash.set_reference([float(ideal[0]) - 1, 2.0])
     # through its controls: type the values, press the button
     dash.reference_inputs[0].value, dash.reference_inputs[1].value = 1.5, 3.0
     dash.reference_button.click()
     expected = hypervolume(values, ["minimize", "minimize"], [1.5, 3.0])
-    assert dash.hypervolume_curve[-1] == pytest.approx(expected)
-    assert "reference 1.5, 3" in dash.hv_title and dash.reference_message.value == ""
+    assert dash.hv.raw[-1] == pytest.approx(expected)
+    assert dash.hypervolume_curve[-1] == pytest.approx(
+        expected / ((1.5 - ideal[0]) * (3.0 - ideal[1]))
+    )
+    assert "reference: loss 1.5, cost 3" in dash.hv_title and dash.reference_message.value == ""
     dash.reference_inputs[1].value = float("inf")
     dash.reference_button.click()  # shown in the widget, the curve unchanged
     assert "finite values" in dash.reference_message.value
-    assert dash.hypervolume_curve[-1] == pytest.approx(expected)
+    assert dash.hv.raw[-1] == pytest.approx(expected)
 
 
 def _bytes_sent(widget):
@@ -219,7 +237,7 @@ def test_front_hover_shows_the_arch_and_infeasible_points_stay_visible():
     for trial, x, y in zip(front, dash.front_trace.x, dash.front_trace.y, strict=True):
         row = results.loc[trial]
         assert place[trial] == (x, y)
-        assert hover[trial].startswith(f"trial {trial}<br>loss={row['loss']:.4g}")
+        assert hover[trial].startswith(f"trial {trial}<br>loss {row['loss']:.3g} · cost")
         assert all(f"{k}={row[k]}" in hover[trial] for k in ("x0", "x1", "x2"))
     dash.close()
 
@@ -270,4 +288,20 @@ def test_the_status_clock_ticks_while_an_evaluation_is_slow():
     settled = dash.throttle.flushes
     time.sleep(0.5)
     assert dash.throttle.flushes == settled  # no ticking once the run has ended
+    dash.close()
+
+
+def test_a_search_that_runs_out_of_archs_says_so():
+    """03's random baseline ended at 1554/2000 without a word: the space was exhausted."""
+    search = make_search(budget=SPACE.size + 50)
+    dash = SearchDashboard(search)
+    search.start().wait(60)
+    dash.throttle.flush_now()
+    status = search.status
+    assert status.state == "finished" and status.done == SPACE.size
+    assert f"ended at {SPACE.size} of {SPACE.size + 50}" in dash.status_line.value
+    assert "every distinct subnet of the space has been evaluated" in dash.status_line.value
+    assert "every distinct subnet" in dash.static_figure().layout.title.text
+    with pytest.warns(FutureWarning, match=r"SearchDashboard: pass rate=\.\.\. by keyword"):
+        SearchDashboard(search, 5.0).close()
     dash.close()

@@ -173,11 +173,54 @@ def test_latency_and_export_run_in_the_kernel(tmp_path):
     explorer.buttons["latency"].click()
     trial = explorer.selected[0]
     assert explorer.measured[trial] > 0 and "ms median" in explorer.action_out.value
+    # Export writes into the search's folder by default (here: the current one, the search is
+    # in memory) and says where
+    assert explorer.path_box.value.endswith(f"subnet-trial{explorer.selected[0]}.pt")
     explorer.path_box.value = str(tmp_path / "best.pt")
     explorer.buttons["export"].click()
+    assert str((tmp_path / "best.pt").resolve()) in explorer.action_out.value
     x = torch.randn(5, 64)
     with net.subnet(arch), torch.no_grad():
         expected = net(x)
     with torch.no_grad():
         assert torch.allclose(explorer.exported(x), expected, atol=1e-5)
         assert torch.allclose(load_subnet(tmp_path / "best.pt")(x), expected, atol=1e-5)
+
+
+def test_export_goes_to_the_runs_folder_and_numbers_read_well(tmp_path):
+    torch.manual_seed(0)
+    net = ElasticMLP()
+    journal = tmp_path / "run" / "search.journal"
+    journal.parent.mkdir()
+    search = Search(
+        net,
+        objectives=[params(), macs((1, 64))],
+        strategy="random",
+        budget=6,
+        storage=str(journal),
+        seed=0,
+    )
+    search.start().wait(60)
+    explorer = ParetoExplorer(search, net=net)
+    assert explorer.out_dir == journal.parent.resolve()
+    _click(explorer, 1, 0)
+    trial = explorer.selected[0]
+    explorer.buttons["export"].click()
+    written = journal.parent / f"subnet-trial{trial}.pt"
+    assert written.is_file() and str(written.resolve()) in explorer.action_out.value
+    # SI prefixes and units: 19.7k MACs, never 1.971e+04 beside 9472
+    row = search.results.set_index("trial").loc[trial]
+    macs_text = f"{row['macs'] / 1000:.4g}k MACs"
+    assert macs_text in explorer.details.value
+    assert explorer.sliders["macs"].readout_format == ".3s"
+    assert explorer.sliders["macs"].description == "MACs ≤"
+    assert "e+0" not in explorer.table.value and "MACs" in explorer.table.value
+
+
+def test_the_star_is_never_dimmed_and_old_calls_warn(finished):
+    explorer = ParetoExplorer(finished)
+    star = explorer.figure.data[3]
+    assert star.unselected.marker.opacity == 1 and star.selected.marker.opacity == 1
+    assert explorer.figure.layout.clickmode == "event"  # a click selects nothing in plotly
+    with pytest.warns(FutureWarning, match=r"ParetoExplorer: pass net=\.\.\. by keyword"):
+        ParetoExplorer(finished, None, None)

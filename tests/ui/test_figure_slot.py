@@ -53,14 +53,14 @@ def test_a_deaf_dashboard_figure_is_rebuilt_with_everything_drawn():
     old = dash.figure
     assert old._last_trace_edit_id > 0  # the kernel drew points after creating the widget
     _ack(old, 0)  # the view rendered, but its model never received those edits
-    assert _wait(lambda: dash.figure is not old)
+    assert _wait(lambda: dash.figure is not old, timeout=15)
     _wait(lambda: dash.drawn_points == 20)
     assert dash.drawn_points == 20 and dash.slot.box.children == (dash.figure,)
     # the old figure's widget state was brought up to date when the run ended (page reloads)
     assert sum(len(t.get("x", ())) for t in old._widget_data) >= 20
     assert sorted(dash.front_trials) == sorted(finished.pareto()["trial"])
     assert len(dash.hypervolume_curve) == 20
-    assert _wait(lambda: old.comm is None)  # the deaf widget is closed
+    assert old.comm is not None and dash.slot.retired == [old]  # kept while the view lives
     # the new widget holds it all in its initial state: no edit needed to show it
     assert dash.figure._last_trace_edit_id == 0
     assert len(dash.figure._widget_data) == len(dash.figure.data)
@@ -193,5 +193,96 @@ def test_the_deaf_clock_stops_while_a_cell_runs(monkeypatch):
     assert dash.figure is fig and not dash.slot.deaf()
     _figure._cell_ended()  # the cell ended: the queued answers get their grace from now
     assert not dash.slot.deaf()
-    assert _wait(lambda: dash.figure is not fig)  # none came: deaf after all
+    assert _wait(lambda: dash.figure is not fig, timeout=15)  # none came: deaf after all
+    dash.close()
+
+
+def test_a_replaced_figure_stays_open_until_the_view_closes():
+    """A slow view may still answer its last edits: closing the replaced widget would make the
+    kernel log "No such comm" for each answer."""
+    from nasviz.ui._figure import FigureSlot, PlotWidget
+
+    slot = FigureSlot(lambda: PlotWidget())
+    old = slot.figure
+    slot.install(PlotWidget())
+    assert old.comm is not None and slot.box.children == (slot.figure,)
+    current = slot.figure
+    slot.close()
+    assert old.comm is None and current.comm is None
+
+
+def test_plot_widget_takes_typed_arrays_reported_back_by_its_view():
+    """A view reports the data it drew; numpy data comes back as a typed-array spec (a dict).
+    plotly's own FigureWidget then fails with "The truth value of an array ... is ambiguous"
+    (the errors a budget-slider drag logged); nasviz's PlotWidget keeps its data."""
+    import numpy as np
+    import plotly.graph_objects as go
+
+    from nasviz.ui._figure import PlotWidget
+
+    def report(fig):
+        trace = fig.data[0]
+        spec = {"dtype": "float64", "shape": [3], "value": np.arange(3.0).tobytes()}
+        fig._js2py_traceDeltas = {
+            "trace_deltas": [{"uid": trace.uid, "x": spec, "marker": {"color": "red"}}],
+            "trace_edit_id": fig._last_trace_edit_id,
+        }
+
+    stock = go.FigureWidget(go.Scatter(x=np.arange(3.0), y=[1, 2, 3]))
+    with pytest.raises(ValueError, match="truth value of an array"):
+        report(stock)
+    fig = PlotWidget(go.Scatter(x=np.arange(3.0), y=[1, 2, 3]))
+    fig.data[0].x = np.arange(3.0) * 2  # a restyle after creation, as the views do
+    report(fig)
+    assert list(fig.data[0].x) == [0.0, 2.0, 4.0]
+
+
+def test_a_view_behind_its_edits_holds_the_next_redraw():
+    """While a rendered view has not caught up with the last edit, live views wait."""
+    import threading
+
+    gate = threading.Semaphore(0)
+
+    def one_at_a_time(arch):
+        assert gate.acquire(timeout=20)
+        return three_objectives(arch)
+
+    search = make_search(fn=one_at_a_time, budget=6, n_obj=3)
+    dash = SearchDashboard(search, rate=1000)
+    dash._repr_mimebundle_()
+    fig = dash.figure
+    _ack(fig, fig._last_trace_edit_id)
+    search.start()
+    gate.release()
+    assert _wait(lambda: len(search.results) == 1)
+    dash.throttle.flush_now()
+    assert dash.drawn_points == 1 and dash.slot.behind()  # sent, not yet drawn by the view
+    sent = fig._last_trace_edit_id
+    gate.release()
+    assert _wait(lambda: len(search.results) == 2)
+    dash.throttle.flush_now()
+    assert fig._last_trace_edit_id == sent and dash.drawn_points == 1  # held back
+    _ack(fig, sent)  # the view caught up
+    assert _wait(lambda: dash.drawn_points == 2)  # the held redraw follows
+    for _ in range(4):
+        gate.release()
+    search.wait(60)
+    dash.close()
+
+
+def test_the_end_of_a_run_and_a_relayout_are_drawn_even_when_behind():
+    search = make_search(fn=three_objectives, budget=12, n_obj=3)
+    dash = SearchDashboard(search)
+    dash._repr_mimebundle_()
+    fig = dash.figure
+    _ack(fig, fig._last_trace_edit_id)  # rendered, up to date
+    assert _wait(lambda: not dash.slot.behind())  # after a rest as long as its drawing
+    search.start().wait(60)
+    dash.throttle.flush_now()  # the run's end is always drawn
+    assert dash.drawn_points == 12 and dash.slot.behind()  # edits the view has not drawn yet
+    sent = fig._last_trace_edit_id
+    dash.color_picker.value = "loss"  # a relayout asked for by the user is drawn at once too
+    assert fig._last_trace_edit_id > sent
+    _ack(fig, fig._last_trace_edit_id)
+    assert _wait(lambda: not dash.slot.behind())  # after a rest as long as its drawing
     dash.close()

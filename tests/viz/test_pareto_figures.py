@@ -8,13 +8,16 @@ import pytest
 
 from nasviz import ConfigError
 from nasviz.search import hypervolume
-from nasviz.viz._pareto import (
+from nasviz.viz import (
+    ParetoInfo,
     hypervolume_figure,
     hypervolume_info,
     pareto_figure,
     pareto_info,
+    pareto_plot,
     predictor_figure,
     predictor_info,
+    predictor_plot,
 )
 
 OBJ = [("accuracy", "maximize"), ("macs", "minimize")]
@@ -49,7 +52,9 @@ def test_pareto_info_marks_front_failed_and_infeasible():
     assert set(info.trials[info.front]) == {0, 1, 3, 6}
     assert list(info.front_order) == [0, 6, 1, 3]  # sorted along x (macs)
     assert list(info.failed) == [4] and list(info.infeasible) == [5]
-    assert "width=16" in info.hover[1] and "accuracy=95" in info.hover[1]
+    # hover: readable values with units
+    assert "width=16" in info.hover[1] and "accuracy 95%" in info.hover[1]
+    assert "MACs 300" in info.hover[1]
 
 
 def test_pareto_front_matches_brute_force_on_random_tables():
@@ -71,15 +76,30 @@ def test_pareto_front_matches_brute_force_on_random_tables():
 
 
 def test_pareto_figure_draws_faded_points_and_connected_front():
-    fig = pareto_figure(pareto_info(_table(), OBJ, x="macs", y="accuracy"))
+    fig = pareto_figure(_table(), OBJ, x="macs", y="accuracy")  # one call: info computed inside
     dominated, front = fig.data[0], fig.data[1]
     assert list(dominated.customdata) == [2] and dominated.marker.opacity < 1
     assert list(front.customdata) == [0, 6, 1, 3] and front.mode == "lines+markers"
     assert "1 failed" in fig.layout.title.text and "1 infeasible" in fig.layout.title.text
-    assert (
-        fig.layout.xaxis.title.text == "macs (↓ better)"
-        and fig.layout.yaxis.title.text == "accuracy (↑ better)"
-    )
+    # units on the axes, SI ticks for counts
+    assert fig.layout.xaxis.title.text == "MACs (↓ better)" and fig.layout.xaxis.tickformat == "~s"
+    assert fig.layout.yaxis.title.text == "accuracy (%, ↑ better)"
+    assert fig.layout.clickmode == "event"  # a click never selects (and dims) the other points
+    info = pareto_info(_table(), OBJ, x="macs", y="accuracy")
+    assert pareto_plot(info).to_json() == fig.to_json()  # the split stays for tests
+
+
+def test_the_previous_releases_calls_still_work_with_a_future_warning():
+    info = pareto_info(_table(), OBJ, x="macs", y="accuracy")
+    with pytest.warns(FutureWarning, match=r"pareto_figure\(ParetoInfo\) is deprecated"):
+        old = pareto_figure(info, "mine")
+    assert old.layout.title.text.startswith("mine —")
+    with pytest.warns(FutureWarning, match=r"pass x=\.\.\., y=\.\.\. by keyword"):
+        positional = pareto_info(_table(), OBJ, "macs", "accuracy")
+    assert isinstance(positional, ParetoInfo) and positional.x == "macs"
+    assert list(positional.front_order) == list(info.front_order)
+    with pytest.raises(ConfigError, match="needs the objectives"):
+        pareto_figure(_table())
 
 
 def test_third_objective_colours_points_and_bad_axes_are_errors():
@@ -103,7 +123,24 @@ def test_hypervolume_info_is_monotone_and_ends_at_the_hypervolume():
     )
     assert info.hypervolume[-1] == pytest.approx(expected)
     assert info.hypervolume[4] == info.hypervolume[3]  # the failed trial adds nothing
-    assert list(hypervolume_figure(info).data[0].y) == list(info.hypervolume)
+    # normalized: the share of the box from the natural ideal (100%, 0 MACs) to the reference
+    assert list(info.ideal) == [100.0, 0.0]
+    assert info.normalized[-1] == pytest.approx(expected / ((100 - 80) * 1000))
+    fig = hypervolume_figure(table, OBJ, reference=[80.0, 1000.0])
+    assert list(fig.data[0].y) == list(info.normalized) and max(fig.data[0].y) <= 1
+    assert fig.data[0].customdata[-1] == f"{expected / 1000:.3g}k"  # the raw value on hover
+    assert "reference: accuracy 80%, MACs 1k" in fig.layout.title.text
+
+
+def test_automatic_reference_box_is_round_and_bounds_every_point():
+    table = pd.DataFrame(
+        {"trial": range(4), "loss": [0.123456, 0.2, 0.35, 0.5], "macs": [9472.0, 4e3, 2e3, 1e3]}
+    )
+    objectives = [("loss", "minimize"), ("macs", "minimize")]
+    info = hypervolume_info(table, objectives)
+    # loss: no natural bound, so the ideal is one range below the best; macs' ideal is 0
+    assert list(info.reference) == [0.689, 13800.0] and list(info.ideal) == [-0.254, 0.0]
+    assert np.all(np.diff(info.normalized) >= 0) and 0 < info.normalized[-1] < 1
 
 
 def test_predictor_info_reads_cycles():
@@ -122,6 +159,12 @@ def test_predictor_info_reads_cycles():
         91.0,
         95.0,
     ]
-    fig = predictor_figure(info)
+    fig = predictor_figure(cycles)
     assert list(fig.data[0].y) == [0.2, 0.6] and list(fig.data[1].x) == [89.0, 92.0, 94.0]
-    assert predictor_info(pd.DataFrame()).cycles.size == 0
+    assert fig.layout.xaxis2.title.text == "measured accuracy (%)"
+    assert not [a for a in fig.layout.annotations if "first cycle" in a.text]
+    empty = predictor_info(pd.DataFrame())
+    assert empty.cycles.size == 0
+    # before the first cycle each panel says what it waits for
+    notes = [a.text for a in predictor_plot(empty).layout.annotations if "first cycle" in a.text]
+    assert len(notes) == 2

@@ -1,0 +1,347 @@
+"""Every use of Optuna's private API in nasviz, in one module.
+
+nasviz keeps its results in plain Optuna studies and reads them through Optuna's public API
+wherever that API is fast enough. A few things need Optuna's internals; they live here, so an
+Optuna upgrade is checked in one place:
+
+    * the study id and storage of a :class:`optuna.Study` and the storage id of a trial
+      (``Study._study_id``, ``Study._storage``, ``FrozenTrial._trial_id``), which the
+      storage's public methods take;
+    * the system attributes that hold a study's metric names (what ``set_metric_names``
+      writes, without its experimental warning) and a trial's constraints (what
+      ``Trial.set_constraint`` writes, without reading the whole trial first);
+    * :func:`create_trial`: a trial from a template, without the in-memory storage's deep
+      copy of it, and in one transaction of plain inserts in an RDB (Optuna's models, as
+      ``RDBStorage`` writes them); :func:`finish_trial`: a trial's attributes and final state
+      in one journal append (Optuna's journal format, written as ``JournalStorage`` writes
+      it) or one RDB transaction;
+    * :class:`TrialReader`: the trials created or changed since the last read, in time
+      independent of the study's size. Public ``get_all_trials`` returns every trial on every
+      call, which makes a search slower with every trial; the reader uses the storage's own
+      incremental paths instead (the journal's replay state, the in-memory lists, and the RDB
+      storage's ``_get_trials(trial_id_greater_than=...)`` that Optuna's cache uses), and
+      falls back to ``get_all_trials`` for any other storage.
+
+Tested with optuna 5.0.0 (:data:`TESTED`); ``tests/search/test_search_optuna.py`` checks
+that these writes read back as Optuna's own calls' on each storage kind (memory, journal,
+SQLite, PostgreSQL).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import optuna
+from optuna.distributions import distribution_to_json
+from optuna.exceptions import StorageInternalError, UpdateFinishedTrialError
+from optuna.storages import BaseStorage, InMemoryStorage, JournalStorage, RDBStorage
+from optuna.storages._cached_storage import _CachedStorage
+from optuna.storages._rdb import models
+from optuna.storages._rdb.storage import _create_scoped_session
+from optuna.storages.journal._storage import JournalOperation as Op
+from optuna.study._constrained_optimization import _CONSTRAINTS_KEY
+from optuna.study.study import _SYSTEM_ATTR_METRIC_NAMES
+from optuna.trial import FrozenTrial, TrialState
+from sqlalchemy.exc import IntegrityError
+
+__all__ = [
+    "CONSTRAINTS_PREFIX",
+    "METRIC_NAMES_KEY",
+    "TESTED",
+    "TrialReader",
+    "backend",
+    "create_trial",
+    "finish_trial",
+    "storage_of",
+    "study_id",
+    "trial_id",
+]
+
+#: Optuna versions this module was tested with.
+TESTED = ("5.0.0",)
+
+#: The study system attribute holding the objectives' names (optuna-dashboard and
+#: ``plot_pareto_front`` read it).
+METRIC_NAMES_KEY = _SYSTEM_ATTR_METRIC_NAMES
+#: A trial's constraint ``name`` is its system attribute ``f"{CONSTRAINTS_PREFIX}:{name}"``
+#: (what ``Trial.set_constraint`` writes, without its extra read of the trial).
+CONSTRAINTS_PREFIX = _CONSTRAINTS_KEY
+
+
+def study_id(study: optuna.Study) -> int:
+    """The storage's id of ``study``."""
+    return study._study_id
+
+
+def storage_of(study: optuna.Study) -> BaseStorage:
+    """The storage ``study`` reads and writes (Optuna may wrap an RDB storage in a cache)."""
+    return study._storage
+
+
+def trial_id(trial: FrozenTrial | optuna.Trial) -> int:
+    """The storage's id of a trial (unique in the storage; ``number`` is unique in a study)."""
+    return trial._trial_id
+
+
+def backend(storage: BaseStorage) -> BaseStorage:
+    """The storage behind Optuna's cache wrapper (itself when it is not wrapped)."""
+    return storage._backend if isinstance(storage, _CachedStorage) else storage
+
+
+def create_trial(storage: BaseStorage, study: int, template: FrozenTrial) -> int:
+    """``storage.create_new_trial(study, template)`` for a RUNNING template with params and
+    system attributes. In memory without Optuna's deep copy of the template (the caller hands
+    over a fresh one and never touches it again; distributions are never modified); in an RDB
+    in one transaction of a few statements (Optuna's checks each param against the study's
+    earlier distributions, two queries per param; nasviz's are fixed per study)."""
+    store = backend(storage)
+    if isinstance(store, RDBStorage):
+        return _rdb_create(store, study, template)
+    if not isinstance(store, InMemoryStorage):
+        return storage.create_new_trial(study, template_trial=template)
+    with store._lock:
+        store._check_study_id(study)
+        trial_id = store._max_trial_id + 1
+        store._max_trial_id += 1
+        template.number = len(store._studies[study].trials)
+        template._trial_id = trial_id
+        store._trial_id_to_study_id_and_number[trial_id] = (study, template.number)
+        store._studies[study].trials.append(template)
+        store._update_cache(trial_id, study)
+    return trial_id
+
+
+def _rdb_session(store: RDBStorage):
+    return _create_scoped_session(store.scoped_session)
+
+
+def _rdb_create(store: RDBStorage, study: int, template: FrozenTrial) -> int:
+    for attempt in range(5):  # as Optuna: concurrent creations may deadlock; retry
+        try:
+            with _rdb_session(store) as session:
+                # the study's row lock orders trial numbers, as in Optuna's own creation
+                models.StudyModel.find_or_raise_by_id(study, session, for_update=True)
+                trial = models.TrialModel(
+                    study_id=study,
+                    number=None,
+                    state=TrialState.RUNNING,
+                    datetime_start=template.datetime_start,
+                )
+                session.add(trial)
+                session.flush()
+                session.add_all(
+                    [
+                        models.TrialParamModel(
+                            trial_id=trial.trial_id,
+                            param_name=name,
+                            param_value=template.distributions[name].to_internal_repr(value),
+                            distribution_json=distribution_to_json(template.distributions[name]),
+                        )
+                        for name, value in template.params.items()
+                    ]
+                    + [
+                        models.TrialSystemAttributeModel(
+                            trial_id=trial.trial_id, key=key, value_json=json.dumps(value)
+                        )
+                        for key, value in template.system_attrs.items()
+                    ]
+                )
+                trial.number = trial.count_past_trials(session)
+                template.number, template._trial_id = trial.number, trial.trial_id
+                return trial.trial_id
+        except StorageInternalError:
+            if attempt == 4:
+                raise
+            time.sleep(random.random())
+    raise AssertionError("unreachable")
+
+
+def finish_trial(
+    storage: BaseStorage,
+    trial_id: int,
+    user_attrs: dict[str, Any],
+    system_attrs: dict[str, Any],
+    state: TrialState,
+    values: list[float] | None,
+) -> None:
+    """Sets a RUNNING trial's attributes, then its final state and values: what the storage's
+    ``set_trial_user_attr`` / ``set_trial_system_attr`` / ``set_trial_state_values`` do one by
+    one, in one append (one lock, one write, one read back) for a journal and in one
+    transaction for an RDB.
+
+    The keys must be new to the trial and it must have no values yet (true of a claim that
+    nasviz finishes), so an RDB inserts them without looking first.
+
+    Raises:
+        optuna.exceptions.UpdateFinishedTrialError: the trial had already finished (nothing
+            of this call took effect on it).
+    """
+    store = backend(storage)
+    if isinstance(store, RDBStorage) and _rdb_finish(
+        store, trial_id, user_attrs, system_attrs, state, values
+    ):
+        return
+    if not isinstance(store, JournalStorage):  # (an RDB whose fast path found a key taken)
+        for key, value in user_attrs.items():
+            storage.set_trial_user_attr(trial_id, key, value)
+        for key, value in system_attrs.items():
+            storage.set_trial_system_attr(trial_id, key, value)
+        storage.set_trial_state_values(trial_id, state, values)
+        return
+    now = datetime.now(tz=UTC).isoformat(timespec="microseconds")
+    with store._thread_lock:
+        worker = store._replay_result.worker_id
+        logs = [
+            {"op_code": Op.SET_TRIAL_USER_ATTR, "worker_id": worker, "trial_id": trial_id,
+             "user_attr": {k: v}}
+            for k, v in user_attrs.items()
+        ] + [
+            {"op_code": Op.SET_TRIAL_SYSTEM_ATTR, "worker_id": worker, "trial_id": trial_id,
+             "system_attr": {k: v}}
+            for k, v in system_attrs.items()
+        ]  # fmt: skip
+        logs.append(
+            {"op_code": Op.SET_TRIAL_STATE_VALUES, "worker_id": worker, "trial_id": trial_id,
+             "state": state, "values": values, "datetime_complete": now}
+        )  # fmt: skip
+        store._backend.append_logs(logs)
+        refused = None
+        while True:  # each refused log raises once as it is replayed: read them all
+            try:
+                store._sync_with_backend()
+                break
+            except UpdateFinishedTrialError as exc:
+                refused = refused or exc
+        if refused is not None:
+            raise refused
+
+
+def _rdb_finish(
+    store: RDBStorage,
+    trial_id: int,
+    user_attrs: dict[str, Any],
+    system_attrs: dict[str, Any],
+    state: TrialState,
+    values: list[float] | None,
+) -> bool:
+    """:func:`finish_trial` in one RDB transaction of plain inserts; False (nothing written)
+    when a key was there already (another search wrote it meanwhile, e.g. while reaping the
+    trial): the caller then takes Optuna's own path, which updates keys in place."""
+    try:
+        with _rdb_session(store) as session:
+            trial = models.TrialModel.find_or_raise_by_id(trial_id, session, for_update=True)
+            store.check_trial_is_updatable(trial_id, trial.state)
+            rows: list[Any] = [
+                models.TrialUserAttributeModel(trial_id=trial_id, key=k, value_json=json.dumps(v))
+                for k, v in user_attrs.items()
+            ]
+            rows += [
+                models.TrialSystemAttributeModel(trial_id=trial_id, key=k, value_json=json.dumps(v))
+                for k, v in system_attrs.items()
+            ]
+            for objective, value in enumerate(values or ()):
+                stored, kind = models.TrialValueModel.value_to_stored_repr(value)
+                rows.append(
+                    models.TrialValueModel(
+                        trial_id=trial_id, objective=objective, value=stored, value_type=kind
+                    )
+                )
+            session.add_all(rows)
+            trial.state = state
+            trial.datetime_complete = datetime.now()
+    except IntegrityError:
+        return False
+    return True
+
+
+class TrialReader:
+    """Reads one study's trials incrementally: each :meth:`poll` returns the trials created
+    since the previous poll plus the current state of the given unfinished ones.
+
+    Contract: one reader per study and engine, called from one thread at a time. New trials
+    come in creation order (trial number); a storage that creates a study's trials under a
+    lock (all of Optuna's do) never shows a trial before the ones numbered below it.
+    """
+
+    def __init__(self, storage: BaseStorage, study: int):
+        self.storage = storage
+        self.study = study
+        self._backend = backend(storage)
+        self._cursor = 0  # trials consumed (journal, memory, generic) or last trial id (RDB)
+        if isinstance(self._backend, RDBStorage):
+            self._cursor = -1
+
+    def poll(
+        self, unfinished: set[int], own: dict[int, FrozenTrial] | None = None
+    ) -> list[FrozenTrial]:
+        """New trials (by number) followed by those of ``unfinished`` (trial ids) not among
+        them; every trial as the storage holds it now (not a copy: read, never modify).
+
+        ``own``: trials this engine just created (id -> the template it created them from, as
+        given to :func:`create_trial`); an RDB does not read those back.
+        """
+        store = self._backend
+        if isinstance(store, JournalStorage):
+            new, old = self._journal(store, unfinished)
+        elif isinstance(store, InMemoryStorage):
+            new, old = self._memory(store, unfinished)
+        elif isinstance(store, RDBStorage):
+            new, old = self._rdb(store, unfinished, own or {})
+        else:
+            new, old = self._generic(unfinished)
+        seen = {trial_id(t) for t in new}
+        return new + [t for t in old if trial_id(t) not in seen]
+
+    def _journal(self, store: JournalStorage, unfinished: set[int]):
+        with store._thread_lock:
+            store._sync_with_backend()
+            replay = store._replay_result
+            ids = replay._study_id_to_trial_ids[self.study]
+            new = [replay._trials[i] for i in ids[self._cursor :]]
+            self._cursor = len(ids)
+            old = [replay._trials[i] for i in unfinished]
+        return new, old
+
+    def _memory(self, store: InMemoryStorage, unfinished: set[int]):
+        with store._lock:
+            trials = store._studies[self.study].trials
+            new = trials[self._cursor :]
+            self._cursor = len(trials)
+            old = [store.get_trial(i) for i in unfinished]
+        return new, old
+
+    def _rdb(self, store: RDBStorage, unfinished: set[int], own: dict[int, FrozenTrial]):
+        ids = []
+        if own:  # a light query first: are there new trials besides ours?
+            with _rdb_session(store) as session:
+                ids = [
+                    i
+                    for (i,) in session.query(models.TrialModel.trial_id).filter(
+                        models.TrialModel.study_id == self.study,
+                        models.TrialModel.trial_id > self._cursor,
+                    )
+                ]
+        if ids:
+            others = ({i for i in ids} | set(unfinished)) - own.keys()
+            got = store._get_trials(self.study, None, others, max(ids)) if others else []
+            new = [t for t in got if trial_id(t) in others and trial_id(t) > self._cursor]
+            new += [own[i] for i in ids if i in own]  # (later trials: the next poll)
+            old = [t for t in got if trial_id(t) <= self._cursor]
+            self._cursor = max(ids)
+            return sorted(new, key=lambda t: t.number), old
+        got = store._get_trials(self.study, None, set(unfinished), self._cursor)
+        new = [t for t in got if trial_id(t) > self._cursor]
+        old = [t for t in got if trial_id(t) <= self._cursor]
+        if new:
+            self._cursor = max(trial_id(t) for t in new)
+        return sorted(new, key=lambda t: t.number), old
+
+    def _generic(self, unfinished: set[int]):
+        trials = self.storage.get_all_trials(self.study, deepcopy=False)
+        new = trials[self._cursor :]
+        self._cursor = len(trials)
+        return new, [t for t in trials if trial_id(t) in unfinished]

@@ -1,0 +1,98 @@
+"""One study, several processes: on PostgreSQL, SQLite and a journal file, three processes (two
+children and this one) that create the study at once (same seed, so they propose the same
+archs in the same order) share a budget of 60: exactly 60 distinct archs complete, none twice,
+although one child is killed with SIGKILL in the middle of an evaluation (its arch is retried
+once, by another process)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import threading
+from pathlib import Path
+
+import optuna
+import pytest
+from search_helpers import OBJECTIVES, WIDE, shared_fn
+
+from nasviz.search import Search
+from nasviz.search._storage import INTERRUPTED_KEY, kind
+
+BUDGET = 60
+
+
+def _storage(kind_: str, tmp_path: Path, postgres_server) -> str:
+    if kind_ == "journal":
+        return str(tmp_path / "shared.journal")
+    if kind_ == "sqlite":
+        return f"sqlite:///{tmp_path / 'shared.db'}"
+    return postgres_server
+
+
+@pytest.fixture(params=["postgresql", "sqlite", "journal"])
+def shared_storage(request, tmp_path):
+    if request.param == "postgresql":
+        return request.getfixturevalue("postgres_url")
+    return _storage(request.param, tmp_path, None)
+
+
+def test_three_processes_share_one_budget_and_survive_a_kill(
+    shared_storage, tmp_path, helper, children
+):
+    """This process is the third: it sees the others' results live, as events and rows."""
+    go = tmp_path / "go"
+    victim = children.take()
+    events = []
+    try:
+        helper.send(job="shared", storage=shared_storage, budget=BUDGET, go=str(go))
+        victim.send(job="shared", storage=shared_storage, budget=BUDGET, go=str(go), hang_after=1)
+        go.touch()  # all three create (or load) the study at once
+        search = Search(
+            shared_fn, WIDE, objectives=OBJECTIVES, strategy="random", budget=BUDGET,
+            storage=shared_storage, seed=0,
+        )  # fmt: skip
+        resumed = set(search.results["trial"])  # done before we looked: rows, never events
+        search.subscribe(lambda e: events.append(e.data) if e.kind == "result" else None)
+        runner = threading.Thread(target=search.run)  # not start(): its idle priority would
+        runner.start()  # let a busy machine starve it
+
+        hung = victim.wait_for("hang").split()[1:]
+        os.kill(victim.proc.pid, signal.SIGKILL)  # mid-evaluation: its trial stays RUNNING
+        assert helper.wait_for("done").startswith("done finished"), "".join(helper.log)
+        runner.join(timeout=300)
+        assert search.status.state == "finished", search.traceback
+    finally:
+        victim.close()
+
+    frame = search.results
+    archs = frame[list(WIDE.names)].apply(tuple, axis=1)
+    assert len(frame) == BUDGET and (frame["state"] == "COMPLETE").all()
+    assert archs.nunique() == BUDGET  # exactly 60 distinct archs, none evaluated twice
+    assert frame["searcher"].nunique() == 3  # every process evaluated some
+    mine = f"{socket.gethostname()}:{os.getpid()}"
+    others = [row for row in events if row["searcher"] != mine]
+    assert others and {row["trial"] for row in events} == set(frame["trial"]) - resumed  # live
+
+    trials = search.study.get_trials(deepcopy=False)
+    assert {kind(t) for t in trials} <= {"result", "interrupted", "skipped"}  # none left RUNNING
+    killed = [t for t in trials if kind(t) == "interrupted"]
+    assert len(killed) == 1 and INTERRUPTED_KEY in killed[0].user_attrs
+    arch = WIDE.validate(killed[0].params)
+    assert [str(arch[n]) for n in WIDE.names] == hung
+    retried = frame[archs == tuple(arch[n] for n in WIDE.names)]
+    assert len(retried) == 1 and int(retried["trial"].iloc[0]) > killed[0].number  # once, later
+    skipped = [t.user_attrs["nasviz"]["skipped"] for t in trials if kind(t) == "skipped"]
+    assert set(skipped) <= {"duplicate", "budget"}  # same seed: the three proposed alike
+
+    plain = optuna.load_study(
+        study_name=search.study.study_name, storage=_optuna_view(shared_storage)
+    )
+    assert sum(t.state == optuna.trial.TrialState.COMPLETE for t in plain.trials) == BUDGET
+
+
+def _optuna_view(storage: str):
+    """The storage as plain Optuna opens it (its own journal backend)."""
+    if "://" in storage:
+        return storage
+    return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(storage))
