@@ -30,6 +30,7 @@ from nasviz.search._evaluate import FunctionEvaluator, SupernetEvaluator, is_sup
 from nasviz.search._fidelity import Scheduler, make_scheduler, scheduler_from_settings
 from nasviz.search._results import CYCLE_PREFIX, ResultsView
 from nasviz.search._storage import (
+    RESULT_COLUMNS,
     STUDY_NAME,
     check_durability,
     check_study_name,
@@ -216,6 +217,12 @@ class Search(ResultsView):
             raise ConfigError(
                 f"objective names must be unique and differ from dimension names; got {names}"
             )
+        taken = [n for n in [*self.space.names, *names] if n in RESULT_COLUMNS]
+        if taken:
+            raise ConfigError(
+                f"{taken} name(s) a column Search.results keeps for itself; rename the "
+                f"objective or dimension (reserved: {list(RESULT_COLUMNS)})"
+            )
         budget = check_int("budget", budget, 1)
         workers = check_int("workers", workers, 1)
         if executor is not None and not isinstance(executor, cf.Executor):
@@ -236,6 +243,9 @@ class Search(ResultsView):
         if self.scheduler is not None:
             self.scheduler.check(self.objectives)
         bounds, predicates = _constraints(constraints, names)
+        #: the constraints' objective bounds, ``{objective: bound}`` (e.g. for the explorer's
+        #: hardware check)
+        self.bounds = dict(bounds)
         if canonical is None and supernet:
             canonical = getattr(net_or_fn, "canonical", None)
         if canonical is not None and not callable(canonical):

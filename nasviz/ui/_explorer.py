@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from nasviz.errors import ConfigError
+from nasviz.errors import ConfigError, check_real
 from nasviz.objectives import Objective, measure_latency
 from nasviz.search import pareto_mask
 from nasviz.space import SearchSpace
@@ -54,7 +54,11 @@ class ParetoExplorer(View):
     """Click a point (or lasso several) to see its arch and metrics and to act on it.
 
     Actions run in the kernel: measure the subnet's real latency now, export it (to
-    ``explorer.exported`` and to a file), pin it for side-by-side comparison (up to 4). Budget
+    ``explorer.exported`` and to a file), pin it for side-by-side comparison (up to 4). With a
+    hardware ``profile``, "Check front on hardware" measures every front arch for real under the
+    profile's conditions (:func:`~nasviz.hardware.check_latency`): the details show predicted
+    vs measured latency, and the archs within the latency bound on paper but over it in
+    reality are crossed out on the scatter and named in a warning. Budget
     sliders on each minimized objective filter the front (points over budget fade, the table
     keeps the front archs within budget) and mark the best arch within budget with a star (best
     on the first maximized objective, else the first objective) without re-evaluating. With 3+
@@ -67,6 +71,11 @@ class ParetoExplorer(View):
         net: the supernet, for the ArchView, latency and export actions.
         space: the space, when there is no supernet (for the ArchView).
         latency_input: input shape with batch for the latency action, e.g. ``(1, 1, 8, 8)``.
+        profile: a :class:`~nasviz.hardware.HardwareProfile` of ``net``, for the front check.
+        latency_bound: the latency bound (ms) the check flags violations of; None takes the
+            search's constraint on ``latency_objective`` (if any).
+        latency_objective: the results column holding the predicted latency (absent: the
+            check predicts with the profile's table).
         out_dir: where Export writes ``subnet-trial<N>.pt`` (default: the folder of the
             search's journal, else the current folder).
     """
@@ -80,6 +89,9 @@ class ParetoExplorer(View):
         net: Any = None,
         space: SearchSpace | None = None,
         latency_input: tuple[int, ...] | None = None,
+        profile: Any = None,
+        latency_bound: float | None = None,
+        latency_objective: str = "latency_table",
         out_dir: str | Path | None = None,
     ):
         if isinstance(results, pd.DataFrame):
@@ -102,6 +114,19 @@ class ParetoExplorer(View):
         self.net = net
         self.space = space if space is not None else getattr(net, "space", None)
         self.latency_input = latency_input
+        if profile is not None and not hasattr(profile, "blocks"):
+            raise ConfigError(
+                f"profile must be a nasviz.hardware.HardwareProfile, got {type(profile).__name__}"
+            )
+        self.profile = profile
+        self.latency_objective = latency_objective
+        if latency_bound is None and not isinstance(results, pd.DataFrame):
+            latency_bound = getattr(results, "bounds", {}).get(latency_objective)
+        self.latency_bound = (
+            None if latency_bound is None else check_real("latency_bound (ms)", latency_bound)
+        )
+        #: check_latency's rows for the front (indexed by trial), after :meth:`check_front`
+        self.latency_check: pd.DataFrame | None = None
         self._results = frame
         self.info = pareto_info(frame, self.objectives)
         self.frame = (
@@ -143,12 +168,16 @@ class ParetoExplorer(View):
             name: W.Button(description=label)
             for name, label in (
                 ("latency", "Measure latency"),
+                ("check", "Check front on hardware"),
                 ("export", "Export"),
                 ("pin", "Pin"),
                 ("unpin", "Unpin all"),
             )
         }
         self.buttons["latency"].on_click(lambda _b: self._act(self.measure_latency))
+        self.buttons["check"].on_click(lambda _b: self._act(self.check_front))
+        self.buttons["check"].layout.display = None if self.profile is not None else "none"
+        self.check_out = W.HTML()
         self.buttons["export"].on_click(
             lambda _b: self._act(lambda: self.export(self.path_box.value))
         )
@@ -172,6 +201,7 @@ class ParetoExplorer(View):
             [
                 W.HBox([self.buttons["latency"], self.buttons["pin"], self.buttons["unpin"]]),
                 W.HBox([self.path_box, self.buttons["export"]]),
+                W.HBox([self.buttons["check"]]),
                 self.action_out,
             ]
         )
@@ -183,6 +213,7 @@ class ParetoExplorer(View):
                     [W.VBox([self.details, self.arch_box], layout=W.Layout(width="60%")), actions]
                 ),
                 self.pinned_box,
+                self.check_out,
                 W.VBox(list(self.sliders.values())),
                 self.budget_out,
                 W.HBox([self.sort_picker, self.sort_desc]),
@@ -217,7 +248,8 @@ class ParetoExplorer(View):
     @property
     def figure(self) -> go.FigureWidget:
         """The scatter: trace 0 dominated points, 1 the front, 2 infeasible points (outside
-        the search's constraints), 3 the star on the best arch within the budgets."""
+        the search's constraints), 3 the star on the best arch within the budgets, 4 crosses on
+        the front archs over the latency bound in reality (after :meth:`check_front`)."""
         return self.slot.figure
 
     def _materialize(self) -> None:
@@ -237,6 +269,14 @@ class ParetoExplorer(View):
         the static figure of a saved notebook)."""
         fig = pareto_plot(self.info, title="Pareto explorer")
         fig.add_scatter(**star_style(), x=[], y=[])
+        fig.add_scatter(
+            mode="markers",
+            name="over the latency bound in reality",
+            x=[],
+            y=[],
+            hoverinfo="skip",
+            marker={"symbol": "x-thin-open", "size": 22, "color": "black", "line": {"width": 3}},
+        )
         self._draw_budgets(fig)
         return fig
 
@@ -341,7 +381,22 @@ class ParetoExplorer(View):
             for o in self.objectives
         )
         trial = int(row["trial"])
-        if trial in self.measured:
+        check = self.latency_check
+        if check is not None and trial in check.index:
+            line = check.loc[trial]
+            predicted = format_value("latency", line["predicted_ms"])
+            measured = format_value("latency", line["measured_ms"])
+            metrics += (
+                f"<tr><td>latency predicted / measured</td><td>{predicted} / {measured} "
+                f"({line['error_pct']:+.1f}%)</td></tr>"
+            )
+            if line["violated"]:
+                bound = format_value("latency", line["bound_ms"])
+                metrics += (
+                    f"<tr><td colspan=2 style='color:#b00'>&#9888; within the {bound} bound on "
+                    "paper, over it in reality</td></tr>"
+                )
+        elif trial in self.measured:
             measured = format_value("latency", self.measured[trial])
             metrics += f"<tr><td>latency (measured)</td><td>{measured}</td></tr>"
         arch = ", ".join(f"{c}={row[c]}" for c in self._arch_cols)
@@ -374,6 +429,66 @@ class ParetoExplorer(View):
         self.details.value = self._metrics_html(self.frame.loc[trial])
         median = format_value("latency", m.median_ms)
         return f"trial {trial}: {median} median ({m.repeats} runs, {m.threads} threads)"
+
+    def check_front(self, repeats: int | None = None, seed: int = 0) -> str:
+        """Measures every front arch for real under the profile's conditions (runtime, input,
+        threads; ``repeats``: None takes the profile's) and shows predicted vs measured: in the
+        details, as a table under the actions, and as crosses on the archs within the latency
+        bound on paper but over it in reality. Returns the summary (the check's rows are in
+        :attr:`latency_check`)."""
+        from nasviz.hardware import check_latency
+
+        if self.profile is None:
+            raise ConfigError("checking the front needs ParetoExplorer(..., profile=profile)")
+        net = self._require_net("checking the front")
+        front = self.front(within_budget=False).set_index("trial", drop=False)
+        check = check_latency(
+            front,
+            net,
+            self.profile,
+            bound=self.latency_bound,
+            objective=self.latency_objective,
+            repeats=repeats,
+            seed=seed,
+        )
+        with self._lock:
+            self.latency_check = check
+            self.measured.update(check["measured_ms"].to_dict())
+            if self.slot.created:
+                self._draw_budgets(self.figure)
+            if len(self.selected) == 1:
+                self.details.value = self._metrics_html(self.frame.loc[self.selected[0]])
+        return self._draw_check(check)
+
+    def violated(self) -> list[int]:
+        """The front trials within the latency bound on paper but over it in reality (after
+        :meth:`check_front`; else none)."""
+        if self.latency_check is None:
+            return []
+        return [int(t) for t in self.latency_check.index[self.latency_check["violated"]]]
+
+    def _draw_check(self, check: pd.DataFrame) -> str:
+        errors = check["error_pct"].abs()
+        summary = (
+            f"measured {len(check)} front archs on {html.escape(str(self.profile.machine))} "
+            f"({html.escape(self.profile.runtime)}): prediction error median "
+            f"{errors.median():.1f}%, max {errors.max():.1f}%"
+        )
+        bad = self.violated()
+        if bad:
+            bound = format_value("latency", self.latency_bound)
+            summary += (
+                f"<br><span style='color:#b00'>&#9888; {len(bad)} within the {bound} bound on "
+                f"paper are over it in reality: trial(s) {', '.join(map(str, bad))}</span>"
+            )
+        table = check[["trial", "predicted_ms", "measured_ms", "error_pct", "violated"]].copy()
+        table["error_pct"] = table["error_pct"].map(lambda v: f"{v:+.1f}%")
+        for column in ("predicted_ms", "measured_ms"):
+            table[column] = table[column].map(lambda v: format_value("latency", v))
+        self.check_out.value = (
+            "<b>front on hardware</b>: " + summary + table.to_html(index=False, border=0)
+        )
+        return summary
 
     def export(self, path: str | Path | None = None) -> str:
         """Exports the selected subnet to ``self.exported`` and, with a path, to a file (a
@@ -472,6 +587,8 @@ class ParetoExplorer(View):
             else:
                 row = self.frame.loc[self.best]
                 star.x, star.y = [row[self.info.x]], [row[self.info.y]]
+            rows = self.frame.loc[self.violated()]
+            fig.data[4].x, fig.data[4].y = rows[self.info.x].tolist(), rows[self.info.y].tolist()
 
     def _draw_budget_text(self, ok: np.ndarray, quality: Objective) -> None:
         if self.best is None:

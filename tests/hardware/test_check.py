@@ -79,3 +79,53 @@ def test_checks_refuse_what_they_cannot_check_and_warn_on_another_machine(cnn_pr
         check_latency(archs, net, elsewhere, repeats=1, warmup=0, rounds=1)
     with pytest.raises(ConfigError, match="needs check_latency's columns"):
         latency_check_info(archs)
+
+
+def test_the_explorer_checks_the_front_on_hardware_and_crosses_out_violations(cnn_profile):
+    """The search chose by an optimistic table under a 1 ns bound: every front arch fits on
+    paper and none in reality, and the explorer says so (details, table, crosses)."""
+    from nasviz.objectives import Objective, count_params
+    from nasviz.ui import ParetoExplorer
+
+    net, profile = cnn_profile
+    optimistic = _scaled(profile, 1e-9)
+    capacity = Objective("capacity", "maximize", lambda net, arch: count_params(net.export(arch)))
+    search = Search(
+        net,
+        objectives=[latency_table(optimistic), capacity],
+        strategy="random",
+        budget=8,
+        storage=":memory:",
+        seed=0,
+        constraints={"latency_table": 1e-6},
+    )
+    search.start().wait()
+    explorer = ParetoExplorer(search, profile=optimistic)
+    assert explorer.latency_bound == 1e-6  # the search's constraint
+    assert explorer.violated() == [] and len(explorer.figure.data[4].x) == 0
+    summary = explorer.check_front(repeats=1)
+    front = explorer.front(within_budget=False)
+    assert sorted(explorer.violated()) == sorted(front["trial"]) and len(front) >= 2
+    assert f"{len(front)} within the" in summary and "over it in reality" in summary
+    assert set(explorer.measured) == set(front["trial"])
+    assert (explorer.latency_check["measured_ms"] > 0).all()
+    crosses = explorer.figure.data[4]
+    assert sorted(zip(crosses.x, crosses.y, strict=True)) == sorted(
+        zip(front[explorer.info.x], front[explorer.info.y], strict=True)
+    )
+    assert len(explorer.static_figure().data[4].x) == len(front)  # a saved report shows them
+    assert "front on hardware" in explorer.check_out.value
+    explorer.select([int(front["trial"].iloc[0])])
+    assert "over it in reality" in explorer.details.value
+    assert "latency predicted / measured" in explorer.details.value
+
+    relaxed = ParetoExplorer(search, profile=optimistic, latency_bound=1e9)
+    assert "over it in reality" not in relaxed.check_front(repeats=1) and not relaxed.violated()
+    assert len(relaxed.figure.data[4].x) == 0
+
+    plain = ParetoExplorer(search)
+    assert plain.buttons["check"].layout.display == "none"
+    with pytest.raises(ConfigError, match=r"needs ParetoExplorer\(\.\.\., profile=profile\)"):
+        plain.check_front()
+    with pytest.raises(ConfigError, match="profile must be a nasviz.hardware.HardwareProfile"):
+        ParetoExplorer(search, profile="cpu.json")

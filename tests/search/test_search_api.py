@@ -116,6 +116,16 @@ def _bad(**kwargs) -> dict:
         (_bad(pruner=3), ConfigError, r"pruner must be"),
         (_bad(durability="disk"), ConfigError, r"durability must be one of"),
         (_bad(study_name=""), ConfigError, r"study_name must be a non-empty string"),
+        (
+            _bad(objectives=[("loss", "minimize"), ("duration", "minimize")]),
+            ConfigError,
+            r"\['duration'\] name\(s\) a column Search.results keeps for itself",
+        ),
+        (
+            _bad(space={"step": [1, 2], "b": [1, 2]}),
+            ConfigError,
+            r"\['step'\] name\(s\) a column .* \(reserved: \['trial', 'state'",
+        ),
     ],
 )
 def test_bad_input_raises_before_any_file_is_created(kwargs, error, match, tmp_path, monkeypatch):
