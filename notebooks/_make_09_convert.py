@@ -28,7 +28,6 @@ budget = 6  # subnets the search evaluates
 samples = 400  # training images used (small, so the notebook stays fast)
 """),
     code("""
-import copy
 import tempfile
 
 import torch
@@ -97,14 +96,14 @@ sn.report()
 ## Elastic fine-tuning
 
 `train_supernet` trains the largest, the smallest and a random subnet each step (the sandwich
-rule), distilling from a frozen copy of the original. The supernet shares your model's
+rule); with `teacher="original"` the largest distils from a frozen copy of your model as it
+is now (InstaTune), kept in the checkpoint when you give one. The supernet shares your model's
 parameters, so this fine-tunes your model in place (keep a copy if you need the original). Use
 `.start()` instead of `.run()` and `nasviz.ui.TrainingMonitor(run)` to watch it in the
 background.
 """),
     code("""
-teacher = copy.deepcopy(model)
-run = train_supernet(sn, subset, epochs=epochs, batch_size=32, lr=1e-2, n_random=1, teacher=teacher, seed=seed)
+run = train_supernet(sn, subset, epochs=epochs, batch_size=32, lr=1e-2, n_random=1, teacher="original", seed=seed)
 run.run()
 for name, arch in [("largest", sn.largest()), ("smallest", sn.smallest())]:
     acc = evaluate(sn, data, [Accuracy()], arch=arch)["accuracy"]

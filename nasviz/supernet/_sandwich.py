@@ -42,9 +42,14 @@ def _soft_targets(outputs: torch.Tensor, task: str) -> torch.Tensor:
 class SandwichStep(Step):
     """Largest, smallest and random subnets on one micro-batch (see the module docstring)."""
 
-    def __init__(self, teacher: nn.Module | None = None):
+    def __init__(self, teacher: nn.Module | None = None, owned: bool = False):
         self.teacher = teacher
+        self.owned = owned  # a frozen copy the step made (teacher="original"): checkpointed
         self._home: tuple[torch.device, bool] | None = None
+
+    def modules(self) -> list[nn.Module]:
+        """The original's frozen copy (saved in checkpoints; it has nothing to train)."""
+        return [self.teacher] if self.owned and self.teacher is not None else []
 
     def setup(self, trainer: SupernetTrainer) -> None:
         if self.teacher is not None:

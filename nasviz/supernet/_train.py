@@ -11,7 +11,10 @@ Options:
 * ``delay`` (DεpS): train only the largest for that fraction of the steps, then open the small
   subnets, raising their loss weight linearly from 0 to 1 over ``ramp`` of the steps (their
   effective learning rate grows incrementally).
-* ``teacher``: a separate model whose soft outputs the largest also learns from.
+* ``teacher``: a separate model whose soft outputs the largest also learns from, or
+  ``"original"``: a frozen copy of the largest subnet as it is when training starts (InstaTune:
+  a converted pre-trained model fine-tuned elastically keeps learning from the model it was).
+  The copy is saved in checkpoints, so a resumed run distils from the same original.
 
 Channels are sorted by importance (``net.reorder_channels``, with the optimizer's moments
 permuted alongside) once, right before the first width dimension opens after the largest has
@@ -29,6 +32,7 @@ deterministic for a seed: batch order depends on (seed, epoch), sampled subnets 
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -90,7 +94,7 @@ class SupernetTrainer(Trainer):
         *,
         steps: int | None = None,
         val: Any = None,
-        teacher: nn.Module | None = None,
+        teacher: nn.Module | str | None = None,
         device: Any = None,
         precision: str = "fp32",
         accumulate: int = 1,
@@ -101,8 +105,16 @@ class SupernetTrainer(Trainer):
     ):
         if not isinstance(net, Supernet):
             raise ConfigError(f"train_supernet needs a nasviz Supernet, got {type(net).__name__}")
-        if teacher is not None and (not isinstance(teacher, nn.Module) or teacher is net):
-            raise ConfigError("teacher must be a separate torch model (not the supernet itself)")
+        original = isinstance(teacher, str) and teacher == "original"
+        if (
+            teacher is not None
+            and not original
+            and (not isinstance(teacher, nn.Module) or teacher is net)
+        ):
+            raise ConfigError(
+                "teacher must be a separate torch model (not the supernet itself) or "
+                f"'original' (a frozen copy of the largest subnet as it is now), got {teacher!r}"
+            )
         if shrinking not in SHRINKING:
             raise ConfigError(f"shrinking must be one of {SHRINKING}, got {shrinking!r}")
         delay = _fraction("delay", delay, 0.999)
@@ -115,6 +127,8 @@ class SupernetTrainer(Trainer):
             epochs = net.default_epochs if epochs is None else epochs
         lr = net.default_lr if lr is None else lr
         self.net = net
+        if original:
+            teacher = frozen_original(net)
         if val is None and all(hasattr(data, a) for a in ("train", "val", "num_classes")):
             val = data.val
         super().__init__(
@@ -138,7 +152,7 @@ class SupernetTrainer(Trainer):
             eval_every=eval_every,
             checkpoint=checkpoint,
             checkpoint_every=checkpoint_every,
-            step=SandwichStep(teacher),
+            step=SandwichStep(teacher, owned=original),
             settings={
                 "n_random": n_random,
                 "distill": distill,
@@ -146,7 +160,7 @@ class SupernetTrainer(Trainer):
                 "delay": delay,
                 "ramp": ramp,
                 "aux_weight": aux_weight,
-                "teacher": teacher is not None,
+                "teacher": "original" if original else teacher is not None,
             },
         )
 
@@ -260,6 +274,15 @@ class SupernetTrainer(Trainer):
         super().restore(blob, path)
 
 
+def frozen_original(net: Supernet) -> nn.Module:
+    """The largest subnet as a standalone model of its own tensors, in eval mode and frozen."""
+    model = net.export(net.space.largest())
+    shared = {t.data_ptr() for t in (*net.parameters(), *net.buffers())}
+    if any(t.data_ptr() in shared for t in (*model.parameters(), *model.buffers())):
+        model = copy.deepcopy(model)  # an export that shares storage would follow training
+    return model.eval().requires_grad_(False)
+
+
 class TrainingRun(_TrainingRun):
     """The background run of :func:`train_supernet` (a :class:`~nasviz.Run` with the trained
     ``net`` and its ``history`` at hand)."""
@@ -296,7 +319,8 @@ def train_supernet(
             resumed from when it exists), ``checkpoint_every`` (steps); keyword-only: ``steps``
             (instead of epochs; needed for streams of unknown length), ``val`` (validation
             data; a Dataset's val split by default), ``teacher`` (a separate model the largest
-            also distils from), ``device``, ``precision`` ("fp32", "bf16", "fp16"),
+            also distils from, or ``"original"``: a frozen copy of the largest subnet as it is
+            now, kept in checkpoints), ``device``, ``precision`` ("fp32", "bf16", "fp16"),
             ``accumulate``, ``clip``, ``shuffle``, ``task``.
 
     Events: ``"loss"`` after every step with ``{"step", "epoch", "lr", "losses": {member: loss}}``,

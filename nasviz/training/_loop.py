@@ -191,7 +191,7 @@ class Trainer(Engine):
             if self.device != home:
                 self.model.to(self.device)  # the model moves once
             check_first_batch(self)
-            extra = [p for m in self.step_fn.modules() for p in m.parameters()]
+            extra = [p for m in self.step_fn.modules() for p in m.parameters() if p.requires_grad]
             self.optimizer = make_optimizer(
                 optimizer, [*self.model.parameters(), *extra], lr, weight_decay
             )

@@ -36,7 +36,8 @@ class Step(ABC):
     needs_targets: bool = True
 
     def modules(self) -> list[nn.Module]:
-        """Modules the step trains besides the model (e.g. projections); saved in checkpoints."""
+        """Modules the step holds besides the model, saved in checkpoints: ones it trains (e.g.
+        projections; their trainable parameters join the optimizer) or frozen ones."""
         return []
 
     def settings(self) -> dict[str, Any]:

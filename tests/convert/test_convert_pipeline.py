@@ -4,8 +4,6 @@ training layer and searched."""
 
 from __future__ import annotations
 
-import copy
-
 import pytest
 import torch
 from convert_models import ResNet, state_hash
@@ -30,7 +28,6 @@ def test_fine_tune_evaluate_and_search_a_converted_model():
     data, subset, model = _trained()
     original = evaluate(model, data, [Accuracy()])["accuracy"]
     assert original > 50  # it learned something (percent)
-    teacher = copy.deepcopy(model)  # the original's outputs, for in-place distillation
     sn = convert(model, data.val.X[:8])
     before = state_hash(model)
     # the largest subnet is the model: same accuracy before fine-tuning
@@ -39,11 +36,15 @@ def test_fine_tune_evaluate_and_search_a_converted_model():
     small = sn.smallest()
     untuned = evaluate(sn, data, [Accuracy()], arch=small)["accuracy"]
     run = train_supernet(
-        sn, subset, epochs=2, batch_size=32, lr=1e-2, n_random=1, teacher=teacher, seed=0
-    )
+        sn, subset, epochs=2, batch_size=32, lr=1e-2, n_random=1, teacher="original", seed=0
+    )  # InstaTune: the largest keeps learning from a frozen copy of the model it was
+    teacher = run.engine.step_fn.teacher
+    assert isinstance(teacher, ResNet) and not any(p.requires_grad for p in teacher.parameters())
+    assert evaluate(teacher, data, [Accuracy()])["accuracy"] == original
     run.run()
     assert run.state == "finished", run.traceback
     assert state_hash(model) != before  # shared parameters: fine-tuning trained the model
+    assert evaluate(teacher, data, [Accuracy()])["accuracy"] == original  # the copy is frozen
     tuned = evaluate(sn, data, [Accuracy()], arch=small)["accuracy"]
     largest = evaluate(sn, data, [Accuracy()], arch=sn.largest())["accuracy"]
     # BN statistics are re-calibrated per subnet (train_supernet keeps calibration inputs)

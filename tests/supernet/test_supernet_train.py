@@ -202,6 +202,36 @@ def test_bf16_and_a_separate_teacher(digits_data):
     assert not torch.equal(alone.head.weight, net.head.weight)
 
 
+def test_the_original_as_teacher_stays_frozen_and_resumes_from_the_checkpoint(
+    digits_data, tmp_path
+):
+    data = _small(digits_data, 100)
+    torch.manual_seed(0)
+    net = ElasticMLP()
+    start = net.export(net.largest()).state_dict()
+    options = {"epochs": 2, "batch_size": 25, "distill": 0.7, "checkpoint": tmp_path / "c.pt"}
+    run = train_supernet(net, data, teacher="original", **options)
+    teacher = run.engine.step_fn.teacher
+    assert run.engine.settings["teacher"] == "original" and not teacher.training
+    run.subscribe(lambda e: run.stop(wait=False) if e.kind == "loss" and e.data["step"] == 3 else 0)
+    assert run.run().state == "stopped"
+    now = net.export(net.largest()).state_dict()
+    assert not all(torch.equal(v, start[k]) for k, v in now.items())  # the net trained...
+    assert all(torch.equal(v, start[k]) for k, v in teacher.state_dict().items())  # not it
+    resumed = train_supernet(net, data, teacher="original", **options)  # net is trained now
+    copy_ = resumed.engine.step_fn.teacher
+    assert copy_ is not teacher and resumed.engine.step_index == run.engine.step_index > 0
+    assert all(torch.equal(v, start[k]) for k, v in copy_.state_dict().items())  # from the file
+    assert resumed.run().state == "finished", resumed.traceback
+    plain = {**options, "checkpoint": tmp_path / "plain.pt"}
+    torch.manual_seed(0)
+    alone = ElasticMLP()  # the same run with the supernet's own largest as the only teacher
+    train_supernet(alone, data, **plain).run()
+    assert not torch.equal(alone.head.weight, net.head.weight)
+    with pytest.raises(CheckpointError, match="teacher='original' in the checkpoint but True"):
+        train_supernet(net, data, teacher=copy_, **options)
+
+
 @pytest.mark.parametrize(
     ("options", "error", "needle"),
     [
@@ -211,7 +241,7 @@ def test_bf16_and_a_separate_teacher(digits_data):
         ({"precision": "fp16"}, ConfigError, "fp16' needs a CUDA or MPS device"),
         ({"distill": 1.5}, ConfigError, r"distill must be in \[0, 1.0\]"),
         ({"n_random": -1}, ConfigError, "n_random must be an int >= 0"),
-        ({"teacher": "big"}, ConfigError, "teacher must be a separate torch model"),
+        ({"teacher": "big"}, ConfigError, "teacher must be a separate torch model .* or 'orig"),
         ({"labels": 10}, ConfigError, r"labels range over 0..10 but the model has 10 outputs"),
         ({"labels": 0.5}, ShapeError, "float targets are read as regression"),
     ],
