@@ -61,7 +61,7 @@ def _objective(
         )
         return values[metric.name]
 
-    return Objective(metric.name, metric.direction, fn, unit=metric.unit)
+    return Objective(metric.name, metric.direction, fn, unit=metric.unit, needs_model=True)
 
 
 def accuracy(data: Any, batch_size: int | None = None, **options: Any) -> Objective:

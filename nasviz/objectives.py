@@ -70,6 +70,9 @@ class Objective:
             function's returned dict (``Search(fn, objectives=[("loss", "minimize")])``).
         cheap: exact and inexpensive (no need to predict it).
         unit: for axis labels ("", "%", "ms", "MMACs", ...).
+        needs_model: ``fn`` measures a model (nasviz's built-ins do): in a function search it
+            measures the model the function returns; otherwise it is computed as
+            ``fn(None, arch)``.
 
     Contract: ``__call__`` may be called from several threads at once; built-ins keep no
     mutable state besides a thread-safe cache.
@@ -82,6 +85,7 @@ class Objective:
         fn: Callable[[Any, Any], float] | None = None,
         cheap: bool = False,
         unit: str = "",
+        needs_model: bool = False,
     ):
         if not isinstance(name, str) or not name:
             raise ConfigError(f"an objective needs a non-empty name, got {name!r}")
@@ -94,6 +98,7 @@ class Objective:
         self.fn = fn
         self.cheap = cheap
         self.unit = unit
+        self.needs_model = bool(needs_model)
 
     @property
     def sign(self) -> float:
@@ -202,7 +207,7 @@ def params(trainable_only: bool = False) -> Objective:
             return float(model.count_params(arch))
         return float(count_params(_static(model, arch), trainable_only))
 
-    return Objective("params", "minimize", fn, cheap=True)
+    return Objective("params", "minimize", fn, cheap=True, needs_model=True)
 
 
 # ---- MACs ---------------------------------------------------------------------------------
@@ -245,7 +250,7 @@ def macs(input_shape: tuple[int, ...], dtype: torch.dtype | None = None) -> Obje
     def fn(model: Any, arch: Any) -> float:
         return float(count_macs(model, shape, arch, dtype))
 
-    return Objective("macs", "minimize", fn, cheap=True)
+    return Objective("macs", "minimize", fn, cheap=True, needs_model=True)
 
 
 # ---- latency ------------------------------------------------------------------------------
@@ -374,7 +379,7 @@ def latency(
     check_runtime(runtime)
     if device is not None:
         resolve_device(device)
-    obj = Objective("latency", "minimize", unit="ms")
+    obj = Objective("latency", "minimize", unit="ms", needs_model=True)
 
     def fn(model: Any, arch: Any) -> float:
         m = measure_latency(

@@ -82,4 +82,4 @@ def model_bytes() -> Objective:
             )
         return float(count_bytes(model.export(arch)))
 
-    return Objective("model_bytes", "minimize", fn, cheap=True, unit="B")
+    return Objective("model_bytes", "minimize", fn, cheap=True, unit="B", needs_model=True)

@@ -143,6 +143,7 @@ class SearchEngine(Engine):
         self._exhausted = False
         self._polled = 0.0
         self._own: dict[int, FrozenTrial] = {}  # trials just created, as created
+        self.keep: Any = None  # KeptModels: where returned models go (set by the Search)
         self.owner = Owner(heartbeat)
         self.ledger = Ledger(study, space, self.canonical, self.owner, len(objectives))
         self._observe(self.ledger.poll(reap=False))
@@ -535,6 +536,16 @@ class SearchEngine(Engine):
             trial_id=flight.trial_id,
         )
         self.ledger.finish(trial)
+        if state == TrialState.COMPLETE and self.keep is not None and outcome.model is not None:
+            try:
+                self.keep.save(flight.number, outcome.model)
+            except Exception as exc:  # the result is stored; only its model is missing
+                warnings.warn(
+                    f"trial {flight.number}'s model could not be kept in {self.keep.folder} "
+                    f"({type(exc).__name__}: {exc}); its result is recorded",
+                    NasvizWarning,
+                    stacklevel=2,
+                )
         if state == TrialState.FAIL:
             self._bad += 1
             self._first_error = self._first_error or outcome

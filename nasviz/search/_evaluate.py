@@ -66,6 +66,7 @@ class Outcome:
     worker: str = ""
     extras: dict[str, Any] = field(default_factory=dict)
     pruned: bool = False
+    model: Any = None  # the model a function returned, when the search keeps models
 
 
 def _worker_name() -> str:
@@ -77,7 +78,7 @@ def evaluate(evaluator: Callable[..., Any], arch: Arch, report: Reporter | None 
     infinite values and exceptions become a failed Outcome, :class:`Pruned` a pruned one."""
     t0 = time.perf_counter()
     try:
-        values, extras = evaluator(arch) if report is None else evaluator(arch, report)
+        values, extras, *model = evaluator(arch) if report is None else evaluator(arch, report)
         bad = sorted(k for k, v in values.items() if not math.isfinite(v))
         if bad:
             raise ValueError(f"objective(s) {bad} came out NaN or infinite: {values}")
@@ -98,7 +99,8 @@ def evaluate(evaluator: Callable[..., Any], arch: Arch, report: Reporter | None 
         return Outcome(
             None, "stopped early", "", time.perf_counter() - t0, _worker_name(), pruned=True
         )
-    return Outcome(values, "", "", time.perf_counter() - t0, _worker_name(), extras)
+    model = model[0] if model else None
+    return Outcome(values, "", "", time.perf_counter() - t0, _worker_name(), extras, model=model)
 
 
 def takes_report(fn: Callable[..., Any]) -> bool:
@@ -123,19 +125,25 @@ def is_supernet(obj: Any) -> bool:
 
 
 class FunctionEvaluator:
-    """Evaluates ``fn(arch) -> {objective name: value, ...}`` (or ``fn(arch, report)``, see
-    :mod:`nasviz.search._fidelity`).
+    """Evaluates ``fn(arch)`` (or ``fn(arch, report)``, see :mod:`nasviz.search._fidelity`),
+    which returns ``{objective name: value, ...}``, the model it built and trained, or
+    ``(model, {name: value, ...})``.
 
-    Objectives that carry their own function (``Objective(..., fn=f)``) are computed as
-    ``f(None, arch)`` instead of being read from the dict; mark exact, inexpensive ones
-    ``cheap=True`` and the predictor strategy computes them rather than predicting them.
-    Values must be numbers (a string such as ``"1.0"`` fails the evaluation with a message).
-    Extra JSON-scalar keys the function returns are kept as extra result columns.
+    Objectives that measure a model (nasviz's ``accuracy``, ``params``, ``macs``, ``latency``,
+    ...: ``Objective(..., needs_model=True)``) measure the returned model as
+    ``objective(model)``. Other objectives that carry a function (``Objective(..., fn=f)``)
+    are computed as ``f(None, arch)``; mark exact, inexpensive ones ``cheap=True`` and the
+    predictor strategy computes them rather than predicting them. The rest are read from the
+    dict. Values must be numbers (a string such as ``"1.0"`` fails the evaluation with a
+    message). Extra JSON-scalar keys the function returns are kept as extra result columns.
+    With ``keep``, the returned model goes back with the values (see
+    :mod:`nasviz.search._keep`).
     """
 
-    def __init__(self, fn: Callable[..., Mapping[str, Any]], objectives: list[Objective]):
+    def __init__(self, fn: Callable[..., Any], objectives: list[Objective], keep: bool = False):
         self.fn = fn
         self.objectives = objectives
+        self.keep = keep
         self.reports = takes_report(fn)
 
     def cheap(self, arch: Arch, names: Collection[str] | None = None) -> dict[str, float]:
@@ -144,11 +152,12 @@ class FunctionEvaluator:
         return {
             o.name: o(None, arch)
             for o in self.objectives
-            if o.cheap and o.fn is not None and (names is None or o.name in names)
+            if o.name in self.cheap_names() and (names is None or o.name in names)
         }
 
     def cheap_names(self) -> list[str]:
-        return [o.name for o in self.objectives if o.cheap and o.fn is not None]
+        """Cheap objectives of the arch alone (one that measures a model needs the model)."""
+        return [o.name for o in self.objectives if o.cheap and o.fn and not o.needs_model]
 
     def start(self) -> None:
         """Nothing to prepare for a function (see :meth:`SupernetEvaluator.start`)."""
@@ -156,15 +165,18 @@ class FunctionEvaluator:
     def end(self) -> None:
         """Nothing to restore for a function."""
 
-    def __call__(self, arch: Arch, report: Any = None) -> tuple[dict[str, float], dict[str, Any]]:
-        out = self.fn(arch) if report is None else self.fn(arch, report)
-        if not isinstance(out, Mapping):
-            raise ConfigError(
-                f"the evaluation function must return a dict {{objective name: value}}, got {type(out).__name__}"
-            )
+    def __call__(self, arch: Arch, report: Any = None) -> tuple[Any, ...]:
+        model, out = _model_and_values(self.fn(arch) if report is None else self.fn(arch, report))
         values = {}
         for o in self.objectives:
-            if o.fn is not None:
+            if o.fn is not None and o.needs_model:
+                if model is None:
+                    raise ConfigError(
+                        f"objective {o.name!r} measures a model: the evaluation function must "
+                        "return the model it built (or (model, {name: value}))"
+                    )
+                values[o.name] = o(model)
+            elif o.fn is not None:
                 values[o.name] = o(None, arch)
             elif o.name in out:
                 values[o.name] = o.as_number(out[o.name])
@@ -177,7 +189,28 @@ class FunctionEvaluator:
             for k, v in out.items()
             if k not in values and isinstance(k, str) and isinstance(v, int | float | str | bool)
         }
-        return values, extras
+        return (values, extras, model) if self.keep and model is not None else (values, extras)
+
+
+def _model_and_values(out: Any) -> tuple[Any, Mapping[str, Any]]:
+    """``(model or None, values)`` from what an evaluation function returned."""
+    from torch import nn
+
+    if isinstance(out, nn.Module):
+        return out, {}
+    if (
+        isinstance(out, tuple)
+        and len(out) == 2
+        and isinstance(out[0], nn.Module)
+        and isinstance(out[1], Mapping)
+    ):
+        return out
+    if isinstance(out, Mapping):
+        return None, out
+    raise ConfigError(
+        "the evaluation function must return a dict {objective name: value}, the model it built, "
+        f"or (model, dict); got {type(out).__name__}"
+    )
 
 
 class SupernetEvaluator:

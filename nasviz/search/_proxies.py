@@ -105,7 +105,7 @@ def synflow(input_shape: tuple[int, ...]) -> Objective:
                 )
             )
 
-    return Objective("synflow", "maximize", fn, cheap=True)
+    return Objective("synflow", "maximize", fn, cheap=True, needs_model=True)
 
 
 def grad_norm(data: Any, *, batch_size: int = 64) -> Objective:
@@ -121,7 +121,7 @@ def grad_norm(data: Any, *, batch_size: int = 64) -> Objective:
         grads = torch.autograd.grad(loss, params, allow_unused=True)
         return float(torch.sqrt(sum((g.double() ** 2).sum() for g in grads if g is not None)))
 
-    return Objective("grad_norm", "maximize", fn, cheap=True)
+    return Objective("grad_norm", "maximize", fn, cheap=True, needs_model=True)
 
 
 class _ReluCodes(TorchFunctionMode):
@@ -162,4 +162,4 @@ def naswot(data: Any, *, batch_size: int = 64) -> Objective:
         K = K.numpy() + np.eye(len(K)) * 1e-6 * codes.shape[1]
         return float(np.linalg.slogdet(K)[1])
 
-    return Objective("naswot", "maximize", fn, cheap=True)
+    return Objective("naswot", "maximize", fn, cheap=True, needs_model=True)

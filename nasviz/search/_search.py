@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import optuna
+from torch import nn
 
 from nasviz.errors import ConfigError, RunError, StorageError, check_int, check_real
 from nasviz.objectives import Objective, as_objective
@@ -28,6 +29,7 @@ from nasviz.search._compat import BlockingRun, positional_compat
 from nasviz.search._engine import HEARTBEAT_S, SearchEngine
 from nasviz.search._evaluate import FunctionEvaluator, SupernetEvaluator, is_supernet
 from nasviz.search._fidelity import Scheduler, make_scheduler, scheduler_from_settings
+from nasviz.search._keep import KeptModels
 from nasviz.search._results import CYCLE_PREFIX, ResultsView
 from nasviz.search._storage import (
     RESULT_COLUMNS,
@@ -118,8 +120,12 @@ class Search(ResultsView):
         net_or_fn: a supernet (has ``.space``, ``.subnet(arch)``, ``.export(arch)``): every
             objective is measured as ``objective(net, arch)``. Or a function
             ``fn(arch) -> {objective name: value, ...}`` (picklable for process executors), or
-            ``fn(arch, report)`` to report intermediate values (see ``pruner``). None only for
-            a loaded search that is browsed, not run.
+            ``fn(arch, report)`` to report intermediate values (see ``pruner``); the function
+            may instead return the model it built and trained, or ``(model, {name: value})``,
+            and nasviz's objectives (``accuracy(val)``, ``params()``, ``macs(shape)``,
+            ``latency(shape)``) measure that model. None only for a loaded search that is
+            browsed, not run. A torch model that is not a supernet is refused (convert it
+            with :func:`nasviz.supernet.convert`).
         space: the space to search; defaults to the supernet's ``.space``.
         objectives: nasviz Objectives (``accuracy(val)``, ``macs(shape)``, ...) or, for a
             function, ``(name, "minimize" | "maximize")`` pairs.
@@ -163,6 +169,9 @@ class Search(ResultsView):
         heartbeat: seconds between renewals of the leases of this search's evaluations in
             flight; another process declares an evaluation dead when its lease (3 heartbeats)
             expires, or at once when its process is gone from this machine.
+        keep_models: a folder: for a function that returns models, each completed trial's
+            model is saved there (``trial-<number>.pt``, its state dict) and, whenever a run
+            ends, only the Pareto front's are kept; :meth:`load_model` reads one back.
 
     Only ``net_or_fn`` and ``space`` may be passed by position (the others by position work
     until nasviz 0.3, with a FutureWarning).
@@ -196,6 +205,7 @@ class Search(ResultsView):
         canonical: Callable[[Arch], Arch] | None = None,
         pruner: str | Scheduler | optuna.pruners.BasePruner | None = None,
         heartbeat: float = HEARTBEAT_S,
+        keep_models: str | Path | None = None,
         _study: optuna.Study | None = None,
     ):
         # Everything is checked before the storage is touched: bad input creates no file.
@@ -252,12 +262,26 @@ class Search(ResultsView):
             raise ConfigError(
                 f"canonical must be a function arch -> arch (or None), got {type(canonical).__name__}"
             )
+        if isinstance(net_or_fn, nn.Module) and not supernet:
+            raise ConfigError(
+                f"Search got a torch model ({type(net_or_fn).__name__}) that is not a supernet: "
+                "make it one with nasviz.supernet.convert(model, example_input), or pass a "
+                "function arch -> model or dict"
+            )
+        self.kept = None if keep_models is None else KeptModels(keep_models)
+        if self.kept is not None and supernet:
+            raise ConfigError(
+                "keep_models is for a function that returns the models it trains; a "
+                "supernet's subnets are exported with net.export(arch)"
+            )
         if net_or_fn is None:
             self._evaluator = None
         elif supernet:
             self._evaluator = SupernetEvaluator(net_or_fn, self.objectives)
         elif callable(net_or_fn):
-            self._evaluator = FunctionEvaluator(net_or_fn, self.objectives)
+            self._evaluator = FunctionEvaluator(
+                net_or_fn, self.objectives, keep=self.kept is not None
+            )
         else:
             raise ConfigError(
                 f"net_or_fn must be a supernet (.space, .subnet, .export) or a function arch -> dict, "
@@ -315,6 +339,7 @@ class Search(ResultsView):
         )
         if canonical is not None:
             self._engine.canonical(self.space.largest())  # a broken mapping fails here, early
+        self._engine.keep = self.kept
         self._run = Run(self._engine, name=f"search[{self.strategy.name}]")
         self._run.subscribe(self._on_event)
 
@@ -463,6 +488,15 @@ class Search(ResultsView):
     def _on_event(self, event: Event) -> None:
         if event.kind == "cycle":  # persisted so a loaded search shows predictor quality too
             self.study.set_user_attr(f"{CYCLE_PREFIX}{event.data['cycle']:05d}", dict(event.data))
+        elif event.kind == "status" and event.data.ended and self.kept is not None:
+            self.kept.prune({int(t) for t in self.pareto()["trial"]})
+
+    def load_model(self, trial: int, model: nn.Module) -> nn.Module:
+        """Loads the kept model of ``trial`` (see ``keep_models``) into ``model``, a model the
+        caller builds for that trial's arch, and returns it."""
+        if self.kept is None:
+            raise ConfigError("load_model needs Search(..., keep_models=folder)")
+        return self.kept.load(check_int("trial", trial, 0), model)
 
     def __repr__(self) -> str:
         return f"Search({self.strategy.name}, {self.status}, storage={self.storage_name!r})"
