@@ -277,7 +277,7 @@ def _aggregation() -> list[Figure]:
     for _ in range(5):
         t0 = time.perf_counter()
         stats = RoutingStats(recording)
-        stats.load()
+        stats.expert_load()
         stats.by_label("task")
         stats.summary()
         for layer in range(len(recording.layers)):

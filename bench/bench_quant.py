@@ -281,7 +281,7 @@ def _min_bytes(points: np.ndarray, acc: float) -> float:
 def _moe_figures() -> list[Figure]:
     data = tasks(seed=SEED)
     torch.manual_seed(SEED)
-    model = MoEClassifier.for_dataset(data)
+    model = MoEClassifier.for_data(data)
     train_moe(model, data, epochs=8, seed=SEED)
     with RoutingRecorder(model) as rec:
         model(data.train.X)

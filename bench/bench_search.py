@@ -138,10 +138,10 @@ def _fingerprint(spec: TableSpec, net, data) -> str:
 def _evaluate_chunk(checkpoint: str, spec: TableSpec, archs: list[dict]) -> list[float]:
     """Validation accuracy of each arch, in a worker process (one torch thread)."""
     from nasviz.objectives import evaluate_accuracy
-    from nasviz.supernet import load_supernet
+    from nasviz.supernet import Supernet
 
     torch.set_num_threads(1)
-    net, data = load_supernet(checkpoint).eval(), _data(spec)
+    net, data = Supernet.load(checkpoint).eval(), _data(spec)
     return [evaluate_accuracy(net, data.val, arch) for arch in map(net.space.validate, archs)]
 
 

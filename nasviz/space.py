@@ -17,8 +17,9 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import sys
 from collections.abc import ItemsView, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 
@@ -269,7 +270,16 @@ class SearchSpace:
         return math.prod(len(v) for v in self._dims.values())
 
     def __len__(self) -> int:
-        return len(self._dims)
+        """The number of archs, as ``iter(space)`` yields them (``space.size``; dimensions:
+        ``len(space.names)``; earlier releases counted dimensions)."""
+        if self.size > sys.maxsize:
+            raise SpaceError(
+                f"the space holds {self.size} archs, more than len() can return; use space.size"
+            )
+        return self.size
+
+    def __bool__(self) -> bool:
+        return True  # a space always holds an arch (and len() may not fit its size)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, SearchSpace) and self._dims == other._dims
@@ -384,10 +394,20 @@ class SearchSpace:
         """The first value of every dimension (the smallest for numeric dimensions)."""
         return self.from_indices([0] * len(self._dims))
 
+    @overload
+    def sample(self, rng: np.random.Generator | int | None = None, n: None = None) -> Arch: ...
+
+    @overload
+    def sample(self, rng: np.random.Generator | int | None, n: int) -> list[Arch]: ...
+
+    @overload
+    def sample(self, rng: np.random.Generator | int | None = None, *, n: int) -> list[Arch]: ...
+
     def sample(
         self, rng: np.random.Generator | int | None = None, n: int | None = None
     ) -> Arch | list[Arch]:
-        """One uniformly random arch, or a list of ``n`` (with replacement)."""
+        """One uniformly random arch (``n`` None), or a list of ``n`` (with replacement): the
+        return type follows from ``n`` alone (typed with overloads)."""
         rng = as_rng(rng)
         if n is None:
             return self.from_indices([int(rng.integers(len(v))) for v in self._dims.values()])

@@ -42,7 +42,7 @@ import nasviz
 from nasviz.objectives import accuracy, macs
 from nasviz.pipeline import notice
 from nasviz.search import Search
-from nasviz.supernet import ElasticMLP, load_supernet, train_supernet
+from nasviz.supernet import ElasticMLP, Supernet, train_supernet
 from nasviz.viz import hypervolume_figure, pareto_figure
 
 torch.manual_seed(seed)
@@ -51,7 +51,7 @@ out = Path(out_dir)
 out.mkdir(parents=True, exist_ok=True)
 data = nasviz.data.digits(seed=data_seed)
 if checkpoint and Path(checkpoint).is_file():
-    net = load_supernet(checkpoint)
+    net = Supernet.load(checkpoint)
     print("loaded", checkpoint)
 else:
     net = ElasticMLP.for_data(data)

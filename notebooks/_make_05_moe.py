@@ -54,7 +54,7 @@ from nasviz.moe import (
 torch.manual_seed(seed)
 data = nasviz.data.tasks(n_per_task=n_per_task, seed=seed)
 print(data, data.info["task_names"])
-model = MoEClassifier.for_dataset(
+model = MoEClassifier.for_data(
     data,
     num_experts=num_experts,
     top_k=top_k,
@@ -87,7 +87,7 @@ print(stats)
 stats.load_matrix().round(3)  # layer x expert: share of the layer's processed assignments
 """),
     md("""
-Every result is a DataFrame. `stats.load()` has one row per (layer, expert): `count` of tokens
+Every result is a DataFrame. `stats.expert_load()` has one row per (layer, expert): `count` of tokens
 the expert processed, `dropped` (chosen, but over capacity), `fraction`, mean gate and mean
 router probability. Where does each task's traffic go? The first-choice expert of each token,
 per task (rows sum to 1). The model's tokens also see their sequence's first token — the task
@@ -256,7 +256,7 @@ from pathlib import Path
 
 path = stats.save(Path(tempfile.mkdtemp()) / "routing.npz")
 again = RoutingStats.from_file(path)
-assert again.load().equals(stats.load()) and again.recording.signature == stats.recording.signature
+assert again.expert_load().equals(stats.expert_load()) and again.recording.signature == stats.recording.signature
 print("saved and reloaded", path.name)
 """),
 ]

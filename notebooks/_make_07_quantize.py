@@ -194,7 +194,7 @@ from nasviz.quant import allocate_expert_bits, quantize_experts
 
 tasks = nasviz.data.tasks(n_per_task=100, seed=seed)
 torch.manual_seed(seed)
-moe = MoEClassifier.for_dataset(tasks)
+moe = MoEClassifier.for_data(tasks)
 train_moe(moe, tasks, epochs=moe_epochs, seed=seed)
 with RoutingRecorder(moe) as rec:
     moe(tasks.train.X)

@@ -29,7 +29,7 @@ import torch
 
 import nasviz
 from nasviz.pipeline import begin_step, finish_step
-from nasviz.supernet import ElasticCNN, ElasticMLP, save_supernet, train_supernet
+from nasviz.supernet import ElasticCNN, ElasticMLP, train_supernet
 from nasviz.viz import loss_figure
 
 out = Path(out_dir)
@@ -46,7 +46,7 @@ print(run.status)
 print(run.evaluations.tail(1).to_string(index=False))
 """),
     code("""
-save_supernet(net, out / "supernet.pt")
+net.save(out / "supernet.pt")
 run.history.to_csv(out / "training.csv", index=False)
 finish_step(out, "train_supernet")
 loss_figure(run.history)
@@ -75,13 +75,13 @@ import nasviz
 from nasviz import accuracy, macs, params
 from nasviz.pipeline import begin_step, finish_step, prepare_resumable
 from nasviz.search import Search
-from nasviz.supernet import load_supernet
+from nasviz.supernet import Supernet
 from nasviz.viz import hypervolume_figure, pareto_figure
 
 out = Path(out_dir)
 manifest = begin_step(out, "search")
 trained = manifest["steps"]["train_supernet"]
-net = load_supernet(out / "supernet.pt")
+net = Supernet.load(out / "supernet.pt")
 flat = net.family == "ElasticMLP"
 data = nasviz.data.digits(seed=trained["parameters"].get("seed", seed), flat=flat)
 shape = (1, *data.input_shape)
@@ -141,12 +141,12 @@ import nasviz
 from nasviz import prune
 from nasviz.objectives import count_macs, count_params, evaluate_accuracy
 from nasviz.pipeline import begin_step, finish_step
-from nasviz.supernet import load_supernet
+from nasviz.supernet import Supernet
 
 out = Path(out_dir)
 manifest = begin_step(out, "compress_best")
 trained = manifest["steps"]["train_supernet"]["parameters"]
-net = load_supernet(out / "supernet.pt")
+net = Supernet.load(out / "supernet.pt")
 data = nasviz.data.digits(seed=trained.get("seed", seed), flat=net.family == "ElasticMLP")
 shape = (1, *data.input_shape)
 front = pd.read_csv(out / "pareto.csv").sort_values(["accuracy", "trial"], ascending=[False, True])

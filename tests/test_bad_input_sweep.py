@@ -32,8 +32,8 @@ from nasviz.supernet import (
     ElasticCNN,
     ElasticMLP,
     ElasticTransformer,
+    Supernet,
     load_subnet,
-    load_supernet,
     save_subnet,
 )
 from nasviz.training import load_checkpoint, save_checkpoint
@@ -87,7 +87,7 @@ class Ctx:
 
         data = tasks(n_per_task=10, seq_len=8, tokens_per_task=4, seed=0)
         torch.manual_seed(0)
-        model = MoEClassifier.for_dataset(data, dim=8, hidden=8, num_experts=4, top_k=2).eval()
+        model = MoEClassifier.for_data(data, dim=8, hidden=8, num_experts=4, top_k=2).eval()
         with torch.no_grad(), RoutingRecorder(model) as rec:
             model(data.test.X)
         return self.track(model), rec.stats()
@@ -203,14 +203,14 @@ CASES = [
     Bad("count_macs: batch 0", lambda n: n.count_macs(n.largest(), (0, 64)), ShapeError, "input_shape", lambda c: c.mlp()),
     Bad("count_macs: wrong features", lambda n: n.count_macs(n.largest(), (2, 63)), ShapeError, "ElasticMLP expects", lambda c: c.mlp()),
     # ---- checkpoints ----------------------------------------------------------------------------
-    Bad("load_supernet: no file", lambda p: load_supernet(p / "missing.pt"), CheckpointError, "missing.pt", lambda c: c.tmp),
-    Bad("load_supernet: truncated", load_supernet, CheckpointError, "{arg}.*truncated", lambda c: c.truncated(c.checkpoint())),
-    Bad("load_supernet: random bytes", load_supernet, CheckpointError, "{arg}", lambda c: c.file("junk.pt", bytes(range(256)) * 4)),
-    Bad("load_supernet: empty file", load_supernet, CheckpointError, "{arg}.*empty", lambda c: c.file("empty.pt", b"")),
-    Bad("load_supernet: pickled objects", load_supernet, CheckpointError, "{arg}.*other than tensors", lambda c: c.foreign_pickle()),
+    Bad("load_supernet: no file", lambda p: Supernet.load(p / "missing.pt"), CheckpointError, "missing.pt", lambda c: c.tmp),
+    Bad("load_supernet: truncated", Supernet.load, CheckpointError, "{arg}.*truncated", lambda c: c.truncated(c.checkpoint())),
+    Bad("load_supernet: random bytes", Supernet.load, CheckpointError, "{arg}", lambda c: c.file("junk.pt", bytes(range(256)) * 4)),
+    Bad("load_supernet: empty file", Supernet.load, CheckpointError, "{arg}.*empty", lambda c: c.file("empty.pt", b"")),
+    Bad("load_supernet: pickled objects", Supernet.load, CheckpointError, "{arg}.*other than tensors", lambda c: c.foreign_pickle()),
     Bad("load_supernet: another family", lambda p: ElasticCNN.load(p), CheckpointError, "expected an ElasticCNN", lambda c: c.checkpoint()),
     Bad("load_subnet: a supernet file", load_subnet, CheckpointError, "holds a supernet", lambda c: c.checkpoint()),
-    Bad("load_supernet: a subnet file", load_supernet, CheckpointError, "holds an exported subnet", lambda c: save_subnet(c.mlp(), c.tracked[0].smallest(), c.tmp / "sub.pt")),
+    Bad("load_supernet: a subnet file", Supernet.load, CheckpointError, "holds an exported subnet", lambda c: save_subnet(c.mlp(), c.tracked[0].smallest(), c.tmp / "sub.pt")),
     Bad("load_weights: another config", lambda a: a[0].load_weights(a[1]), CheckpointError, "widths=", lambda c: (c.mlp(), c.checkpoint())),
     Bad("load_weights: truncated", lambda a: a[0].load_weights(a[1]), CheckpointError, "truncated", lambda c: (c.mlp(), c.truncated(c.checkpoint()))),
     # ---- pruning masks ------------------------------------------------------------------------
@@ -218,7 +218,7 @@ CASES = [
     Bad("magnitude: sparsity 'half'", lambda m: magnitude(m, "half"), MaskError, "sparsity", lambda c: c.linear()),
     Bad("magnitude: sparsity nan", lambda m: magnitude(m, float("nan")), MaskError, "sparsity", lambda c: c.linear()),
     Bad("magnitude: scope", lambda m: magnitude(m, 0.5, scope="all"), ConfigError, "scope", lambda c: c.linear()),
-    Bad("magnitude: unknown params", lambda m: magnitude(m, 0.5, params=["x.weight"]), ConfigError, "params", lambda c: c.linear()),
+    Bad("magnitude: unknown include", lambda m: magnitude(m, 0.5, include=["x.weight"]), ConfigError, "include", lambda c: c.linear()),
     Bad("magnitude: not a model", lambda _: magnitude("model", 0.5), MaskError, "model"),
     Bad("random: sparsity -0.1", lambda m: random(m, -0.1), MaskError, "sparsity", lambda c: c.linear()),
     Bad("random: distribution", lambda m: random(m, 0.5, "gauss"), ConfigError, "distribution", lambda c: c.linear()),

@@ -272,3 +272,13 @@ def test_arch_equality_and_hash_ignore_order(pair, random):
     assert list(shuffled) == [k for k, _ in items]
     changed = arch.replace(**{items[0][0]: "not a value of any dimension"})
     assert changed != arch and changed != shuffled
+
+
+def test_len_and_iter_agree_and_sample_returns_by_n():
+    space = SearchSpace({"a": [1, 2], "b": ["x", "y", "z"]})
+    assert len(space) == space.size == len(list(space)) == 6 and len(space.names) == 2
+    huge = SearchSpace({f"d{i}": list(range(10)) for i in range(25)})
+    with pytest.raises(SpaceError, match=r"holds 10{25} archs, more than len\(\) can return"):
+        len(huge)
+    assert bool(huge) and huge.size == 10**25
+    assert isinstance(space.sample(0), Arch) and len(space.sample(0, n=3)) == 3

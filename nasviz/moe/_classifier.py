@@ -8,6 +8,7 @@ each task's tokens to their own experts, which :class:`~nasviz.moe.RoutingRecord
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import pandas as pd
@@ -15,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nasviz._compat import REMOVED_IN
 from nasviz.errors import ConfigError, ShapeError
 from nasviz.moe._layer import MoE
 
@@ -72,13 +74,25 @@ class MoEClassifier(nn.Module):
         )
 
     @classmethod
-    def for_dataset(cls, data: Any, **kwargs: Any) -> MoEClassifier:
-        """A classifier sized for a token :class:`~nasviz.data.Dataset` (e.g. ``data.tasks()``)."""
+    def for_data(cls, data: Any, **kwargs: Any) -> MoEClassifier:
+        """A classifier sized for a token :class:`~nasviz.data.Dataset` (e.g. ``data.tasks()``),
+        as the supernets' ``for_data``."""
         if data.vocab_size is None:
             raise ConfigError(
                 f"MoEClassifier needs token data (a vocab_size); dataset {data.name!r} has none"
             )
         return cls(data.vocab_size, data.num_classes, data.input_shape[0], **kwargs)
+
+    @classmethod
+    def for_dataset(cls, data: Any, **kwargs: Any) -> MoEClassifier:
+        """Deprecated name of :meth:`for_data`."""
+        warnings.warn(
+            f"MoEClassifier.for_dataset() is now for_data(); for_dataset() stops working in "
+            f"nasviz {REMOVED_IN}",
+            FutureWarning,
+            stacklevel=2,
+        )
+        return cls.for_data(data, **kwargs)
 
     @property
     def aux_loss(self) -> torch.Tensor:

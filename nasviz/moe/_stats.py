@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from nasviz._compat import renamed_method
 from nasviz.errors import MoEError
 from nasviz.moe._recording import LayerRecord, Recording
 
@@ -91,7 +92,9 @@ class RoutingStats:
         _, _, experts = _valid(record, include_dropped)
         return np.bincount(experts, minlength=record.num_experts)
 
-    def load(self) -> pd.DataFrame:
+    load = renamed_method("expert_load", "load")
+
+    def expert_load(self) -> pd.DataFrame:
         """One row per (layer, expert): ``count`` of processed assignments, ``dropped``
         assignments (chosen but over capacity), ``fraction`` of the layer's processed
         assignments, ``mean_gate`` (mean gate weight when processed), ``mean_prob`` (mean
@@ -129,7 +132,7 @@ class RoutingStats:
         allowed = ("count", "dropped", "fraction", "mean_gate", "mean_prob")
         if value not in allowed:
             raise MoEError(f"value must be one of {allowed}, got {value!r}")
-        table = self.load().pivot(index="layer", columns="expert", values=value)
+        table = self.expert_load().pivot(index="layer", columns="expert", values=value)
         return table.reindex(self.layers).rename_axis(columns="expert")
 
     # ---- per sequence -------------------------------------------------------------------------
@@ -340,8 +343,8 @@ class RoutingStats:
         between the two load distributions). Layers or experts missing on one side count 0.
         :meth:`compare_layers` compares balance and entropy."""
         a, b = names
-        left = self.load()[["layer", "expert", "count", "fraction"]]
-        right = other.load()[["layer", "expert", "count", "fraction"]]
+        left = self.expert_load()[["layer", "expert", "count", "fraction"]]
+        right = other.expert_load()[["layer", "expert", "count", "fraction"]]
         table = left.merge(
             right, on=["layer", "expert"], how="outer", suffixes=(f"_{a}", f"_{b}")
         ).fillna(0.0)

@@ -26,13 +26,14 @@ asked for; a float tensor given for one is a ConfigError.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
+from nasviz._compat import renamed_arguments
 from nasviz.errors import ConfigError, MaskError, NasvizWarning
 from nasviz.hf import AttentionBlock, FFNBlock, find_adapter, is_conv1d
 from nasviz.prune._attention import mha_modules, unsupported_mha
@@ -318,28 +319,33 @@ IMPORTANCES: dict[str, Importance] = {
 }
 
 
+@renamed_arguments(ratio="sparsity", ignored="exclude")
 def channels(
     model: nn.Module,
-    ratio: float,
+    sparsity: float,
     importance: str | Importance = "l1",
     example_input: Any = None,
-    ignored: list[str] | None = None,
+    *,
+    include: Sequence[str] | None = None,
+    exclude: Sequence[str] | None = None,
 ) -> Masks:
-    """Masks that remove the ``ratio`` least important channels of every group of coupled layers.
+    """Masks that remove the ``sparsity`` fraction of least important channels of every group
+    of coupled layers.
 
     Args:
         model: read, never changed.
-        ratio: fraction of each group's channels to remove, in [0, 1).
+        sparsity: fraction of each group's channels to remove, in [0, 1) (was ``ratio``).
         importance: ``"l1"`` / ``"l2"`` (group norm over the coupled weights) or a callable
             ``importance(group, params) -> (group.size,) scores``; lowest scores are removed.
         example_input: input used to trace the model (a tensor or a shape with batch).
-        ignored: module names whose output channels are never removed.
+        include: module names whose output channels may be removed (default: every layer's).
+        exclude: module names whose output channels are never removed (was ``ignored``).
 
     Returns:
         Masks over every prunable weight plus the biases / BatchNorm parameters of pruned
         groups; ``shrink`` removes exactly the masked channels.
     """
-    ratio = check_sparsity(ratio, "ratio")
+    sparsity = check_sparsity(sparsity)
     scorer = IMPORTANCES.get(importance) if isinstance(importance, str) else importance
     if not callable(scorer):
         raise ConfigError(
@@ -357,23 +363,29 @@ def channels(
         )
     example = example_input_for(clean, example_input)
     groups = channel_groups(clean, example)
-    ignored_set = set(ignored or ())
-    unknown = ignored_set - {n for n, _ in model.named_modules()}
-    if unknown:
-        raise ConfigError(f"ignored names no module of the model: {sorted(unknown)}")
+    modules = {n for n, _ in model.named_modules()}
+    for what, names in (("include", include), ("exclude", exclude)):
+        unknown = sorted(set(names or ()) - modules)
+        if unknown or (names is not None and not names):
+            raise ConfigError(
+                f"{what} must name modules of the model; unknown: {unknown}, "
+                f"known: {sorted(modules - {''})[:8]}"
+            )
+    ignored_set = set(exclude or ())
     params = dict(clean.named_parameters())
     masks = {n: torch.ones_like(w, dtype=torch.bool) for n, w in weights.items()}
     plan = []
     for group in groups:
-        if group.root in ignored_set or any(
-            s.param.rpartition(".")[0] in ignored_set for s in group.slices if s.out
-        ):
+        outputs = {s.param.rpartition(".")[0] for s in group.slices if s.out}
+        if group.root in ignored_set or outputs & ignored_set:
             continue
-        k = round(ratio * group.size)
+        if include is not None and group.root not in include and not outputs & set(include):
+            continue
+        k = round(sparsity * group.size)
         if k >= group.size:
             raise MaskError(
-                f"ratio {ratio:.4g} would remove all {group.size} channels of layer {group.root!r}; "
-                "use a smaller ratio or list the layer in ignored="
+                f"sparsity {sparsity:.4g} would remove all {group.size} channels of layer "
+                f"{group.root!r}; use a smaller sparsity or list the layer in exclude="
             )
         scores = torch.as_tensor(scorer(group, params)).flatten()
         if scores.numel() != group.size:
@@ -388,7 +400,7 @@ def channels(
     shape = tuple(example.shape) if isinstance(example, torch.Tensor) else None
     meta = {
         "method": "channels",
-        "sparsity": ratio,
+        "sparsity": sparsity,
         "importance": importance if isinstance(importance, str) else "custom",
         "structured": True,
         "input_shape": list(shape) if shape else None,

@@ -22,6 +22,7 @@ from typing import Any
 import pandas as pd
 from torch import nn
 
+from nasviz._compat import renamed_arguments
 from nasviz.errors import ConfigError
 from nasviz.prune._magnitude import SCOPES, magnitude
 from nasviz.prune._masks import Masks, check_sparsity, prunable, remove
@@ -121,9 +122,10 @@ class GradualPruning:
         return remove(self.model, permanent=permanent)
 
 
+@renamed_arguments(final_sparsity="sparsity")
 def gradual(
     model: nn.Module,
-    final_sparsity: float,
+    sparsity: float,
     n_steps: int,
     every: int = 1,
     start: int = 0,
@@ -133,7 +135,8 @@ def gradual(
     """A callback that prunes ``model`` gradually while it trains.
 
     Args:
-        final_sparsity: s_f, reached at step ``start + n_steps * every``.
+        sparsity: the final sparsity s_f (was ``final_sparsity``), reached at step
+            ``start + n_steps * every``.
         n_steps: n, the number of pruning steps.
         every: Δt, training steps between pruning steps.
         start: t0, the step of the first pruning.
@@ -146,11 +149,11 @@ def gradual(
         ...     loss(model(x), y).backward(); opt.step(); opt.zero_grad()
         ...     cb(step)
     """
-    final_sparsity = check_sparsity(final_sparsity, "final_sparsity")
+    sparsity = check_sparsity(sparsity)
     initial_sparsity = check_sparsity(initial_sparsity, "initial_sparsity")
-    if initial_sparsity > final_sparsity:
+    if initial_sparsity > sparsity:
         raise ConfigError(
-            f"initial_sparsity {initial_sparsity} must not exceed final_sparsity {final_sparsity}"
+            f"initial_sparsity {initial_sparsity} must not exceed sparsity {sparsity}"
         )
     for name, value, low in (("n_steps", n_steps, 1), ("every", every, 1), ("start", start, 0)):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
@@ -158,4 +161,4 @@ def gradual(
     if scope not in SCOPES:
         raise ConfigError(f"scope must be one of {SCOPES}, got {scope!r}")
     prunable(model)  # a model without prunable weights fails now, not mid-training
-    return GradualPruning(model, final_sparsity, n_steps, every, start, initial_sparsity, scope)
+    return GradualPruning(model, sparsity, n_steps, every, start, initial_sparsity, scope)

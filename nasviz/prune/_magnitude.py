@@ -14,10 +14,12 @@ straddles the threshold.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import nn
 
+from nasviz._compat import renamed_arguments
 from nasviz.errors import ConfigError
 from nasviz.prune._masks import Masks, check_sparsity, prunable
 
@@ -131,11 +133,14 @@ def _global_keep(weights: list[torch.Tensor], k: int, sample: int = 1 << 20) -> 
     return [keep.view(w.shape) for w, keep in zip(weights, keeps, strict=True)]
 
 
+@renamed_arguments(params="include")
 def magnitude(
     model: nn.Module,
     sparsity: float,
     scope: str = "global",
-    params: list[str] | None = None,
+    *,
+    include: Sequence[str] | None = None,
+    exclude: Sequence[str] | None = None,
 ) -> Masks:
     """Masks that prune the ``sparsity`` fraction of weights with the smallest |w|.
 
@@ -145,7 +150,7 @@ def magnitude(
     float32; float64 stays float64). Every weight with ``|w| < t`` is pruned and every weight
     with ``|w| > t`` kept. **Ties:** weights with ``|w| == t`` are pruned in index order until
     ``k`` are pruned, the rest of them kept. Index order is the order of the parameters (the
-    model's ``named_parameters`` order, or the order of ``params``), each flattened row-major;
+    model's ``named_parameters`` order, or the order of ``include``), each flattened row-major;
     with ``scope="layer"``, the tensor's own flattened order.
 
     Without ties at the threshold (almost surely so for trained or randomly initialized float
@@ -162,7 +167,8 @@ def magnitude(
         sparsity: fraction to prune, in [0, 1).
         scope: ``"global"`` ranks all weights together (layers end up with different
             sparsities); ``"layer"`` prunes each tensor to ``sparsity``.
-        params: parameter names to prune; default every Linear/Conv weight.
+        include: parameter names to prune (was ``params``); default every Linear/Conv weight.
+        exclude: parameter names, or module names (all their weights), never pruned.
 
     Returns:
         The masks (True keeps a weight), with ``meta`` recording method, sparsity and scope.
@@ -170,7 +176,7 @@ def magnitude(
     sparsity = check_sparsity(sparsity)
     if scope not in SCOPES:
         raise ConfigError(f"scope must be one of {SCOPES}, got {scope!r}")
-    weights = _select(model, params)
+    weights = _select(model, include, exclude)
     meta = {"method": "magnitude", "sparsity": sparsity, "scope": scope}
     if scope == "layer":
         masks = {
@@ -184,16 +190,36 @@ def magnitude(
     return Masks(dict(zip(weights, keeps, strict=True)), meta=meta)
 
 
-def _select(model: nn.Module, params: list[str] | None) -> dict[str, torch.Tensor]:
-    if params is None:
-        return prunable(model)
+def _select(
+    model: nn.Module, include: Sequence[str] | None, exclude: Sequence[str] | None
+) -> dict[str, torch.Tensor]:
     from nasviz.prune._masks import named_weights
 
     every = {n: t.detach() for n, _, _, t in named_weights(model)}
-    unknown = [p for p in params if p not in every]
-    if unknown or not params:
+    if include is None:
+        chosen = prunable(model)
+    else:
+        unknown = [p for p in include if p not in every]
+        if unknown or not include:
+            raise ConfigError(
+                f"include must name parameters of the model; unknown: {unknown}, "
+                f"known: {list(every)[:8]}"
+            )
+        chosen = {p: every[p] for p in include}
+    if exclude is None:
+        return chosen
+    modules = {n for n, _ in model.named_modules()} - {""}
+    unknown = [e for e in exclude if e not in every and e not in modules]
+    if unknown or not exclude:
         raise ConfigError(
-            f"params must name parameters of the model; unknown: {unknown}, "
+            f"exclude must name parameters or modules of the model; unknown: {unknown}, "
             f"known: {list(every)[:8]}"
         )
-    return {p: every[p] for p in params}
+    left = {
+        n: w
+        for n, w in chosen.items()
+        if n not in exclude and not any(n.startswith(f"{e}.") for e in exclude)
+    }
+    if not left:
+        raise ConfigError(f"exclude={list(exclude)} leaves no weight to prune")
+    return left

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import json
+import warnings
 import zipfile
 import zlib
 from collections.abc import Iterable, Iterator, Mapping
@@ -27,6 +28,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from nasviz._compat import REMOVED_IN
 from nasviz.errors import CheckpointError, MaskError
 
 __all__ = ["Masks", "applied", "check_sparsity", "copy_model", "prunable", "remove"]
@@ -291,10 +293,25 @@ class Masks(Mapping[str, torch.Tensor]):
 
     __hash__ = None  # type: ignore[assignment]
 
-    def overlap(self, other: Masks, per_layer: bool = False) -> float | pd.DataFrame:
+    def overlap(self, other: Masks, per_layer: bool = False) -> float:
         """How much two prunings agree: |pruned in both| / |pruned in either| (1.0 when neither
-        prunes anything). ``per_layer`` gives a DataFrame with one row per tensor and the count
-        of weights each prunes alone."""
+        prunes anything). Per tensor: :meth:`overlap_per_layer` (``per_layer=True`` is its
+        deprecated spelling)."""
+        if per_layer:
+            warnings.warn(
+                f"Masks.overlap(other, per_layer=True) is now overlap_per_layer(other); "
+                f"per_layer= stops working in nasviz {REMOVED_IN}",
+                FutureWarning,
+                stacklevel=2,
+            )
+            return self.overlap_per_layer(other)  # type: ignore[return-value]
+        df = self.overlap_per_layer(other)
+        union = int(df[["both", "only_a", "only_b"]].to_numpy().sum())
+        return 1.0 if union == 0 else int(df["both"].sum()) / union
+
+    def overlap_per_layer(self, other: Masks) -> pd.DataFrame:
+        """One row per tensor: ``name``, the weights pruned by ``both``, by this one alone
+        (``only_a``), by ``other`` alone (``only_b``), and their ``overlap``."""
         self._pair(other, "overlap")
         rows = []
         for n in self:
@@ -309,10 +326,7 @@ class Masks(Mapping[str, torch.Tensor]):
             )
         df = pd.DataFrame(rows)
         df["overlap"] = (df["both"] / (df["both"] + df["only_a"] + df["only_b"])).fillna(1.0)
-        if per_layer:
-            return df
-        union = int(df[["both", "only_a", "only_b"]].to_numpy().sum())
-        return 1.0 if union == 0 else int(df["both"].sum()) / union
+        return df
 
     # ---- files: bit-packed npz, no pickle ----------------------------------------------------
     def save(self, path: str | Path) -> Path:

@@ -368,4 +368,4 @@ class QuantSupernet(nn.Module):
         return total
 
     def extra_repr(self) -> str:
-        return f"joint dimensions={len(self.space)}, bits dimensions={len(self.qspace)}"
+        return f"joint dimensions={len(self.space.names)}, bits dimensions={len(self.qspace.names)}"

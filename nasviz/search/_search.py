@@ -22,10 +22,11 @@ import numpy as np
 import optuna
 from torch import nn
 
+from nasviz._compat import keyword_only_after
 from nasviz.errors import ConfigError, RunError, StorageError, check_int, check_real
 from nasviz.objectives import Objective, as_objective
 from nasviz.runner import Event, Run, RunStatus
-from nasviz.search._compat import BlockingRun, positional_compat
+from nasviz.search._compat import BlockingRun
 from nasviz.search._engine import HEARTBEAT_S, SearchEngine
 from nasviz.search._evaluate import FunctionEvaluator, SupernetEvaluator, is_supernet
 from nasviz.search._fidelity import Scheduler, make_scheduler, scheduler_from_settings
@@ -185,7 +186,7 @@ class Search(ResultsView):
         'finished'
     """
 
-    @positional_compat(2, _OLD_ORDER)
+    @keyword_only_after(*_OLD_ORDER)
     def __init__(
         self,
         net_or_fn: Any,

@@ -4,7 +4,9 @@ Every supernet follows one protocol: ``.space`` (a :class:`~nasviz.SearchSpace`)
 ``with net.subnet(arch): net(x)`` (per thread), ``net.export(arch)`` (plain torch modules),
 ``net.count_params(arch)``, ``net.count_macs(arch, input_shape)`` (closed form),
 ``net.canonical(arch)`` (one representative per distinct subnet), ``net.reorder_channels()``,
-``largest()``/``smallest()``/``sample()``, ``net.config`` and ``save``/``load``; for latency
+``largest()``/``smallest()``/``sample()``, ``net.config`` and ``net.save(path)`` /
+``Supernet.load(path)`` / ``net.load_weights(path)`` (the one way to save and load one;
+``save_subnet`` / ``load_subnet`` keep one exported subnet); for latency
 tables ``net.block_space()``, ``net.block_choices(arch)``, ``net.export_block(name, choice)``
 and ``net.block_input_shape(name, choice, input_shape)`` (see :mod:`nasviz.supernet._blocks`).
 :func:`train_supernet` trains one in the background with the sandwich rule.
@@ -13,17 +15,12 @@ and ``net.block_input_shape(name, choice, input_shape)`` (see :mod:`nasviz.super
 
 from __future__ import annotations
 
+from nasviz._compat import deprecated_function
+from nasviz.supernet import _checkpoint
 from nasviz.supernet._attention import ElasticAttention, StaticAttention
 from nasviz.supernet._base import ForwardState, Supernet
 from nasviz.supernet._blocks import FIXED, Block
-from nasviz.supernet._checkpoint import (
-    FAMILIES,
-    load_subnet,
-    load_supernet,
-    load_weights,
-    save_subnet,
-    save_supernet,
-)
+from nasviz.supernet._checkpoint import FAMILIES, load_subnet, save_subnet
 from nasviz.supernet._cnn import CNNConfig, ElasticCNN, InvertedResidual
 from nasviz.supernet._convert import ConvertConfig, ConvertedSupernet, convert
 from nasviz.supernet._mlp import ElasticMLP, MLPConfig
@@ -36,6 +33,21 @@ from nasviz.supernet._ops import (
 from nasviz.supernet._recalibrate import recalibrate
 from nasviz.supernet._train import SupernetTrainer, TrainingRun, train_supernet
 from nasviz.supernet._transformer import ElasticTransformer, StaticTransformer, TransformerConfig
+
+# one public way to save and load a supernet: its methods (net.save, Supernet.load,
+# net.load_weights); the functions of the previous release warn
+save_supernet = deprecated_function(_checkpoint.save_supernet, "save_supernet", "net.save(path)")
+"""Deprecated: use ``net.save(path)``."""
+load_supernet = deprecated_function(
+    _checkpoint.load_supernet,
+    "load_supernet",
+    "Supernet.load(path) (or ElasticCNN.load(path), ...)",
+)
+"""Deprecated: use ``Supernet.load(path)`` (any family) or ``ElasticCNN.load(path)`` (one)."""
+load_weights = deprecated_function(
+    _checkpoint.load_weights, "load_weights", "net.load_weights(path)"
+)
+"""Deprecated: use ``net.load_weights(path)``."""
 
 __all__ = [
     "FAMILIES",

@@ -9,7 +9,7 @@ from convert_models import IndexedLayers, mlp, resnet, state_hash
 from torch import nn
 
 from nasviz.errors import CheckpointError, ConfigError, ShapeError, SpaceError
-from nasviz.supernet import Supernet, convert, load_supernet
+from nasviz.supernet import Supernet, convert
 
 
 def test_an_example_input_that_does_not_fit_names_the_failing_module():
@@ -126,7 +126,7 @@ def test_save_and_load_weights(tmp_path):
     with torch.no_grad(), sn.subnet(arch), fresh.subnet(arch):
         assert torch.equal(sn(x), fresh(x))
     with pytest.raises(CheckpointError, match="convert the same model again"):
-        load_supernet(path)
+        Supernet.load(path)
     with pytest.raises(CheckpointError, match="config mismatch"):
         convert(resnet(), x, share="model").load_weights(path)
     torch.save(sn.export(arch).state_dict(), tmp_path / "sub.pt")

@@ -18,7 +18,7 @@ def tiny_tasks():
 @pytest.fixture
 def classifier(tiny_tasks):
     torch.manual_seed(0)
-    return MoEClassifier.for_dataset(tiny_tasks, dim=16, hidden=16, num_experts=4, top_k=2).eval()
+    return MoEClassifier.for_data(tiny_tasks, dim=16, hidden=16, num_experts=4, top_k=2).eval()
 
 
 @pytest.fixture

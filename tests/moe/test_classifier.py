@@ -15,7 +15,7 @@ from nasviz.moe import MoEClassifier, RoutingRecorder, RoutingStats, train_moe
 def test_trained_experts_specialize_by_task():
     dataset = data.tasks(n_per_task=200, seed=0)
     torch.manual_seed(0)
-    model = MoEClassifier.for_dataset(dataset)
+    model = MoEClassifier.for_data(dataset)
     history = train_moe(model, dataset, epochs=4, seed=0)
     assert history.val_accuracy.iloc[-1] > 65.0  # chance is 50%
     test = dataset.test
@@ -38,10 +38,17 @@ def test_trained_experts_specialize_by_task():
     assert (share > 1.2 / 4).all(), share
 
 
+def test_for_dataset_is_the_old_name_of_for_data():
+    tasks = data.tasks(n_per_task=20, seed=0)
+    with pytest.warns(FutureWarning, match=r"MoEClassifier.for_dataset\(\) is now for_data\(\)"):
+        old = MoEClassifier.for_dataset(tasks, dim=8, hidden=8, num_layers=1)
+    assert isinstance(old, MoEClassifier) and old.seq_len == tasks.input_shape[0]
+
+
 def test_history_and_shapes():
     dataset = data.tasks(n_per_task=20, seq_len=8, tokens_per_task=4)
     torch.manual_seed(0)
-    model = MoEClassifier.for_dataset(dataset, dim=8, hidden=8, num_layers=1)
+    model = MoEClassifier.for_data(dataset, dim=8, hidden=8, num_layers=1)
     history = train_moe(model, dataset, epochs=2, batch_size=16)
     assert history.columns.tolist() == ["epoch", "loss", "aux_loss", "val_accuracy"]
     assert history.epoch.tolist() == [1, 2] and (history.aux_loss >= 1.0 - 1e-6).all()
@@ -51,4 +58,4 @@ def test_history_and_shapes():
     with pytest.raises(ConfigError):
         train_moe(model, dataset, epochs=0)
     with pytest.raises(ConfigError):
-        MoEClassifier.for_dataset(data.digits())
+        MoEClassifier.for_data(data.digits())

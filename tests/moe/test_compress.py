@@ -206,7 +206,7 @@ def _another(kind: str, model: nn.Module, stats, tasks) -> nn.Module:
         return other
     if kind == "same shape":
         torch.manual_seed(123)
-        return type(model).for_dataset(tasks, dim=16, hidden=16, num_experts=4, top_k=2)
+        return type(model).for_data(tasks, dim=16, hidden=16, num_experts=4, top_k=2)
     return merge_experts(model, stats, groups=2)  # keeps all 4 router slots
 
 
@@ -239,6 +239,6 @@ def test_pruning_counts_choices_dropped_by_capacity():
     with torch.no_grad(), RoutingRecorder(moe) as rec:
         moe(x)
     stats = rec.stats()
-    assert stats.counts(0, include_dropped=True)[0] == 60 and stats.load().dropped[0] > 0
+    assert stats.counts(0, include_dropped=True)[0] == 60 and stats.expert_load().dropped[0] > 0
     pruned = prune_experts(moe, stats, keep=1)
     assert torch.equal(pruned.router.weight[0], moe.router.weight[0])

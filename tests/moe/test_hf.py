@@ -143,7 +143,7 @@ def test_switch_capacity_drops_are_recorded():
     per_sequence = np.zeros((2, 4), int)
     np.add.at(per_sequence, (layer.example[~layer.dropped[:, 0]], layer.experts[~layer.dropped]), 1)
     assert per_sequence.max() <= 1
-    load = rec.stats().load()
+    load = rec.stats().expert_load()
     assert load[load.layer_index == 0]["dropped"].sum() == int((~kept).sum())
 
 

@@ -143,7 +143,7 @@ def test_capacity_drops_are_recorded():
     layer = rec.recording().layers[0]
     assert np.array_equal(layer.dropped, (~seen[0].kept).numpy()) and layer.dropped.any()
     assert (layer.gates[layer.dropped] == 0).all()
-    load = rec.stats().load()
+    load = rec.stats().expert_load()
     assert load["count"].sum() == int(seen[0].kept.sum())
     assert load["dropped"].sum() == int((~seen[0].kept).sum())
 

@@ -63,7 +63,9 @@ recordings = st.builds(
 @given(recordings)
 def test_load_counts_match_a_plain_count(recording):
     stats = RoutingStats(recording)
-    load = stats.load()
+    load = stats.expert_load()
+    with pytest.warns(FutureWarning, match=r"RoutingStats.load\(\) is now expert_load\(\)"):
+        assert stats.load().equals(load)
     for i, layer in enumerate(recording.layers):
         part = load[load.layer_index == i]
         expected = [int((layer.experts == e).sum()) for e in range(layer.num_experts)]
@@ -184,7 +186,7 @@ def test_save_and_load_round_trip(tmp_path):
     path = stats.save(tmp_path / "routing")
     assert path.suffix == ".npz"
     again = RoutingStats.from_file(path)
-    pd.testing.assert_frame_equal(again.load(), stats.load())
+    pd.testing.assert_frame_equal(again.expert_load(), stats.expert_load())
     pd.testing.assert_frame_equal(again.by_label("name"), stats.by_label("name"))
     for a, b in zip(again.recording.layers, stats.recording.layers, strict=True):
         assert np.array_equal(a.logits, b.logits) and a.name == b.name
@@ -242,7 +244,7 @@ def _with_drops(recording: Recording, seed: int) -> Recording:
 @given(recordings, st.integers(0, 1000))
 def test_dropped_assignments_are_not_load(recording, seed):
     stats = RoutingStats(_with_drops(recording, seed))
-    load = stats.load()
+    load = stats.expert_load()
     for i, layer in enumerate(stats.recording.layers):
         part = load[load.layer_index == i]
         kept = [

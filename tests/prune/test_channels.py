@@ -101,15 +101,30 @@ def test_ratio_that_removes_every_channel_is_a_mask_error_and_changes_nothing():
     with pytest.raises(MaskError, match=r"all 2 channels of layer '0'"):
         channels(model, 0.8)
     assert same_state(model, before)
-    with pytest.raises(MaskError, match="ratio"):
+    with pytest.raises(MaskError, match="sparsity"):
         channels(model, 1.0)
 
 
-def test_ignored_layers_keep_their_channels():
-    masks = channels(mlp(), 0.5, ignored=["0"])
+def test_include_and_exclude_choose_the_layers_and_old_names_warn():
+    masks = channels(mlp(), 0.5, exclude=["0"])
     assert masks["0.weight"].all() and not masks["2.weight"].all()
-    with pytest.raises(ConfigError, match="ignored"):
-        channels(mlp(), 0.5, ignored=["nope"])
+    only = channels(mlp(), 0.5, include=["0"])
+    assert masks != only and not only["0.weight"].all() and only["4.weight"].all()
+    pruned = ~only["2.weight"]  # layer 0's removed channels are 2's inputs; its outputs stay
+    assert pruned.all(dim=0).sum() == 24 and pruned.all(dim=1).sum() == 0
+    with pytest.raises(
+        ConfigError, match=r"exclude must name modules of the model; unknown: \['nope'\]"
+    ):
+        channels(mlp(), 0.5, exclude=["nope"])
+    with pytest.raises(ConfigError, match=r"include must name modules .* unknown: \['x'\]"):
+        channels(mlp(), 0.5, include=["x"])
+    with pytest.warns(FutureWarning, match=r"channels: ratio= is now sparsity="):
+        old = channels(mlp(), ratio=0.5)
+    assert old == channels(mlp(), sparsity=0.5)
+    with pytest.warns(FutureWarning, match=r"ignored= is now exclude="):
+        assert channels(mlp(), 0.5, ignored=["0"]) == masks
+    with pytest.raises(ConfigError, match=r"both ratio= \(its old name\) and sparsity="):
+        channels(mlp(), ratio=0.5, sparsity=0.5)
 
 
 def test_unstructured_masks_shrink_to_nothing_and_say_so():

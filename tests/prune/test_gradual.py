@@ -105,6 +105,9 @@ def test_bad_arguments_change_nothing():
         gradual(model, 1.2, n_steps=3)
     with pytest.raises(ConfigError, match="n_steps"):
         gradual(model, 0.5, n_steps=0)
-    with pytest.raises(ConfigError, match="initial_sparsity"):
+    with pytest.raises(ConfigError, match="initial_sparsity 0.6 must not exceed sparsity 0.5"):
         gradual(model, 0.5, n_steps=3, initial_sparsity=0.6)
     assert unchanged(model, before)
+    with pytest.warns(FutureWarning, match="gradual: final_sparsity= is now sparsity="):
+        old = gradual(model, final_sparsity=0.5, n_steps=2)
+    assert old.schedule(old.end) == gradual(model, sparsity=0.5, n_steps=2).schedule(old.end)

@@ -56,9 +56,19 @@ def test_unknown_scope_and_params():
     with pytest.raises(ConfigError, match="scope"):
         magnitude(model, 0.5, scope="net")
     with pytest.raises(ConfigError, match="unknown"):
-        magnitude(model, 0.5, params=["nope.weight"])
-    only = magnitude(model, 0.5, params=["8.weight", "8.bias"])
+        magnitude(model, 0.5, include=["nope.weight"])
+    only = magnitude(model, 0.5, include=["8.weight", "8.bias"])
     assert set(only) == {"8.weight", "8.bias"}
+    every = magnitude(model, 0.5)
+    rest = magnitude(model, 0.5, exclude=["8"])  # a module: all its weights
+    assert set(rest) == set(every) - {"8.weight"}
+    assert set(magnitude(model, 0.5, exclude=["8.weight"])) == set(rest)
+    with pytest.raises(ConfigError, match=r"exclude must name parameters or modules .*\['x'\]"):
+        magnitude(model, 0.5, exclude=["x"])
+    with pytest.raises(ConfigError, match="leaves no weight to prune"):
+        magnitude(model, 0.5, include=["8.weight"], exclude=["8"])
+    with pytest.warns(FutureWarning, match=r"magnitude: params= is now include="):
+        assert magnitude(model, 0.5, params=["8.weight", "8.bias"]) == only
 
 
 @given(st.lists(st.integers(0, 5), min_size=1, max_size=60), st.floats(0, 1))
@@ -173,8 +183,8 @@ def test_ties_at_the_threshold_are_pruned_in_index_order(sparsity):
 
 def test_params_order_decides_ties():
     model = _tied_mlp()
-    forward = magnitude(model, 0.5, params=["0.weight", "2.weight"])
-    backward = magnitude(model, 0.5, params=["2.weight", "0.weight"])
+    forward = magnitude(model, 0.5, include=["0.weight", "2.weight"])
+    backward = magnitude(model, 0.5, include=["2.weight", "0.weight"])
     assert sum(int((~m).sum()) for m in forward.values()) == 90
     assert sum(int((~m).sum()) for m in backward.values()) == 90
     # the later tensor keeps more of the tied weights

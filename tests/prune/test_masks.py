@@ -92,9 +92,13 @@ def test_and_or_overlap(small_mlp):
     pb = sum(int((~b[n]).sum()) for n in b)
     inter = sum(int((~a[n] & ~b[n]).sum()) for n in a)
     assert a.overlap(b) == pytest.approx(inter / (pa + pb - inter))
-    per = a.overlap(b, per_layer=True)
+    per = a.overlap_per_layer(b)
     assert list(per.columns) == ["name", "both", "only_a", "only_b", "overlap"]
     assert per["both"].sum() == inter
+    with pytest.warns(
+        FutureWarning, match=r"overlap\(other, per_layer=True\) is now overlap_per_layer"
+    ):
+        assert a.overlap(b, per_layer=True).equals(per)
 
 
 def test_comparing_masks_of_different_shapes_fails(small_mlp):
@@ -163,8 +167,8 @@ def test_remove_checks_everything_before_taking_any_mask_off(small_mlp):
 def test_masks_remove_takes_off_its_own_masks_only(small_mlp):
     x = torch.randn(3, 64)
     dense = small_mlp(x)
-    first = magnitude(small_mlp, 0.5, params=["0.weight"])
-    second = magnitude(small_mlp, 0.5, params=["2.weight"])
+    first = magnitude(small_mlp, 0.5, include=["0.weight"])
+    second = magnitude(small_mlp, 0.5, include=["2.weight"])
     first.apply(small_mlp)
     second.apply(small_mlp)
     assert set(applied(small_mlp)) == {"0.weight", "2.weight"}

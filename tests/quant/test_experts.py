@@ -61,7 +61,7 @@ def test_importance_is_frequency_times_mean_gate():
     table = expert_importance(model, stats)
     assert list(table["expert"]) == [0, 1, 2, 3] and table["frequency"].sum() == pytest.approx(1)
     np.testing.assert_allclose(table["importance"], table["frequency"] * table["mean_gate"])
-    load = stats.load()
+    load = stats.expert_load()
     np.testing.assert_allclose(table["count"], load["count"])
     assert table["frequency"].iat[0] > 0.5 > table["frequency"].iat[3]
     assert table["layers"].iat[0] == ("moe.experts.0.fc1", "moe.experts.0.fc2")

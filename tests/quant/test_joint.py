@@ -59,7 +59,7 @@ def test_block_granularity_groups_the_layers_of_a_block():
         "stages.0.1.dw",
         "stages.0.1.project",
     )
-    assert len(qspace) == 1 + 3 * 4 + 1  # stem, 12 blocks, head
+    assert len(qspace.names) == 1 + 3 * 4 + 1  # stem, 12 blocks, head
 
 
 @pytest.mark.parametrize("family", ["mlp", "cnn"])

@@ -23,7 +23,8 @@ def test_only_net_or_fn_and_space_are_positional_and_old_calls_warn():
         warnings.simplefilter("error")
         Search(two_objectives, SPACE, objectives=OBJECTIVES, storage=":memory:")
     with pytest.warns(
-        FutureWarning, match="passing objectives, strategy, budget, storage by position"
+        FutureWarning,
+        match=r"Search: pass objectives=\.\.\., strategy=\.\.\., budget=\.\.\., storage=\.\.\. by keyword",
     ):
         old = Search(two_objectives, SPACE, OBJECTIVES, "random", 4, ":memory:")
     assert old.strategy.name == "random" and old.budget == 4 and old.run().done == 4

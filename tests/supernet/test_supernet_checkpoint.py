@@ -12,7 +12,6 @@ from nasviz.supernet import (
     ElasticMLP,
     Supernet,
     load_subnet,
-    load_supernet,
     save_subnet,
 )
 
@@ -55,9 +54,28 @@ def test_mismatches_are_named(tmp_path):
         load_subnet(path)
     save_subnet(mlp, mlp.smallest(), tmp_path / "sub.pt")
     with pytest.raises(CheckpointError, match="holds an exported subnet"):
-        load_supernet(tmp_path / "sub.pt")
+        Supernet.load(tmp_path / "sub.pt")
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="weights_only"):
-        load_supernet(tmp_path / "junk.pt")
+        Supernet.load(tmp_path / "junk.pt")
     with pytest.raises(CheckpointError, match="no checkpoint"):
-        load_supernet(tmp_path / "missing.pt")
+        Supernet.load(tmp_path / "missing.pt")
+
+
+def test_the_functions_of_the_previous_release_warn_and_still_work(tmp_path):
+    from nasviz.supernet import load_supernet, load_weights, save_supernet
+
+    net = ElasticMLP(widths=(4, 8), depths=(1, 2))
+    with pytest.warns(
+        FutureWarning, match=r"save_supernet\(\) is deprecated: use net.save\(path\)"
+    ):
+        save_supernet(net, tmp_path / "n.pt")
+    with pytest.warns(FutureWarning, match=r"load_supernet\(\) is deprecated: use Supernet.load"):
+        again = load_supernet(tmp_path / "n.pt")
+    assert isinstance(again, ElasticMLP) and again.config == net.config
+    with pytest.warns(FutureWarning, match=r"use net.load_weights\(path\)"):
+        assert load_weights(ElasticMLP(widths=(4, 8), depths=(1, 2)), tmp_path / "n.pt")
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(net.state_dict().values(), again.state_dict().values(), strict=True)
+    )

@@ -19,7 +19,7 @@ from nasviz.viz import routing_grid_figure, routing_load_info
 def stats():
     tasks = data.tasks(n_per_task=40, seq_len=8, tokens_per_task=4, seed=0)
     torch.manual_seed(0)
-    model = MoEClassifier.for_dataset(tasks, dim=16, hidden=16, num_experts=4, top_k=2).eval()
+    model = MoEClassifier.for_data(tasks, dim=16, hidden=16, num_experts=4, top_k=2).eval()
     with torch.no_grad(), RoutingRecorder(model, labels={"task": tasks.test.extras["task"]}) as r:
         model(tasks.test.X)
     return r.stats()
