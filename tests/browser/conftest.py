@@ -264,12 +264,16 @@ class Session:
         self.page.screenshot(path=str(path))
         return path
 
-    def log_console(self) -> list[str]:
-        """What JupyterLab's log console received so far (see the module docstring)."""
+    def log_console(self, everything: bool = False) -> list[str]:
+        """What JupyterLab's log console received so far (see the module docstring), less the
+        tolerated lines (:data:`TOLERATED_LOG`) unless ``everything``."""
         try:
-            return list(self.page.evaluate("() => window.__nasvizLog || []"))
+            lines = list(self.page.evaluate("() => window.__nasvizLog || []"))
         except Exception:  # the page is gone (closed at teardown)
             return []
+        if everything:
+            return lines
+        return [line for line in lines if not any(t in line for t in TOLERATED_LOG)]
 
 
 # Messages JupyterLab itself logs that are not errors of ours (none known yet; keep it that way).
@@ -314,7 +318,7 @@ def session(browser, request) -> Iterator[Session]:
         yield s
     finally:
         try:
-            logged = [line for line in s.log_console() if not any(t in line for t in TOLERATED_LOG)]
+            logged = s.log_console()
             s.shot("final")
         finally:
             context.close()

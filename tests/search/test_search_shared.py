@@ -52,7 +52,8 @@ def test_three_processes_share_one_budget_and_survive_a_kill(
             shared_fn, WIDE, objectives=OBJECTIVES, strategy="random", budget=BUDGET,
             storage=shared_storage, seed=0,
         )  # fmt: skip
-        resumed = set(search.results["trial"])  # done before we looked: rows, never events
+        # done before we looked (read after the search's own first read): rows, not events
+        resumed = set(search.results["trial"])
         search.subscribe(lambda e: events.append(e.data) if e.kind == "result" else None)
         runner = threading.Thread(target=search.run)  # not start(): its idle priority would
         runner.start()  # let a busy machine starve it
@@ -72,7 +73,8 @@ def test_three_processes_share_one_budget_and_survive_a_kill(
     assert frame["searcher"].nunique() == 3  # every process evaluated some
     mine = f"{socket.gethostname()}:{os.getpid()}"
     others = [row for row in events if row["searcher"] != mine]
-    assert others and {row["trial"] for row in events} == set(frame["trial"]) - resumed  # live
+    seen = {row["trial"] for row in events}  # live: all but those done before we looked
+    assert others and seen <= set(frame["trial"]) and set(frame["trial"]) - seen <= resumed
 
     trials = search.study.get_trials(deepcopy=False)
     assert {kind(t) for t in trials} <= {"result", "interrupted", "skipped"}  # none left RUNNING
