@@ -2,7 +2,8 @@
 
 A :class:`Sweep` is a :class:`nasviz.runner.Run` over a :class:`SweepEngine` whose every step
 prunes a fresh copy of the model with one (method, sparsity), optionally fine-tunes the masked
-copy, shrinks it (:func:`nasviz.prune.shrink`: what dense inference really runs; for
+copy (a function of yours, or the training layer: ``finetune="distill"`` recovers it from the
+unpruned model by distillation, ``"train"`` fine-tunes it on the labels), shrinks it (:func:`nasviz.prune.shrink`: what dense inference really runs; for
 unstructured masks it is the same size) and measures the shrunk model with the given objectives,
 the same :class:`~nasviz.objectives.Objective` instances a :class:`~nasviz.search.Search` uses,
 so each row carries the same columns as a search's results and a pruned variant can sit on the
@@ -21,7 +22,7 @@ from typing import Any
 import pandas as pd
 from torch import nn
 
-from nasviz.errors import ConfigError, MaskError
+from nasviz.errors import ConfigError, MaskError, check_int
 from nasviz.objectives import Objective, count_params
 from nasviz.prune._channels import channels, layer_weights
 from nasviz.prune._magnitude import magnitude
@@ -44,6 +45,9 @@ METHODS: dict[str, Method] = {
     "random-erk": lambda model, s: random(model, s, "erk"),
     "channels": lambda model, s: channels(model, s),
 }
+
+#: ``finetune=`` names: how the training layer fine-tunes each masked copy.
+FINETUNES = ("distill", "train")
 
 #: Columns before the objectives' and after them (``params`` joins the latter when no objective
 #: is named so).
@@ -120,13 +124,17 @@ class SweepEngine(Engine):
         methods: dict[str, Method],
         sparsities: list[float],
         evaluations: list[Evaluation],
-        finetune: Callable[[nn.Module], Any] | None,
+        finetune: Callable[[nn.Module], Any] | str | None,
         input_shape: tuple[int, ...] | None,
+        finetune_data: Any = None,
+        finetune_options: Mapping[str, Any] | None = None,
     ):
         self.model = model
         self.points = [(m, s) for m in methods for s in sparsities]
         self.methods = methods
         self.evaluations, self.finetune, self.input_shape = evaluations, finetune, input_shape
+        self.finetune_data = finetune_data
+        self.finetune_options = dict(finetune_options or {})
         self.weights = set(layer_weights(model))  # names the weight_sparsity column counts
         self.masks: dict[tuple[str, float], Masks] = {}
         self._rows: list[dict[str, Any]] = []
@@ -175,7 +183,9 @@ class SweepEngine(Engine):
             else:
                 masks = fn(pruned, sparsity)
             masks.apply(pruned)
-            if self.finetune is not None:
+            if isinstance(self.finetune, str):
+                row.update(self._train(pruned))
+            elif self.finetune is not None:
                 self.finetune(pruned)
             row.update(self._measure(pruned, masks))
             self.masks[(method, sparsity)] = masks
@@ -195,6 +205,24 @@ class SweepEngine(Engine):
         with self._lock:
             self._rows.append(row)
         return Event("result", dict(row))
+
+    def _train(self, pruned: nn.Module) -> dict[str, Any]:
+        """Fine-tunes the masked copy with the training layer (masks stay applied, so pruned
+        weights stay zero); returns its last loss. A run that does not finish fails the point."""
+        from nasviz.training import recover, train
+
+        if self.finetune == "distill":
+            run = recover(pruned, self.model, self.finetune_data, **self.finetune_options)
+        else:
+            run = train(pruned, self.finetune_data, **self.finetune_options)
+        status = run.run()
+        if status.state != "finished":
+            raise RuntimeError(f"finetune={self.finetune!r} ended {status.state}: {run.error}")
+        history = run.history
+        last = (
+            history[history["member"] == "total"] if "total" in set(history["member"]) else history
+        )
+        return {"finetune_loss": float(last["loss"].iloc[-1])} if len(last) else {}
 
     def _measure(self, pruned: nn.Module, masks: Masks) -> dict[str, Any]:
         """Objectives of the shrunk model, the fraction of weights removed, the nonzeros."""
@@ -244,8 +272,12 @@ def sweep(
     methods: Sequence[str | Method] | Mapping[str, Method] = ("magnitude", "random", "channels"),
     sparsities: Sequence[float] = (0.25, 0.5, 0.75),
     evaluate: Sequence[Evaluation] | Evaluation | None = None,
-    finetune: Callable[[nn.Module], Any] | None = None,
+    finetune: Callable[[nn.Module], Any] | str | None = None,
     input_shape: tuple[int, ...] | None = None,
+    *,
+    finetune_data: Any = None,
+    finetune_steps: int | None = None,
+    finetune_options: Mapping[str, Any] | None = None,
 ) -> Sweep:
     """A pruning sweep, ready to ``start()`` (background) or ``run()`` (here).
 
@@ -260,7 +292,14 @@ def sweep(
             Search uses (``[accuracy(data), params(), macs(shape), latency(shape)]``, one
             column each, under the same names), or one callable ``evaluate(model) -> float``
             (a column named after it) ``| dict`` (one column per key).
-        finetune: ``finetune(model)`` trains the masked copy in place before it is shrunk.
+        finetune: how the masked copy is trained (in place, masks applied) before it is
+            shrunk: ``"distill"`` (:func:`nasviz.training.recover` from the unpruned model:
+            logit distillation, mixed with the labels' loss when there are labels), ``"train"``
+            (:func:`nasviz.training.train` on the labels), or your ``finetune(model)``.
+        finetune_data, finetune_steps, finetune_options: for ``"distill"`` / ``"train"``: the
+            data (any form the training layer takes), the optimizer steps per point and more
+            options of the run (``lr``, ``device``, ``precision``, ``batch_size``, ...). Each
+            row then has ``finetune_loss`` (the last step's loss).
         input_shape: input shape with batch, e.g. ``(1, 1, 8, 8)``, to trace the model for
             ``channels`` and shrinking (default: guessed from the model); token models (an
             embedding first, or a Hugging Face language model) get token ids of this shape.
@@ -276,8 +315,7 @@ def sweep(
         ``nonzero_params``, ``feasible``, ``error``, ``traceback`` and ``duration`` (s).
     """
     evaluations = _evaluations(evaluate)
-    if finetune is not None and not callable(finetune):
-        raise ConfigError("finetune must be None or a callable finetune(model)")
+    options = _finetune_options(finetune, finetune_data, finetune_steps, finetune_options)
     levels = [check_sparsity(s) for s in sparsities]
     if not levels:
         raise ConfigError("a sweep needs at least one sparsity")
@@ -288,5 +326,35 @@ def sweep(
         evaluations,
         finetune,
         tuple(input_shape) if input_shape else None,
+        finetune_data,
+        options,
     )
     return Sweep(engine, name="nasviz-prune-sweep")
+
+
+def _finetune_options(
+    finetune: Any, data: Any, steps: Any, options: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """Checks the fine-tuning arguments now (before the sweep runs); the run's options."""
+    if finetune is None or (callable(finetune) and not isinstance(finetune, str)):
+        if data is not None or steps is not None or options:
+            raise ConfigError(
+                f"finetune_data / finetune_steps / finetune_options go with finetune in {FINETUNES}"
+            )
+        return {}
+    if finetune not in FINETUNES:
+        raise ConfigError(
+            f"finetune must be None, one of {FINETUNES} or a callable finetune(model), "
+            f"got {finetune!r}"
+        )
+    if data is None:
+        raise ConfigError(f"finetune={finetune!r} needs finetune_data= (the data to train on)")
+    steps = check_int("finetune_steps", steps, 1)
+    options = dict(options or {})
+    clash = sorted({"steps", "epochs", "step"} & set(options))
+    if clash:
+        raise ConfigError(f"finetune_options may not set {clash}; give finetune_steps=")
+    from nasviz.data import as_batches
+
+    as_batches(data, batch_size=options.get("batch_size"), what="finetune_data")  # fails now
+    return {"steps": steps, **options}
