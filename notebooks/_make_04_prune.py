@@ -174,7 +174,7 @@ torch.manual_seed(seed)
 fresh = copy.deepcopy(model)
 for p in fresh.parameters():  # a new initialization, not the searched weights
     torch.nn.init.normal_(p, std=0.1)
-tickets = prune.lottery(fresh, lambda m: train(m, epochs=2), rounds=lottery_rounds, rate=0.2)
+tickets = prune.lottery(fresh, lambda m: train(m, epochs=2), rounds=lottery_rounds, sparsity=1 - 0.8**lottery_rounds)
 tickets.table().round(3)
 """),
     code("""

@@ -1,13 +1,15 @@
 """Lottery tickets: iterative magnitude pruning with weight rewinding.
 
-Round 0 trains the dense model. Each following round prunes ``rate`` of the weights still
-alive (by magnitude), rewinds the survivors to the rewind weights (the initial ones, or an early
-checkpoint) and trains again, so round r has sparsity ``1 - (1 - rate) ** r``. Every round's
-masks are kept for comparison (``a.overlap(b)``, the viewer's diff mode).
+Round 0 trains the dense model. Each following round prunes the same fraction ``p`` of the
+weights still alive (by magnitude), rewinds the survivors to the rewind weights (the initial
+ones, or an early checkpoint) and trains again, so that round R of R reaches ``sparsity``:
+round r has sparsity ``1 - (1 - sparsity) ** (r / R)`` (``p = 1 - (1 - sparsity) ** (1 / R)``).
+Every round's masks are kept for comparison (``a.overlap(b)``, the viewer's diff mode).
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +18,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from nasviz._compat import REMOVED_IN, keyword_only_after
 from nasviz.errors import ConfigError
 from nasviz.prune._magnitude import SCOPES, magnitude
 from nasviz.prune._masks import Masks, applied, check_sparsity, copy_model, prunable, remove
@@ -28,7 +31,7 @@ class LotteryResult:
     """Every round of a lottery-ticket run.
 
     Attributes:
-        masks: masks of rounds 1..R (round r keeps ``(1 - rate) ** r`` of the weights).
+        masks: masks of rounds 1..R (round r keeps ``(1 - sparsity) ** (r / R)`` of the weights).
         metrics: what ``train_fn`` returned in rounds 0..R (round 0 is dense).
         model: the model, trained with the last round's masks applied.
     """
@@ -54,13 +57,16 @@ class LotteryResult:
         return pd.DataFrame(rows)
 
 
+@keyword_only_after("rate", "rewind", "scope")
 def lottery(
     model: nn.Module,
     train_fn: Callable[[nn.Module], Any],
     rounds: int,
-    rate: float = 0.2,
+    *,
+    sparsity: float | None = None,
     rewind: str | Mapping[str, torch.Tensor] | None = "init",
     scope: str = "global",
+    rate: float | None = None,
 ) -> LotteryResult:
     """Runs iterative magnitude pruning with rewinding on ``model`` (changed in place).
 
@@ -71,18 +77,33 @@ def lottery(
         train_fn: ``train_fn(model)`` trains in place (masks are applied, so pruned weights stay
             zero) and may return a metric (accuracy, loss) recorded per round.
         rounds: R pruning rounds (``train_fn`` runs R + 1 times).
-        rate: fraction of the remaining weights pruned per round, in (0, 1).
+        sparsity: the sparsity the last round reaches, in (0, 1); None: ``1 - 0.8 ** R`` (20%
+            of the remaining weights per round, as Frankle & Carbin).
+        rate: deprecated (the fraction of the remaining weights pruned per round; rate r over
+            R rounds is ``sparsity = 1 - (1 - r) ** R``).
         rewind: ``"init"`` (the weights at the call), a state dict (e.g. saved after a few
             training steps: late rewinding), or None (no rewinding: plain iterative pruning).
         scope: ``"global"`` or ``"layer"`` magnitude ranking.
     """
-    rate = check_sparsity(rate, "rate")
-    if rate == 0.0:
-        raise ConfigError(
-            "rate must be > 0: each round prunes that fraction of the remaining weights"
-        )
     if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
         raise ConfigError(f"rounds must be an int >= 1, got {rounds!r}")
+    if rate is not None:
+        if sparsity is not None:
+            raise ConfigError("give sparsity= (the final sparsity), not also rate= (per round)")
+        warnings.warn(
+            f"lottery: rate= (per round) is now sparsity= (the final sparsity: rate r over R "
+            f"rounds is 1 - (1 - r) ** R); rate= stops working in nasviz {REMOVED_IN}",
+            FutureWarning,
+            stacklevel=2,
+        )
+        per_round = check_sparsity(rate, "rate")
+        sparsity = 1.0 - (1.0 - per_round) ** rounds
+    elif sparsity is None:
+        sparsity = 1.0 - 0.8**rounds
+    sparsity = check_sparsity(sparsity)
+    if sparsity == 0.0:
+        raise ConfigError("sparsity must be > 0: the last round prunes that fraction")
+    rate = 1.0 - (1.0 - sparsity) ** (1.0 / rounds)
     if scope not in SCOPES:
         raise ConfigError(f"scope must be one of {SCOPES}, got {scope!r}")
     if not callable(train_fn):

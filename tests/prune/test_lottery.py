@@ -24,15 +24,24 @@ def _trainer(x, y, steps=5):
     return train
 
 
-def test_rounds_prune_rate_of_the_rest_and_rewind_survivors_to_init():
+def test_rounds_reach_the_sparsity_and_rewind_survivors_to_init():
     torch.manual_seed(0)
     model = mlp((16, 32, 4))
     init = {k: v.clone() for k, v in model.state_dict().items()}
     x, y = torch.randn(64, 16), torch.randint(0, 4, (64,))
-    result = lottery(
-        model, _trainer(x, y, steps=0), rounds=3, rate=0.2
-    )  # no training: weights stay at init
+    # no training: weights stay at init; 48.8% in 3 rounds is 20% of the rest per round
+    result = lottery(model, _trainer(x, y, steps=0), rounds=3, sparsity=0.488)
     assert result.sparsities == pytest.approx([0.0, 0.2, 0.36, 0.488], abs=2e-3)
+    default = lottery(mlp((16, 32, 4)), _trainer(x, y, steps=0), rounds=3)  # 20% per round
+    assert default.sparsities == pytest.approx(result.sparsities, abs=2e-3)
+    with pytest.warns(FutureWarning, match=r"lottery: rate= \(per round\) is now sparsity="):
+        old = lottery(mlp((16, 32, 4)), _trainer(x, y, steps=0), rounds=3, rate=0.2)
+    assert old.sparsities == pytest.approx(result.sparsities, abs=2e-3)
+    with (
+        pytest.warns(FutureWarning, match=r"lottery: pass rate=\.\.\. by keyword"),
+        pytest.warns(FutureWarning, match=r"rate= \(per round\) is now sparsity="),
+    ):
+        lottery(mlp((16, 32, 4)), _trainer(x, y, steps=0), 3, 0.2)
     for earlier, later in zip(result.masks, result.masks[1:], strict=False):
         assert all(not (later[n] & ~earlier[n]).any() for n in later)  # nested tickets
     final = result.masks[-1]
@@ -52,7 +61,7 @@ def test_rewinding_restores_init_values_after_training():
         calls.append(m[0].weight.detach().clone())
         return _trainer(x, y)(m)
 
-    result = lottery(model, train, rounds=2, rate=0.5)
+    result = lottery(model, train, rounds=2, sparsity=0.75)
     mask = result.masks[0]["0.weight"]
     assert torch.equal(calls[1][mask], init[mask]) and (calls[1][~mask] == 0).all()
     assert len(result.metrics) == 3
@@ -64,8 +73,10 @@ def test_bad_arguments_change_nothing():
     before = snapshot(model)
     with pytest.raises(ConfigError, match="rounds"):
         lottery(model, lambda m: None, rounds=0)
-    with pytest.raises(ConfigError, match="rate"):
-        lottery(model, lambda m: None, rounds=1, rate=0.0)
+    with pytest.raises(ConfigError, match="sparsity must be > 0"):
+        lottery(model, lambda m: None, rounds=1, sparsity=0.0)
+    with pytest.raises(ConfigError, match="not also rate="):
+        lottery(model, lambda m: None, rounds=1, sparsity=0.5, rate=0.2)
     with pytest.raises(ConfigError, match="rewind"):
         lottery(model, lambda m: None, rounds=1, rewind="late")
     with pytest.raises(ConfigError, match="rewind state"):
@@ -88,5 +99,5 @@ def test_a_failing_train_fn_leaves_the_model_as_it_was():
         return _trainer(x, y)(m)
 
     with pytest.raises(RuntimeError, match="out of memory"):
-        lottery(model, train, rounds=3, rate=0.5)
+        lottery(model, train, rounds=3, sparsity=0.875)
     assert len(calls) == 3 and unchanged(model, before)
