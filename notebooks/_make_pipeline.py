@@ -121,17 +121,21 @@ COMPRESS = [
 # Pipeline step 3: compress the best subnets
 
 Takes the most accurate subnets of the Pareto front, exports each from the supernet, prunes
-whole channels (structured, so the model really shrinks), fine-tunes briefly, and writes one
-row per variant to `compressed.csv` on the search's axes (accuracy, MACs, parameters).
+whole channels (structured, so the model really shrinks), recovers the pruned model briefly
+with the training layer (`finetune="distill"`: `nasviz.recover` distils the unpruned subnet
+into it, mixed with the labels' loss; `"train"`: plain fine-tuning on the labels), and writes
+one row per variant to `compressed.csv` on the search's axes (accuracy, MACs, parameters).
 """),
     params("""
 seed = 0                 # (≥ 0)
 n_best = 2               # subnets of the front compressed (≥ 1)
 sparsity = 0.5           # fraction of channels removed per layer
 finetune_epochs = 2      # (≥ 0)
+finetune = "distill"     # one of: "distill", "train"
 out_dir = "runs/pipeline"
 """),
     code("""
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -153,16 +157,18 @@ front = pd.read_csv(out / "pareto.csv").sort_values(["accuracy", "trial"], ascen
 best = front.head(n_best)
 """),
     code("""
-def finetune(model, epochs):
-    torch.manual_seed(seed)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    model.train()
-    for epoch in range(epochs):
-        for X, y in data.train.loader(batch_size=64, shuffle=True, seed=seed + epoch):
-            opt.zero_grad()
-            torch.nn.functional.cross_entropy(model(X), y).backward()
-            opt.step()
-    return model.eval()
+steps = finetune_epochs * math.ceil(len(data.train.y) / 64)
+
+
+def recovered(small, teacher):  # the pruned model after `steps` updates of recovery
+    if steps:
+        options = {"steps": steps, "batch_size": 64, "lr": 1e-3, "seed": seed}
+        if finetune == "distill":
+            run = nasviz.recover(small, teacher, data.train, **options)
+        else:
+            run = nasviz.training.train(small, data.train, **options)
+        assert run.run().state == "finished", run.traceback
+    return small.eval()
 
 
 rows = []
@@ -171,7 +177,7 @@ for _, row in best.iterrows():
     subnet = net.export(arch).eval()
     variants = {"subnet": subnet}
     masks = prune.channels(subnet, sparsity, example_input=torch.zeros(shape))
-    variants[f"channels {sparsity:.0%}"] = finetune(prune.shrink(subnet, masks), finetune_epochs)
+    variants[f"channels {sparsity:.0%}"] = recovered(prune.shrink(subnet, masks), subnet)
     for method, model in variants.items():
         rows.append({"trial": int(row["trial"]), "method": method, "arch": arch.to_json(),
                      "accuracy": evaluate_accuracy(model, data.val), "macs": count_macs(model, shape),

@@ -12,6 +12,7 @@ accuracy (classifiers), parameters and latency at the data's sequence shape.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -99,6 +100,7 @@ def compression_report(
     objectives: Sequence[Any] | None = None,
     baseline: str | None = None,
     label: str | None = None,
+    recover: Mapping[str, Any] | None = None,
 ) -> pd.DataFrame:
     """The search's objectives, memory and (per-label) accuracy of each variant, one row per
     model, with the change against a baseline.
@@ -120,8 +122,11 @@ def compression_report(
             ``accuracy_<label>_<value>`` columns, the accuracy on that label value's examples
             only (how a variant pruned for one task does on that task).
 
-    Recovery (distillation after pruning) is the training layer's ``recover``; report the
-    recovered variants next to the pruned ones.
+        recover: recovers every variant but the baseline by distillation from the baseline
+            (:func:`nasviz.training.recover` on a copy: the given models never change) and
+            reports the copies next to them as ``"<name> recovered"``:
+            ``{"data": training data, "steps": updates, **options of recover}`` (``lr``,
+            ``temperature``, ``device``, ``batch_size``, ...).
 
     Returns:
         Columns ``name``, one per objective, ``memory_bytes``, ``experts`` (expert modules, or
@@ -143,6 +148,8 @@ def compression_report(
         else [as_objective(o) for o in objectives]
     )
     subsets = {} if label is None else _label_subsets(data, label)
+    if recover is not None:
+        models = {**models, **_recovered(models, baseline, recover)}
     rows = []
     for name, m in models.items():
         row: dict[str, Any] = {"name": name}
@@ -165,3 +172,29 @@ def compression_report(
         "memory_bytes"
     ]
     return table
+
+
+def _recovered(
+    models: Mapping[str, nn.Module], baseline: str, spec: Mapping[str, Any]
+) -> dict[str, nn.Module]:
+    """``"<name> recovered"``: a copy of each variant distilled from the baseline."""
+    from nasviz.training import recover
+
+    if not isinstance(spec, Mapping) or "data" not in spec or "steps" not in spec:
+        raise MoEError(
+            "recover must be a dict {'data': training data, 'steps': updates, **options}, got "
+            f"{spec!r}"
+        )
+    options = {k: v for k, v in spec.items() if k != "data"}
+    out: dict[str, nn.Module] = {}
+    teacher = models[baseline]
+    for name, model in models.items():
+        if name == baseline:
+            continue
+        student = copy.deepcopy(model)
+        run = recover(student, teacher, spec["data"], **options)  # checks everything first
+        status = run.run()
+        if status.state != "finished":
+            raise MoEError(f"recovering {name!r} ended {status.state}: {run.error}")
+        out[f"{name} recovered"] = student.eval()
+    return out

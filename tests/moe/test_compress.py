@@ -18,7 +18,7 @@ from nasviz.moe import (
     merge_experts,
     prune_experts,
 )
-from nasviz.objectives import accuracy, evaluate_accuracy, macs, params
+from nasviz.objectives import Objective, accuracy, evaluate_accuracy, macs, params
 
 
 def _state(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -242,3 +242,32 @@ def test_pruning_counts_choices_dropped_by_capacity():
     assert stats.counts(0, include_dropped=True)[0] == 60 and stats.expert_load().dropped[0] > 0
     pruned = prune_experts(moe, stats, keep=1)
     assert torch.equal(pruned.router.weight[0], moe.router.weight[0])
+
+
+def test_compression_report_recovers_copies_by_distillation(recorded, tiny_tasks):
+    """``recover=``: each variant's copy is distilled from the baseline and reported beside
+    it; the given models never change, and the copy agrees with the baseline more."""
+    model, stats = recorded
+    pruned = prune_experts(model, stats, keep=1)
+    states = {"original": _state(model), "pruned": _state(pruned)}
+    X = tiny_tasks.train.X
+    with torch.no_grad():
+        reference = model(X).argmax(-1)
+
+    def agree(m, _arch=None):
+        with torch.no_grad():
+            return 100.0 * float((m(X).argmax(-1) == reference).float().mean())
+
+    objectives = [Objective("agree", "maximize", agree), params()]
+    report = compression_report(
+        {"original": model, "pruned": pruned}, tiny_tasks, objectives=objectives,
+        recover={"data": tiny_tasks.train, "steps": 30, "lr": 1e-2, "batch_size": 16},
+    )  # fmt: skip
+    table = report.set_index("name")
+    assert list(table.index) == ["original", "pruned", "pruned recovered"]
+    assert _same(model, states["original"]) and _same(pruned, states["pruned"])
+    assert table.loc["pruned recovered", "params"] == table.loc["pruned", "params"]
+    assert table.loc["pruned recovered", "experts"] == table.loc["pruned", "experts"]
+    assert table.loc["pruned recovered", "agree"] > table.loc["pruned", "agree"]
+    with pytest.raises(MoEError, match=r"recover must be a dict \{'data'"):
+        compression_report({"original": model, "pruned": pruned}, tiny_tasks, recover={"steps": 3})
