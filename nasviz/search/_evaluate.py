@@ -16,9 +16,12 @@ widgets``), and evaluated no fewer archs per second.
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import inspect
 import math
 import os
+import queue
 import socket
 import threading
 import time
@@ -226,9 +229,14 @@ class SupernetEvaluator:
     objectives' own switching becomes eval -> eval; :meth:`end` restores the previous mode.
     Nothing may train the net while a search evaluates it. Executors with worker processes
     (Dask) get a pickled copy, already in eval mode.
+
+    With ``devices`` (e.g. ``["cuda:0", "cuda:1"]``), :meth:`start` makes one copy of the net
+    on each device (the user's net stays where it is, unchanged) and each evaluation takes a
+    free copy, so evaluations in flight run one per device; :meth:`end` drops the copies. CPU
+    copies share the CPU slots (:data:`COMPUTE_SLOTS`); accelerator copies do not.
     """
 
-    def __init__(self, net: Any, objectives: list[Objective]):
+    def __init__(self, net: Any, objectives: list[Objective], devices: list[Any] | None = None):
         missing = [o.name for o in objectives if o.fn is None]
         if missing:
             raise ConfigError(
@@ -237,8 +245,10 @@ class SupernetEvaluator:
             )
         self.net = net
         self.objectives = objectives
+        self.devices = list(devices) if devices else None
         self.reports = False  # objectives measure a subnet; nothing reports steps
         self._was_training: bool | None = None
+        self._free: queue.SimpleQueue | None = None  # the per-device copies not in use
 
     def start(self) -> None:
         """Called by the search's run thread before a run's first evaluation."""
@@ -246,12 +256,20 @@ class SupernetEvaluator:
             if self._was_training is None:
                 self._was_training = bool(self.net.training)
             self.net.eval()
+        if self.devices:  # fresh copies every run: the net may have trained in between
+            self._free = queue.SimpleQueue()
+            for device in self.devices:
+                self._free.put(copy.deepcopy(self.net).to(device).eval())
 
     def end(self) -> None:
         """Called by the run thread after a run's last evaluation finished."""
+        self._free = None
         if self._was_training is not None:
             self.net.train(self._was_training)
             self._was_training = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_free": None}  # process executors get the net itself
 
     def cheap(self, arch: Arch, names: Collection[str] | None = None) -> dict[str, float]:
         return {
@@ -264,5 +282,19 @@ class SupernetEvaluator:
         return [o.name for o in self.objectives if o.cheap]
 
     def __call__(self, arch: Arch, report: Any = None) -> tuple[dict[str, float], dict[str, Any]]:
-        with COMPUTE_SLOTS:  # one per CPU core at once (see the module's docstring)
-            return {o.name: o(self.net, arch) for o in self.objectives}, {}
+        free = self._free
+        if free is None:
+            with COMPUTE_SLOTS:  # one per CPU core at once (see the module's docstring)
+                return {o.name: o(self.net, arch) for o in self.objectives}, {}
+        net = free.get()  # a copy on a device no other evaluation is using
+        try:
+            slot = COMPUTE_SLOTS if _on_cpu(net) else contextlib.nullcontext()
+            with slot:
+                return {o.name: o(net, arch) for o in self.objectives}, {}
+        finally:
+            free.put(net)
+
+
+def _on_cpu(net: Any) -> bool:
+    first = next(iter(net.parameters()), None)
+    return first is None or first.device.type == "cpu"

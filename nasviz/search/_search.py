@@ -105,6 +105,25 @@ def _constraints(constraints: Constraint | Sequence[Constraint] | None, names: l
     return bounds, predicates
 
 
+def _devices(devices: Any, supernet: bool, executor: Any) -> list[Any] | None:
+    """The resolved ``torch.device`` s of ``Search(devices=...)`` (checked now), or None."""
+    if devices is None:
+        return None
+    from nasviz.training._device import resolve_device
+
+    if isinstance(devices, str) or not isinstance(devices, Sequence) or not devices:
+        raise ConfigError(
+            f"devices must be a non-empty list such as ['cuda:0', 'cuda:1'], got {devices!r}"
+        )
+    if not supernet:
+        raise ConfigError(
+            "devices= places copies of a supernet; a function search chooses its own device"
+        )
+    if executor is not None:
+        raise ConfigError("devices= runs evaluations in this process: not with executor=")
+    return [resolve_device(d) for d in devices]
+
+
 def function_path(fn: Any) -> str | None:
     """``"module:qualname"`` of a function another process can import, else None (lambdas,
     functions defined in a notebook, a script run as ``__main__`` or inside a function)."""
@@ -170,6 +189,11 @@ class Search(ResultsView):
         heartbeat: seconds between renewals of the leases of this search's evaluations in
             flight; another process declares an evaluation dead when its lease (3 heartbeats)
             expires, or at once when its process is gone from this machine.
+        devices: for a supernet search, where evaluations run: one copy of the net per device
+            (``["cuda:0", "cuda:1"]``, ``["cuda"]``, ``["auto"]``; the net itself stays where
+            it is, unchanged), each evaluation on a free copy, so ``workers`` (default: one per
+            device) evaluations run at once, one per device. None: on the net itself, where
+            it is. Not with ``executor=``.
         keep_models: a folder: for a function that returns models, each completed trial's
             model is saved there (``trial-<number>.pt``, its state dict) and, whenever a run
             ends, only the Pareto front's are kept; :meth:`load_model` reads one back.
@@ -207,6 +231,7 @@ class Search(ResultsView):
         pruner: str | Scheduler | optuna.pruners.BasePruner | None = None,
         heartbeat: float = HEARTBEAT_S,
         keep_models: str | Path | None = None,
+        devices: Sequence[Any] | None = None,
         _study: optuna.Study | None = None,
     ):
         # Everything is checked before the storage is touched: bad input creates no file.
@@ -275,10 +300,13 @@ class Search(ResultsView):
                 "keep_models is for a function that returns the models it trains; a "
                 "supernet's subnets are exported with net.export(arch)"
             )
+        placed = _devices(devices, supernet, executor)
+        if placed and workers == 1:
+            workers = len(placed)
         if net_or_fn is None:
             self._evaluator = None
         elif supernet:
-            self._evaluator = SupernetEvaluator(net_or_fn, self.objectives)
+            self._evaluator = SupernetEvaluator(net_or_fn, self.objectives, placed)
         elif callable(net_or_fn):
             self._evaluator = FunctionEvaluator(
                 net_or_fn, self.objectives, keep=self.kept is not None
