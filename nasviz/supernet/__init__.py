@@ -18,7 +18,7 @@ from __future__ import annotations
 from nasviz._compat import deprecated_function
 from nasviz.supernet import _checkpoint
 from nasviz.supernet._attention import ElasticAttention, StaticAttention
-from nasviz.supernet._base import ForwardState, Supernet
+from nasviz.supernet._base import ForwardState, Supernet, register_supernet
 from nasviz.supernet._blocks import FIXED, Block
 from nasviz.supernet._checkpoint import FAMILIES, load_subnet, save_subnet
 from nasviz.supernet._cnn import CNNConfig, ElasticCNN, InvertedResidual
@@ -29,6 +29,12 @@ from nasviz.supernet._ops import (
     ElasticConv2d,
     ElasticLayerNorm,
     ElasticLinear,
+    export_bn,
+    export_conv,
+    export_linear,
+    importance_order,
+    permute_bn,
+    permute_rows,
 )
 from nasviz.supernet._recalibrate import recalibrate
 from nasviz.supernet._train import SupernetTrainer, TrainingRun, train_supernet
@@ -74,10 +80,17 @@ __all__ = [
     "TrainingRun",
     "TransformerConfig",
     "convert",
+    "export_bn",
+    "export_conv",
+    "export_linear",
+    "importance_order",
     "load_subnet",
     "load_supernet",
     "load_weights",
+    "permute_bn",
+    "permute_rows",
     "recalibrate",
+    "register_supernet",
     "save_subnet",
     "save_supernet",
     "train_supernet",

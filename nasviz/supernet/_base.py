@@ -26,7 +26,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import torch
@@ -104,15 +104,33 @@ def _dtype_name(dtype: torch.dtype) -> str:
 
 
 class Supernet(nn.Module, ABC):
-    """Base class of weight-sharing supernets.
+    """Base class of weight-sharing supernets, and the way to write a family of your own.
 
-    Subclasses set ``family`` (their registry name), ``config_class`` (a frozen dataclass),
-    ``shrink_order`` (dimension groups in the order progressive shrinking opens them) and
-    ``width_groups`` (the groups whose first channels :meth:`reorder_channels` sorts), build
-    their modules and ``self.space`` in ``__init__``, then call :meth:`_finish_init`; they
-    implement :meth:`_make_plan`, :meth:`forward` (starting with :meth:`_check_input`),
-    :meth:`_check_shape`, :meth:`_export`, :meth:`count_params`, :meth:`_count_macs` and
-    :meth:`reorder_channels`.
+    A family is a subclass decorated with :func:`register_supernet` (so that checkpoints and
+    :meth:`load` find it) that sets ``family`` (its registry name), ``config_class`` (a frozen
+    dataclass whose fields are its ``__init__`` arguments), and optionally ``shrink_order``
+    (dimension groups in the order progressive shrinking opens them) and ``width_groups`` (the
+    groups whose first channels :meth:`reorder_channels` sorts). Its ``__init__`` calls
+    ``super().__init__(config)``, builds the modules and ``self.space`` and ends with
+    :meth:`finish_init`. It implements these hooks (everything else, from ``with
+    net.subnet(arch)`` per thread to search, training, checkpoints and export, comes from the
+    base class):
+
+    * ``_make_plan(arch) -> plan``: what the arch means for the layers, computed once per arch
+      and cached: an immutable value whose ``arch`` attribute is the arch (a NamedTuple such as
+      ``Plan(arch, widths)``).
+    * ``forward(x)``: starts with ``self._check_input(x)`` and computes the subnet of
+      :attr:`active_plan` (the calling thread's; the largest outside ``subnet()``), e.g. with
+      the elastic layers of this package (``ElasticLinear(x, out_features)``, ...).
+    * ``_check_shape(shape)``: raises ShapeError for an input shape the net cannot take.
+    * ``_export(plan, stats) -> nn.Module``: the standalone model of a plan (copies of the
+      sliced weights: :func:`export_linear`, :func:`export_conv`, :func:`export_bn`; ``stats``
+      are re-calibrated batch-norm statistics or None).
+    * ``count_params(arch)`` and ``_count_macs(plan, input_shape)``: equal to the export's.
+    * ``reorder_channels(optimizer_state=None)``: sorts channels by importance
+      (:func:`importance_order`, :func:`permute_rows`); a family without width may do nothing.
+
+    ``tests/supernet/test_supernet_family.py`` writes one in about 40 lines.
 
     Attributes:
         config: the frozen dataclass the net was built from (checked when loading weights).
@@ -142,6 +160,10 @@ class Supernet(nn.Module, ABC):
         self._plans = _ArchCache(4096)  # arch -> plan
         self._prepared_cache = PreparedCache()
         self._dtype_seen: torch.dtype | None = None  # the input dtype last checked and found right
+
+    def finish_init(self) -> None:
+        """Ends a family's ``__init__`` (after its modules and ``self.space`` exist)."""
+        self._finish_init()
 
     def _finish_init(self) -> None:
         """Names the BN layers (their statistics are stored by name) and plans the largest."""
@@ -198,6 +220,11 @@ class Supernet(nn.Module, ABC):
             plan = self._plans.get(arch)
             if plan is None:
                 plan = self._make_plan(arch)
+                if getattr(plan, "arch", None) != arch:
+                    raise ConfigError(
+                        f"{type(self).__name__}._make_plan must return an immutable value whose "
+                        f"``arch`` is the arch (e.g. a NamedTuple with an arch field); got {plan!r}"
+                    )
                 self._plans.put(arch, plan)
         return plan
 
@@ -232,6 +259,11 @@ class Supernet(nn.Module, ABC):
     def active_arch(self) -> Arch:
         """The arch that ``forward`` computes in the calling thread."""
         return self._state().plan.arch
+
+    @property
+    def active_plan(self) -> Any:
+        """The plan (``_make_plan``'s value) that ``forward`` computes in the calling thread."""
+        return self._state().plan
 
     def _stats(self, state: ForwardState) -> BNStats | None:
         """Eval-mode BN statistics for the state's subnet: re-calibrated ones when known (or
@@ -470,3 +502,43 @@ class Supernet(nn.Module, ABC):
         size = self.space.size
         shown = f"{size:,}" if size < 10**12 else f"~10^{math.log10(size):.0f}"
         return f"subnets={shown}, params(largest)={self.count_params(self.largest()):,}"
+
+
+#: Supernet family name (``"ElasticCNN"``) -> class: the one registry checkpoints are resolved
+#: through (fill it with :func:`register_supernet`).
+FAMILIES: dict[str, type[Supernet]] = {}
+
+S = TypeVar("S", bound=type)
+
+
+def register_supernet(cls: S) -> S:
+    """Class decorator: registers a :class:`Supernet` subclass under its ``family`` name, so
+    that :meth:`Supernet.load` and checkpoints find it.
+
+    Raises:
+        ConfigError: not a Supernet subclass, no ``family`` set in the class body, no frozen
+            dataclass ``config_class``, or the name taken by another class.
+    """
+    if not (isinstance(cls, type) and issubclass(cls, Supernet)):
+        raise ConfigError(f"register_supernet decorates Supernet subclasses, got {cls!r}")
+    family = cls.__dict__.get("family")
+    if not isinstance(family, str) or not family:
+        raise ConfigError(
+            f"{cls.__name__} must set family = '<name>' in its class body (its registry name)"
+        )
+    config = getattr(cls, "config_class", None)
+    if not (dataclasses.is_dataclass(config) and config.__dataclass_params__.frozen):
+        raise ConfigError(
+            f"{cls.__name__}.config_class must be a frozen dataclass of its __init__ "
+            f"arguments, got {config!r}"
+        )
+    known = FAMILIES.get(family)
+    if known is not None and f"{known.__module__}.{known.__qualname__}" != (
+        f"{cls.__module__}.{cls.__qualname__}"
+    ):
+        raise ConfigError(
+            f"supernet family {family!r} is taken by {known.__module__}.{known.__qualname__}; "
+            "choose another family name"
+        )
+    FAMILIES[family] = cls
+    return cls

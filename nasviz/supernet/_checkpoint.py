@@ -20,10 +20,10 @@ from torch import nn
 from nasviz._torchfile import read_torch_file, unreadable_reason
 from nasviz.errors import CheckpointError, ConfigError, SpaceError
 from nasviz.space import Arch
-from nasviz.supernet._base import Supernet
-from nasviz.supernet._cnn import ElasticCNN
-from nasviz.supernet._mlp import ElasticMLP
-from nasviz.supernet._transformer import ElasticTransformer
+from nasviz.supernet._base import FAMILIES, Supernet
+from nasviz.supernet._cnn import ElasticCNN  # noqa: F401 - the built-in families register
+from nasviz.supernet._mlp import ElasticMLP  # noqa: F401
+from nasviz.supernet._transformer import ElasticTransformer  # noqa: F401
 
 __all__ = [
     "FAMILIES",
@@ -36,11 +36,6 @@ __all__ = [
     "supernet_blob",
 ]
 
-FAMILIES: dict[str, type[Supernet]] = {
-    cls.family: cls for cls in (ElasticMLP, ElasticCNN, ElasticTransformer)
-}
-"""Supernet family name (``"ElasticCNN"``) -> class: the one registry checkpoints are resolved
-through."""
 
 SUPERNET_FORMAT = "nasviz.supernet/1"
 SUBNET_FORMAT = "nasviz.subnet/1"

@@ -17,7 +17,7 @@ from torch import nn
 
 from nasviz.errors import ConfigError, ShapeError
 from nasviz.space import Arch, SearchSpace
-from nasviz.supernet._base import BNStats, Supernet
+from nasviz.supernet._base import BNStats, Supernet, register_supernet
 from nasviz.supernet._blocks import FIXED, Block
 from nasviz.supernet._ops import (
     ElasticBatchNorm2d,
@@ -141,6 +141,7 @@ class InvertedResidual(nn.Module):
         return x + h if self.residual else h
 
 
+@register_supernet
 class ElasticCNN(Supernet):
     """A stem conv, stages of elastic inverted-residual blocks, global pooling and a classifier.
 

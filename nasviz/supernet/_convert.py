@@ -39,8 +39,7 @@ from torch import nn
 
 from nasviz.errors import ConfigError, ShapeError
 from nasviz.space import Arch, SearchSpace
-from nasviz.supernet._base import BNStats, ForwardState, Supernet
-from nasviz.supernet._checkpoint import FAMILIES
+from nasviz.supernet._base import BNStats, ForwardState, Supernet, register_supernet
 from nasviz.supernet._convert_ops import (
     ACTIVE_PLAN,
     ElasticBatchNormBase,
@@ -137,6 +136,7 @@ def _check_width(width: Any) -> tuple[float, ...]:
     return values
 
 
+@register_supernet
 class ConvertedSupernet(Supernet):
     """A supernet made from a user's model by :func:`convert` (see the module docstring).
 
@@ -408,7 +408,6 @@ class ConvertedSupernet(Supernet):
         return pd.DataFrame(rows)
 
 
-FAMILIES[ConvertedSupernet.family] = ConvertedSupernet  # load_weights finds the family
 
 
 def _renumber(net: ConvertedSupernet) -> None:

@@ -14,7 +14,7 @@ from torch import nn
 
 from nasviz.errors import ShapeError
 from nasviz.space import Arch, SearchSpace
-from nasviz.supernet._base import BNStats, Supernet
+from nasviz.supernet._base import BNStats, Supernet, register_supernet
 from nasviz.supernet._blocks import Block
 from nasviz.supernet._ops import (
     ElasticLinear,
@@ -43,6 +43,7 @@ class _Plan(NamedTuple):
     widths: tuple[int, ...]  # active width of each active hidden layer
 
 
+@register_supernet
 class ElasticMLP(Supernet):
     """Hidden layers ``Linear -> ReLU`` with elastic depth and elastic width per layer.
 

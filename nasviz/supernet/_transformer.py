@@ -16,7 +16,7 @@ from nasviz.errors import ConfigError, ShapeError
 from nasviz.moe import MoE
 from nasviz.space import Arch, SearchSpace
 from nasviz.supernet._attention import ElasticAttention, sdpa_macs
-from nasviz.supernet._base import BNStats, Supernet
+from nasviz.supernet._base import BNStats, Supernet, register_supernet
 from nasviz.supernet._blocks import FIXED, Block
 from nasviz.supernet._ops import (
     ElasticLayerNorm,
@@ -151,6 +151,7 @@ def _layer_norm(ln: nn.LayerNorm) -> nn.LayerNorm:
     return new
 
 
+@register_supernet
 class ElasticTransformer(Supernet):
     """Token embedding + learned positions, elastic pre-norm blocks, mean pooling, classifier.
 
