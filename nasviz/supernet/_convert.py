@@ -408,8 +408,6 @@ class ConvertedSupernet(Supernet):
         return pd.DataFrame(rows)
 
 
-
-
 def _renumber(net: ConvertedSupernet) -> None:
     """Names the dimensions left after probing ``width.0..`` / ``depth.0..`` again."""
     renamed: dict[str, Any] = {}

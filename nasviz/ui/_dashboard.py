@@ -31,7 +31,7 @@ from nasviz.viz._dashboard import (
 )
 from nasviz.viz._format import hover_text, si
 from nasviz.viz._hypervolume import hover_template, hypervolume_title
-from nasviz.viz._pareto import arch_columns, error_line, pareto_title
+from nasviz.viz._pareto import arch_columns, error_line, pareto_title, stopped_hover
 from nasviz.viz._predictor import predictor_info, predictor_placeholder, predictor_traces
 from nasviz.viz._style import (
     HYPERVOLUME_STYLE,
@@ -39,6 +39,7 @@ from nasviz.viz._style import (
     front_style,
     infeasible_style,
     point_style,
+    stopped_style,
 )
 
 __all__ = ["SearchDashboard", "ended_early"]
@@ -95,6 +96,7 @@ class SearchDashboard(LiveView):
         self._trials = np.zeros(0, dtype=np.int64)
         self._hover: list[str] = []
         self._infeasible: list[dict[str, Any]] = []
+        self._stopped: list[dict[str, Any]] = []  # trials early stopping ended
         self._errors: list[str] = []
         self.hv = LiveHypervolume(self.objectives)
         self._deaf = False  # the figure's front end is deaf: build a new one
@@ -167,7 +169,7 @@ class SearchDashboard(LiveView):
         self._draw(draft)
         widget = PlotWidget(draft)
         index = {id(t): i for i, t in enumerate(draft.data)}
-        for series in (self.points, self.infeasible_series, self.hv_series):
+        for series in (self.points, self.infeasible_series, self.stopped_series, self.hv_series):
             series.rebind(widget)
         self.front_trace = widget.data[index[id(self.front_trace)]]
         self.hv_tail = widget.data[index[id(self.hv_tail)]]
@@ -198,6 +200,7 @@ class SearchDashboard(LiveView):
         fig.add_scatter(**{**front_style(self._dirs[ix]), "hoverinfo": "skip"}, **on, x=[], y=[])
         self.front_trace = fig.data[-1]
         self.infeasible_series = ChunkedSeries(fig, {**infeasible_style(), **on})
+        self.stopped_series = ChunkedSeries(fig, {**stopped_style(), **on})
         fig.add_annotation(failed_note([]))
         # the curve is a staircase: only the evaluations where it rises are points of the
         # series; a two-point tail trace runs on to the latest evaluation
@@ -212,7 +215,7 @@ class SearchDashboard(LiveView):
         self.hv_tail = fig.data[-1]
         self._hv_step: tuple[int, float] | None = None  # the last point of the series
         self._predictor_traces: list[Any] = []
-        self._drawn = self._infeasible_drawn = self._hv_drawn = 0
+        self._drawn = self._infeasible_drawn = self._stopped_drawn = self._hv_drawn = 0
         self._front_drawn: list[int] | None = None
         self._errors_drawn = -1
         self._cycles_dirty = self._predictor
@@ -239,6 +242,10 @@ class SearchDashboard(LiveView):
             self._rows.append(row)
             if row.get("state") == "FAIL":
                 self._errors.append(error_line(row))
+                continue
+            if row.get("state") == "PRUNED":  # drawn where it stopped, when it reported
+                if all(pd.notna(row.get(n)) for n in self._names):
+                    self._stopped.append(row)
                 continue
             if row.get("state") != "COMPLETE" or not all(pd.notna(row.get(n)) for n in self._names):
                 continue
@@ -350,6 +357,16 @@ class SearchDashboard(LiveView):
                 hovertext=[hover_text(r, cols, self.objectives) + "<br>infeasible" for r in rows],
             )
             self._infeasible_drawn = len(self._infeasible)
+        rows = self._stopped[self._stopped_drawn :]
+        if rows:
+            cols = self._arch_cols or arch_columns(pd.DataFrame(rows), self.objectives)
+            self.stopped_series.append(
+                [r[self._names[ix]] for r in rows],
+                [r[self._names[iy]] for r in rows],
+                customdata=[int(r["trial"]) for r in rows],
+                hovertext=[stopped_hover(r, cols, self.objectives) for r in rows],
+            )
+            self._stopped_drawn = len(self._stopped)
 
     def _front(self) -> np.ndarray:
         if len(self._values) == 0:
@@ -387,6 +404,7 @@ class SearchDashboard(LiveView):
             len(self._front_drawn or ()),
             len(self._errors),
             len(self._infeasible),
+            len(self._stopped),
         )
         if fig.layout.title.text != title:
             fig.layout.title.text = title

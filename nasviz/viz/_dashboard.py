@@ -21,10 +21,19 @@ from nasviz.viz._hypervolume import (
     hypervolume_title,
     raw_labels,
 )
-from nasviz.viz._pareto import add_pareto, info_title, objective_specs, pareto_info, set_axis
+from nasviz.viz._pareto import (
+    add_pareto,
+    arch_columns,
+    info_title,
+    objective_specs,
+    pareto_info,
+    set_axis,
+    stopped_hover,
+    stopped_rows,
+)
 from nasviz.viz._predictor import predictor_info, predictor_placeholder, predictor_traces
 from nasviz.viz._static import Figure
-from nasviz.viz._style import HYPERVOLUME_STYLE
+from nasviz.viz._style import HYPERVOLUME_STYLE, stopped_style
 
 __all__ = [
     "HYPERVOLUME_AXES",
@@ -195,6 +204,18 @@ def dashboard_figure(
         fig.update_annotations(
             selector={"name": PREDICTOR_NOTE}, visible=predictor_placeholder(pinfo) is not None
         )
-    text = info_title(info, title) + (f"<br><sup>{note}</sup>" if note else "")
+    stopped = stopped_rows(results, [o.name for o in specs])
+    if len(stopped):
+        arch_cols = arch_columns(results, specs)
+        fig.add_scatter(
+            **stopped_style(),
+            xaxis=PARETO_AXES[0],
+            yaxis=PARETO_AXES[1],
+            x=stopped[info.x],
+            y=stopped[info.y],
+            customdata=stopped["trial"],
+            hovertext=[stopped_hover(r, arch_cols, specs) for _, r in stopped.iterrows()],
+        )
+    text = info_title(info, title, len(stopped)) + (f"<br><sup>{note}</sup>" if note else "")
     fig.update_layout(title_text=text)
     return fig

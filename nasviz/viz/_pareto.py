@@ -65,21 +65,48 @@ def error_line(row: pd.Series | dict[str, Any]) -> str:
 
 
 def pareto_title(
-    title: str, evaluated: int, on_front: int, failed: int = 0, infeasible: int = 0
+    title: str,
+    evaluated: int,
+    on_front: int,
+    failed: int = 0,
+    infeasible: int = 0,
+    stopped: int = 0,
 ) -> str:
-    """``Pareto front — 30 evaluated, 6 on the front, 2 failed, 1 infeasible``."""
+    """``Pareto front — 30 evaluated, 6 on the front, 2 failed, 1 infeasible, 4 stopped
+    early``."""
     notes = [f"{failed} failed"] if failed else []
     notes += [f"{infeasible} infeasible"] if infeasible else []
+    notes += [f"{stopped} stopped early"] if stopped else []
     return f"{title} — {evaluated} evaluated, {on_front} on the front" + "".join(
         f", {n}" for n in notes
     )
 
 
-def info_title(info: ParetoInfo, title: str = "Pareto front") -> str:
-    """:func:`pareto_title` with the counts of ``info``."""
+def info_title(info: ParetoInfo, title: str = "Pareto front", stopped: int = 0) -> str:
+    """:func:`pareto_title` with the counts of ``info`` (and ``stopped`` early trials)."""
     return pareto_title(
-        title, len(info.trials), int(info.front.sum()), len(info.failed), len(info.infeasible)
+        title,
+        len(info.trials),
+        int(info.front.sum()),
+        len(info.failed),
+        len(info.infeasible),
+        stopped,
     )
+
+
+def stopped_hover(row: Any, arch_cols: Sequence[str], objectives: Sequence[Any]) -> str:
+    """A stopped trial's hover: its arch and last reported values, the step and the rung."""
+    step, rung = row.get("step"), row.get("rung")
+    where = "" if step is None or pd.isna(step) else f" at step {int(step)}"
+    where += "" if rung is None or pd.isna(rung) else f" (rung {int(rung)})"
+    return hover_text(row, arch_cols, objectives) + f"<br>stopped early{where}"
+
+
+def stopped_rows(results: pd.DataFrame, names: Sequence[str]) -> pd.DataFrame:
+    """Trials early stopping ended that reported every objective (drawn where they stopped)."""
+    if "state" not in results:
+        return results.iloc[:0]
+    return results[(results["state"] == "PRUNED") & results[list(names)].notna().all(axis=1)]
 
 
 class ParetoInfo(NamedTuple):

@@ -93,6 +93,17 @@ def infeasible_style() -> dict[str, Any]:
     }
 
 
+def stopped_style() -> dict[str, Any]:
+    """Trials early stopping ended (successive halving, Hyperband, an Optuna pruner): hollow
+    grey circles at their last reported values; never on the front."""
+    return {
+        "mode": "markers",
+        "name": "stopped early",
+        "hoverinfo": "text",
+        "marker": {"symbol": "circle-open", "size": 7, "color": FAILED, "line": {"width": 1}},
+    }
+
+
 def star_style() -> dict[str, Any]:
     """The explorer's star on the best arch within budget: never dimmed by a selection."""
     marker = {"symbol": "star", "size": 18, "color": BEST, "line": {"color": "black", "width": 1}}

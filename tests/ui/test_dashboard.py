@@ -242,6 +242,41 @@ def test_front_hover_shows_the_arch_and_infeasible_points_stay_visible():
     dash.close()
 
 
+def test_trials_stopped_early_show_where_they_stopped_with_their_rung():
+    """Successive halving stops most trials at a rung: they are drawn (hollow, never on the
+    front) at their last reported values, counted in the title and in the saved figure."""
+    from nasviz.search import Search
+    from nasviz.viz import dashboard_figure
+
+    def trains(arch, report):
+        for step in range(1, 10):
+            loss = (5 - arch["x0"]) + 0.5 * (5 - arch["x1"]) + arch["x2"] * 0.1
+            report(step, {"loss": loss + 8.0 / step, "cost": arch["x0"] ** 2 + arch["x1"]})
+        return {"loss": loss + 8.0 / 9, "cost": arch["x0"] ** 2 + arch["x1"]}
+
+    search = Search(trains, SPACE, objectives=[("loss", "minimize"), ("cost", "minimize")],
+                    strategy="random", budget=18, storage=":memory:", seed=0, pruner="halving")  # fmt: skip
+    dash = SearchDashboard(search)
+    dash._repr_mimebundle_()  # displayed
+    search.start().wait(60)
+    dash.throttle.flush_now()
+    results = search.results.set_index("trial")
+    stopped = results.index[results["state"] == "PRUNED"].tolist()
+    assert stopped  # halving stopped some
+    assert dash.stopped_series.values("customdata") == stopped
+    assert dash.stopped_series.values("y") == results.loc[stopped, "cost"].tolist()
+    assert not set(stopped) & set(dash.front_trials)
+    hover = dash.stopped_series.values("hovertext")[0]
+    row = results.loc[stopped[0]]
+    assert f"stopped early at step {int(row['step'])} (rung {int(row['rung'])})" in hover
+    assert f"{len(stopped)} stopped early" in dash.figure.layout.title.text
+    saved = dashboard_figure(search.results, search.objectives)
+    traces = [t for t in saved.data if t.name == "stopped early"]
+    assert len(traces) == 1 and sorted(traces[0].customdata) == sorted(stopped)
+    assert f"{len(stopped)} stopped early" in saved.layout.title.text
+    dash.close()
+
+
 def test_predictor_panel_shows_tau_per_cycle_and_predictions():
     from nasviz.search._predictor import ridge_predictor
 
