@@ -67,7 +67,7 @@ def test_a_step_failing_midway_keeps_earlier_outputs_and_the_rerun_resumes_there
     _, b, failed = two_runs
     assert failed["error"].startswith(
         "pipeline step 'compress_best' failed: 3_compress_best.ipynb failed in cell In [4] "
-        "('def finetune(model, epochs):') with MaskError:"
+        "('steps = finetune_epochs * math.ceil(len(data.train.y) / 64)') with MaskError:"
     )
     assert f"the executed notebook is kept at {b / '3_compress_best.ipynb'}" in failed["error"]
     after = failed["after"]

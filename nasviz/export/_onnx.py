@@ -33,6 +33,42 @@ __all__ = ["ExampleInput", "as_inputs", "onnx", "program"]
 
 ExampleInput = torch.Tensor | Sequence[torch.Tensor] | Mapping[str, torch.Tensor]
 
+#: The dimensions ``dynamic=`` may free, and their position in every input.
+DYNAMIC_DIMS = {"batch": 0, "sequence": 1}
+
+
+def dynamic_shapes(
+    dynamic: str | Sequence[str] | None,
+    args: tuple[torch.Tensor, ...],
+    kwargs: dict[str, torch.Tensor],
+) -> Any:
+    """``torch.export``'s ``dynamic_shapes`` for ``dynamic=`` (``"batch"``, ``"sequence"`` or
+    both): those dimensions of every input are symbolic; None when nothing is dynamic."""
+    if not dynamic:
+        return None
+    names = (dynamic,) if isinstance(dynamic, str) else tuple(dynamic)
+    unknown = [n for n in names if n not in DYNAMIC_DIMS]
+    if unknown or not names:
+        raise ConfigError(
+            f"dynamic must name dimensions among {list(DYNAMIC_DIMS)}, got {dynamic!r}"
+        )
+    dims = {DYNAMIC_DIMS[n]: torch.export.Dim.DYNAMIC for n in names}
+    for tensor in (*args, *kwargs.values()):
+        if tensor.ndim <= max(dims):
+            raise ConfigError(
+                f"dynamic={list(names)}: an input of shape {tuple(tensor.shape)} has no "
+                f"dimension {max(dims)}"
+            )
+        small = [n for n in names if tensor.shape[DYNAMIC_DIMS[n]] < 2]
+        if small:
+            raise ConfigError(
+                f"dynamic={list(names)}: give an example input whose {small} size is at least 2 "
+                f"(got shape {tuple(tensor.shape)}; torch.export fixes sizes 0 and 1)"
+            )
+    if kwargs:
+        return {name: dict(dims) for name in kwargs}
+    return tuple(dict(dims) for _ in args)
+
 
 def as_inputs(example_input: Any) -> tuple[tuple[torch.Tensor, ...], dict[str, torch.Tensor]]:
     """``(args, kwargs)`` for a forward: a tensor, a tuple/list of tensors (positional) or a
@@ -112,10 +148,18 @@ def _convert(exported: torch.export.ExportedProgram, names: list[str], opset: in
     )
 
 
-def program(model: nn.Module, example_input: ExampleInput) -> torch.export.ExportedProgram:
+def program(
+    model: nn.Module,
+    example_input: ExampleInput,
+    *,
+    dynamic: str | Sequence[str] | None = None,
+) -> torch.export.ExportedProgram:
     """``torch.export.export`` of ``model`` (in eval mode, no autograd) on ``example_input``.
 
-    Shapes are those of ``example_input``. The model's train/eval mode is restored afterwards.
+    Shapes are those of ``example_input``, except the dimensions named in ``dynamic``
+    (``"batch"``: dimension 0 of every input, ``"sequence"``: dimension 1), which the program
+    takes at any size (the example's must be at least 2). The model's train/eval mode is
+    restored afterwards.
 
     Raises:
         ConfigError: ``model`` is not a torch module or ``example_input`` is not tensors.
@@ -124,6 +168,7 @@ def program(model: nn.Module, example_input: ExampleInput) -> torch.export.Expor
     """
     module = _module(model)
     args, kwargs = as_inputs(example_input)
+    shapes = dynamic_shapes(dynamic, args, kwargs)
     restore = _eval_mode(module)
     try:
         with torch.no_grad():
@@ -134,7 +179,7 @@ def program(model: nn.Module, example_input: ExampleInput) -> torch.export.Expor
                     f"forward pass on inputs of shape {_shapes(args, kwargs)} failed: {exc}"
                 ) from exc
             try:
-                return torch.export.export(module, args, kwargs)
+                return torch.export.export(module, args, kwargs, dynamic_shapes=shapes)
             except Exception as exc:
                 raise RunError(
                     f"torch.export could not export {type(module).__name__}: "
@@ -150,17 +195,20 @@ def onnx(
     path: str | os.PathLike,
     *,
     opset: int | None = None,
+    dynamic: str | Sequence[str] | None = None,
 ) -> Path:
     """Writes ``model`` to ``path`` as an ONNX file through :func:`program` (torch.export).
 
     Inputs are named ``input`` (one tensor), ``input_0, input_1, ...`` (several) or by their
-    keyword. Shapes are those of ``example_input``.
+    keyword. Shapes are those of ``example_input``, except the ``dynamic`` dimensions
+    (``"batch"``, ``"sequence"``): the file then runs at any batch size or sequence length.
 
     Args:
         model: any module ``torch.export`` can trace (e.g. ``net.export(arch)``).
         example_input: a tensor, a tuple of tensors or a dict name -> tensor.
         path: the ``.onnx`` file to write (its folder must exist); written whole or not at all.
         opset: ONNX opset version; None lets PyTorch choose.
+        dynamic: ``"batch"``, ``"sequence"`` or both (see :func:`program`).
 
     Returns:
         The path written.
@@ -178,7 +226,7 @@ def onnx(
     if opset is not None and (not isinstance(opset, int) or isinstance(opset, bool) or opset < 7):
         raise ConfigError(f"opset must be an int >= 7 or None, got {opset!r}")
     args, kwargs = as_inputs(example_input)
-    exported = program(model, example_input)
+    exported = program(model, example_input, dynamic=dynamic)
     names = list(kwargs) or (
         ["input"] if len(args) == 1 else [f"input_{i}" for i in range(len(args))]
     )

@@ -293,7 +293,7 @@ class HFAdapter:
                 f"{self.family.name} layers cannot be dropped here: {self.limits()['layers'][4:]} "
                 "(dropping a layer renumbers the ones after it)"
             )
-        old = self.num_layers
+        old = getattr(config, "num_hidden_layers", self.num_layers)  # a shortened copy: more
         config.num_hidden_layers = len(kept)
         for key in ("layer_types", "mlp_layer_types"):
             value = getattr(config, key, None)

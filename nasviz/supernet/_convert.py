@@ -326,6 +326,7 @@ class ConvertedSupernet(Supernet):
             module = static.get_submodule(container)
             for i in reversed(range(d, len(module))):
                 del module[i]
+        _rewrite_hf_config(static, plan.depth)
         return static
 
     def count_params(self, arch: Mapping[str, Any]) -> int:
@@ -406,6 +407,23 @@ class ConvertedSupernet(Supernet):
                 }
             )
         return pd.DataFrame(rows)
+
+
+def _rewrite_hf_config(static: nn.Module, depth: Mapping[str, int]) -> None:
+    """A Hugging Face export's config says its own layer count (so that ``save_pretrained`` /
+    ``from_pretrained`` round-trip): the copy's config is rewritten when its layers shrank."""
+    from nasviz.hf import find_adapter
+
+    adapter = find_adapter(static)
+    if adapter is None:
+        return
+    layers = adapter.layers()
+    if not any(static.get_submodule(c) is layers for c in depth):
+        return
+    if getattr(adapter.config, "num_hidden_layers", len(layers)) == len(layers):
+        return
+    # the config object is the export's own (a deep copy): the user's model is not touched
+    adapter.set_config(adapter.rewrite_config(layers=range(len(layers))))
 
 
 def _renumber(net: ConvertedSupernet) -> None:

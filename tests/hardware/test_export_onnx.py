@@ -137,3 +137,45 @@ def test_a_missing_onnx_package_names_the_extra(monkeypatch, tmp_path):
         ConfigError, match=r"'onnxscript', which is not installed.*nasviz\[deploy\]"
     ):
         onnx(nn.Linear(2, 2), torch.ones(1, 2), tmp_path / "a.onnx")
+
+
+@pytest.mark.parametrize(
+    ("family", "dynamic", "sizes"),
+    [
+        ("mlp", "batch", [(1, 12), (5, 12)]),
+        ("cnn", "batch", [(1, 1, 8, 8), (7, 1, 8, 8)]),
+        ("transformer", ("batch", "sequence"), [(1, 3), (5, 6)]),
+        ("moe", ("batch", "sequence"), [(1, 2), (4, 6)]),
+    ],
+)
+def test_dynamic_batch_and_sequence_run_at_other_sizes(family, dynamic, sizes, tmp_path):
+    build, draw = FAMILIES[family]
+    net = build()
+    static = net.export(net.largest())
+    example = draw(torch.Generator().manual_seed(0))
+    ep = program(static, example, dynamic=dynamic)
+    session = _session(onnx(static, example, tmp_path / "d.onnx", dynamic=dynamic))
+    for i, shape in enumerate(sizes):
+        g = torch.Generator().manual_seed(10 + i)
+        x = (
+            torch.randint(0, 16, shape, generator=g)
+            if family in ("transformer", "moe")
+            else (torch.randn(shape, generator=g))
+        )
+        with torch.no_grad():
+            expected = static(x)
+            torch.testing.assert_close(ep.module()(x), expected)
+        (out,) = session.run(None, {"input": x.numpy()})
+        torch.testing.assert_close(torch.from_numpy(out), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_dynamic_dimensions_are_checked():
+    static = tiny_mlp().export(tiny_mlp().largest())
+    with pytest.raises(
+        ConfigError, match=r"dynamic must name dimensions among \['batch', 'sequence'\]"
+    ):
+        program(static, torch.randn(2, 12), dynamic="time")
+    with pytest.raises(ConfigError, match=r"size is at least 2 \(got shape \(1, 12\)"):
+        program(static, torch.randn(1, 12), dynamic="batch")
+    with pytest.raises(ConfigError, match=r"has no dimension 1"):
+        program(nn.Linear(2, 2), torch.randn(3), dynamic=("batch", "sequence"))
