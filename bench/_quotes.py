@@ -25,9 +25,10 @@ from dataclasses import dataclass
 
 from bench._report import Entry
 
-#: A number (digits, thousands commas, decimals), a short unit, then the marker.
+#: A number (a minus sign when it stands alone before it, digits, thousands commas, decimals),
+#: a short unit, then the marker.
 MARKED = re.compile(
-    r"(?P<number>\d[\d,]*(?:\.\d+)?)(?P<unit>[^\d<>\n]{0,12}?)"
+    r"(?P<number>(?:(?<![\w.\-])-)?\d[\d,]*(?:\.\d+)?)(?P<unit>[^\d<>\n]{0,12}?)"
     r"<!--fig:(?P<pending>pending:)?(?P<name>[\w.\-]*)-->"
 )
 #: Any marker, matched to a number or not.

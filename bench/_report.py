@@ -125,14 +125,15 @@ def git_state(root: Path = ROOT) -> tuple[str, bool | None]:
     def git(*args: str) -> str:
         return subprocess.run(
             ["git", "-C", str(root), *args], capture_output=True, text=True, check=True, timeout=30
-        ).stdout.strip()
+        ).stdout
 
     try:
-        commit = git("rev-parse", "HEAD")
+        commit = git("rev-parse", "HEAD").strip()
+        # never strip status lines: " M path" starts with a space that is part of the format
         changed = git("status", "--porcelain", "--untracked-files=no")
     except (OSError, subprocess.SubprocessError):
         return UNKNOWN_COMMIT, None
-    changed_files = [line[3:] for line in changed.splitlines()]
+    changed_files = [line[3:] for line in changed.splitlines() if line]
     return commit, any(f != "bench/results.json" for f in changed_files)
 
 

@@ -226,6 +226,14 @@ def test_quoted_figures_are_found_with_their_precision():
     ]
 
 
+def test_a_negative_figure_is_quoted_with_its_sign():
+    text = "gain -1.1<!--fig:t.gain--> points; GPT-2 ran 1.5x<!--fig:t.speed--> faster"
+    assert [(q.name, q.number) for q in quotes(text)] == [("t.gain", "-1.1"), ("t.speed", "1.5")]
+    assert problems(text, [_entry("t.gain", -1.115), _entry("t.speed", 1.49)]) == []
+    (line,) = problems(text, [_entry("t.gain", 1.115), _entry("t.speed", 1.49)])
+    assert "-1.1 quotes 't.gain', which is 1.115" in line
+
+
 def test_quotes_are_checked_against_results_at_the_quoted_precision():
     entries = [_entry("w.ratio", 1.3585), _entry("s.evals", 15189.5), _entry("s.gap", 1.4870)]
     assert problems(README, entries) == []
@@ -309,3 +317,24 @@ def test_every_figure_the_readme_quotes_is_in_results_with_that_value():
     assert (
         problems(readme, read_results(ROOT / "bench" / "results.json"), "README.md", benches) == []
     )
+
+
+def test_a_checkout_whose_only_change_is_the_results_file_is_clean(tmp_path):
+    """Running benchmarks one after another rewrites bench/results.json; that alone must not
+    mark the next ones' figures as made from a changed checkout (nor lose the first line)."""
+    from bench._report import git_state
+
+    def git(*args):
+        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "bench").mkdir()
+    (tmp_path / "bench" / "results.json").write_text("[]")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "one")
+    (tmp_path / "bench" / "results.json").write_text("[1]")
+    commit, dirty = git_state(tmp_path)
+    assert len(commit) == 40 and dirty is False
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert git_state(tmp_path) == (commit, True)
