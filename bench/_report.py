@@ -168,13 +168,21 @@ def read_results(path: Path) -> list[Entry]:
     return [_entry(d) for d in json.loads(path.read_text())]
 
 
+def _plain(value: Any) -> Any:
+    """A numpy scalar (a benchmark's ``np.bool_`` "met", an ``np.float64`` value) as the Python
+    value JSON writes; anything else is a bug in a benchmark, named."""
+    if hasattr(value, "item") and getattr(value, "shape", None) == ():
+        return value.item()
+    raise TypeError(f"a figure holds a {type(value).__name__} ({value!r}), not a JSON value")
+
+
 def write_results(entries: list[Entry], path: Path) -> None:
     """Writes ``entries`` to ``path`` atomically (a reader never sees half a file)."""
     rows = [
         {**asdict(e.figure), "provenance": asdict(e.provenance), "older": e.older}
         for e in sorted(entries, key=lambda e: e.name)
     ]
-    text = "[\n" + ",\n".join(f"  {json.dumps(row)}" for row in rows) + "\n]\n"  # a line each
+    text = "[\n" + ",\n".join(f"  {json.dumps(row, default=_plain)}" for row in rows) + "\n]\n"
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text)
     tmp.replace(path)

@@ -224,8 +224,9 @@ def _classifier_cases() -> list[_Case]:
     """The nasviz MoEClassifier at the same sizes."""
     torch.manual_seed(SEED)
     model = MoEClassifier(
-        1000, 2, TOKENS, dim=512, hidden=1024, num_experts=8, top_k=2, num_layers=4
-    ).eval()
+        1000, seq_len=TOKENS, num_classes=2, dim=512, hidden=1024, num_experts=8, top_k=2,
+        num_layers=4,
+    ).eval()  # fmt: skip
     ids = _ids()
     return _two_cases(
         "classifier",

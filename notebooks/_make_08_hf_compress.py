@@ -34,6 +34,7 @@ neuron_sparsity = 0.5  # share of FFN neurons removed per layer
 drop_layers = 1  # layers removed (lowest block influence, as ShortGPT)
 keep_experts = 2  # experts kept per MoE layer (of 4 in the tiny Mixtral)
 merge_groups = 2  # experts left per MoE layer after merging
+recover_steps = 20  # distillation steps recovering the pruned model (0: none)
 out_dir = "runs/08_hf_compress"  # where the pruned checkpoints are saved
 """),
     code("""
@@ -201,12 +202,14 @@ for name, variant in list(moe_variants.items())[1:]:
 ## Every variant on the Pareto axes
 
 `compression_report` measures each variant the way a search measures subnets: perplexity on
-held-out tokens (random here), parameters, latency at one sequence's shape, memory. The figure
-puts them on perplexity × parameters (filled stars: on the front). Recovering quality after
-pruning (distillation from the original) is the training layer's `recover`, a later step.
+held-out tokens (random here), parameters, latency at one sequence's shape, memory. With
+`recover=` it also distils a copy of each variant from the dense model (the training layer's
+`recover`: the teacher's logits on the calibration tokens) and reports it as "pruned
+recovered". The figure puts them on perplexity × parameters (filled stars: on the front).
 """),
     code("""
-report = compression_report({"dense": model, "pruned": pruned}, held_out)
+recovery = {"data": calibration, "steps": recover_steps, "lr": 1e-3, "seed": seed} if recover_steps else None
+report = compression_report({"dense": model, "pruned": pruned}, held_out, recover=recovery)
 report[["name", "perplexity", "params", "latency", "memory_bytes", "params_saved_fraction"]]
 """),
     code("""

@@ -338,3 +338,17 @@ def test_a_checkout_whose_only_change_is_the_results_file_is_clean(tmp_path):
     assert len(commit) == 40 and dirty is False
     (tmp_path / "code.py").write_text("x = 2\n")
     assert git_state(tmp_path) == (commit, True)
+
+
+def test_numpy_scalars_in_a_figure_are_written_as_json_values(tmp_path):
+    """A benchmark's ``met = a <= b`` on numpy numbers is an ``np.bool_``: it must not lose the
+    whole run's figures when the file is written."""
+    import numpy as np
+
+    from bench._report import Entry, Figure, Provenance, read_results, write_results
+
+    figure = Figure("n.ratio", np.float64(1.5), "x", "np", "<= 2", np.bool_(True))
+    entry = Entry(figure, Provenance("a" * 40, False, "d", "c", {}, (), 1.0), False)
+    write_results([entry], tmp_path / "r.json")
+    (back,) = read_results(tmp_path / "r.json")
+    assert back.figure.value == 1.5 and back.figure.met is True

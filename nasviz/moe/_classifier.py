@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nasviz._compat import REMOVED_IN
+from nasviz._compat import REMOVED_IN, keyword_only_after
 from nasviz.errors import ConfigError, ShapeError
 from nasviz.moe._layer import MoE
 
@@ -26,10 +26,14 @@ __all__ = ["MoEClassifier", "train_moe"]
 class MoEClassifier(nn.Module):
     """Token embedding -> ``num_layers`` x (+ first-token context, LayerNorm -> MoE, residual) -> mean pool -> MLP head.
 
+    Arguments after ``vocab_size`` are keyword-only, named as ElasticTransformer's (``seq_len``,
+    ``num_classes``, ``dim``, ...); the previous positional order (``num_classes, seq_len``)
+    still works with a FutureWarning.
+
     Args:
         vocab_size: number of token ids.
-        num_classes: number of output classes.
         seq_len: maximum sequence length (learned position embeddings).
+        num_classes: number of output classes.
         dim: token width.
         hidden: hidden width of each expert.
         num_experts: experts per MoE layer.
@@ -41,11 +45,24 @@ class MoEClassifier(nn.Module):
             the task (like a prompt seen through attention), which is what lets experts specialize.
     """
 
+    @keyword_only_after(
+        "num_classes",
+        "seq_len",
+        "dim",
+        "hidden",
+        "num_experts",
+        "top_k",
+        "num_layers",
+        "temperature",
+        "capacity_factor",
+        "context",
+    )
     def __init__(
         self,
         vocab_size: int,
-        num_classes: int,
+        *,
         seq_len: int,
+        num_classes: int,
         dim: int = 32,
         hidden: int = 64,
         num_experts: int = 4,
@@ -81,7 +98,9 @@ class MoEClassifier(nn.Module):
             raise ConfigError(
                 f"MoEClassifier needs token data (a vocab_size); dataset {data.name!r} has none"
             )
-        return cls(data.vocab_size, data.num_classes, data.input_shape[0], **kwargs)
+        return cls(
+            data.vocab_size, seq_len=data.input_shape[0], num_classes=data.num_classes, **kwargs
+        )
 
     @classmethod
     def for_dataset(cls, data: Any, **kwargs: Any) -> MoEClassifier:

@@ -45,6 +45,16 @@ def test_for_dataset_is_the_old_name_of_for_data():
     assert isinstance(old, MoEClassifier) and old.seq_len == tasks.input_shape[0]
 
 
+def test_arguments_follow_elastic_transformers_names_and_old_positional_calls_warn():
+    new = MoEClassifier(20, seq_len=8, num_classes=3, dim=8, hidden=8, num_layers=1)
+    assert new.seq_len == 8 and new.head[-1].out_features == 3
+    with pytest.warns(
+        FutureWarning, match=r"MoEClassifier: pass num_classes=\.\.\., seq_len=\.\.\."
+    ):
+        old = MoEClassifier(20, 3, 8, dim=8, hidden=8, num_layers=1)  # the previous order
+    assert old.seq_len == 8 and old.head[-1].out_features == 3
+
+
 def test_history_and_shapes():
     dataset = data.tasks(n_per_task=20, seq_len=8, tokens_per_task=4)
     torch.manual_seed(0)
