@@ -437,6 +437,16 @@ def drag_slider(page, slider, fraction: float) -> None:
     page.mouse.up()
 
 
+def _trim_bottom(image):
+    """``image`` without the rows of one colour at its bottom (empty page below the widget)."""
+    import numpy as np
+
+    pixels = np.asarray(image)
+    spread = pixels.max(axis=(1, 2)) - pixels.min(axis=(1, 2))  # per row
+    content = np.flatnonzero(spread > 8)
+    return image if not len(content) else image.crop((0, 0, image.width, int(content[-1]) + 9))
+
+
 def readme_image(s: Session, locator, name: str, width: int = 900) -> Path:
     """A screenshot of ``locator`` for the README: always saved in the artifacts; with
     ``NASVIZ_README_IMAGES=1`` also written to ``docs/images/<name>.png``, scaled to at most
@@ -447,10 +457,17 @@ def readme_image(s: Session, locator, name: str, width: int = 900) -> Path:
     if os.environ.get("NASVIZ_README_IMAGES") == "1":
         from PIL import Image
 
+        box = locator.bounding_box()
+        bar = s.page.locator(".jp-StatusBar-Widget, #jp-main-statusbar").first
+        bar_box = bar.bounding_box() if bar.count() else None
         target = ROOT / "docs" / "images" / f"{name}.png"
         target.parent.mkdir(parents=True, exist_ok=True)
         with Image.open(raw) as image:
             image = image.convert("RGB")
+            if box and bar_box and box["y"] < bar_box["y"] < box["y"] + box["height"]:
+                scale = image.height / box["height"]  # JupyterLab's status bar hides the rest
+                image = image.crop((0, 0, image.width, round((bar_box["y"] - box["y"]) * scale)))
+            image = _trim_bottom(image)
             if image.width > width:
                 image = image.resize((width, round(image.height * width / image.width)))
             small = image.quantize(colors=64, method=Image.Quantize.MEDIANCUT, dither=0)
