@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from needs import require
 
 ROOT = Path(__file__).parents[2]
 ARTIFACTS = Path(__file__).parent / "artifacts"
@@ -74,22 +75,13 @@ def _missing_lab() -> str | None:
     return None
 
 
-def _require(reason: str | None, what: str) -> None:
-    """Skips with ``reason`` locally; under ``CI=true`` a missing tool is a failure."""
-    if reason is None:
-        return
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(f"{what} cannot run in CI: {reason}")
-    pytest.skip(f"{what} skipped: {reason}")
-
-
 def _require_browser() -> None:
-    _require(_missing(), "browser tests")
+    require(_missing(), "browser tests")
 
 
 def require_lab() -> None:
     """For tests that drive the JupyterLab server alone (no browser)."""
-    _require(_missing_lab(), "JupyterLab tests")
+    require(_missing_lab(), "JupyterLab tests")
 
 
 def _free_port() -> int:

@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import pytest
 from children import Pool
+from needs import require
 from postgres import fresh_database, missing, running_postgres
 
 
 def _require_postgres() -> None:
-    """Skips locally when PostgreSQL is missing; under ``CI=true`` that is a failure."""
-    reason = missing()
-    if reason is None:
-        return
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(f"PostgreSQL tests cannot run in CI: {reason}")
-    pytest.skip(f"PostgreSQL tests skipped: {reason}")
+    require(missing(), "PostgreSQL tests")
 
 
 @pytest.fixture(scope="session")
