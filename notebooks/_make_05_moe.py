@@ -215,10 +215,10 @@ net = ElasticTransformer.for_data(
     head_dim=16,
     layers=(1, 2),
     heads=(1, 2),
-    ffn=(32, 64),
+    ffn_widths=(32, 64),
     moe=True,
     experts=(2, 4),
-    top_k=(1, 2),
+    top_ks=(1, 2),
 )
 train_supernet(net, data, epochs=supernet_epochs, seed=seed).run()
 search = Search(

@@ -119,7 +119,7 @@ def _tiny_supernets():
             ),
             (2, 1, 8, 8),
         ),
-        (ElasticTransformer(11, 6, 3, dim=8, head_dim=4, layers=(1, 2), heads=(1, 2), ffn=(8, 16)), (2, 6)),
+        (ElasticTransformer(11, 6, 3, dim=8, head_dim=4, layers=(1, 2), heads=(1, 2), ffn_widths=(8, 16)), (2, 6)),
     ]  # fmt: skip
 
 

@@ -263,11 +263,12 @@ class HardwareProfile:
                 "one for this supernet with HardwareProfile.measure(net, input_shape)"
             )
         config = _jsonable(dataclasses.asdict(net.config))
-        if config != self.config:
-            differ = sorted(k for k in config if config.get(k) != self.config.get(k))
+        measured = net.saved_config(self.config) if hasattr(net, "saved_config") else self.config
+        if config != measured:
+            differ = sorted(k for k in config if config.get(k) != measured.get(k))
             raise ConfigError(
                 f"this profile was measured for a {self.family} with another config (differs "
-                f"in {differ}: profile {[self.config.get(k) for k in differ]}, net "
+                f"in {differ}: profile {[measured.get(k) for k in differ]}, net "
                 f"{[config.get(k) for k in differ]}); measure one for this supernet"
             )
         space = _jsonable(net.space.to_dict())

@@ -146,6 +146,7 @@ class Supernet(nn.Module, ABC):
     default_epochs: ClassVar[int] = 20  # train_supernet's default recipe for this family
     default_lr: ClassVar[float] = 3e-3  # (AdamW peak learning rate, cosine decay)
     input_kind: ClassVar[str] = "inputs"  # what its inputs are, in words (for messages)
+    renamed_config: ClassVar[Mapping[str, str]] = {}  # a config field's old name -> its new one
 
     def __init__(self, config: Any):
         super().__init__()
@@ -183,6 +184,12 @@ class Supernet(nn.Module, ABC):
                 f"{cls.__name__} needs a {cls.config_class.__name__}, got {type(config).__name__}"
             )
         return cls(**dataclasses.asdict(config))
+
+    @classmethod
+    def saved_config(cls, saved: Mapping[str, Any]) -> dict[str, Any]:
+        """A config dict read from a file (a checkpoint, a hardware profile) under today's
+        field names (``renamed_config``): files written before a rename load as they are."""
+        return {cls.renamed_config.get(k, k): v for k, v in saved.items()}
 
     # ---- archs ---------------------------------------------------------------------------
     def largest(self) -> Arch:

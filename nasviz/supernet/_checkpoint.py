@@ -84,7 +84,7 @@ def _family(blob: dict[str, Any], path: str | Path, family: str | None) -> type[
 
 def _build(cls: type[Supernet], config_json: str, path: str | Path) -> Supernet:
     try:
-        return cls.from_config(cls.config_class(**json.loads(config_json)))
+        return cls.from_config(cls.config_class(**cls.saved_config(json.loads(config_json))))
     except (TypeError, ConfigError) as exc:
         raise CheckpointError(f"{path}: its {cls.__name__} config cannot be built: {exc}") from exc
 
@@ -129,7 +129,7 @@ def restore_blob(net: Supernet, blob: dict[str, Any], path: str | Path) -> Super
     if not isinstance(blob, dict) or blob.get("format") != SUPERNET_FORMAT:
         raise CheckpointError(f"{path} does not hold a supernet of format {SUPERNET_FORMAT!r}")
     _family(blob, path, net.family)
-    saved, mine = json.loads(blob["config"]), _config_dict(net.config)
+    saved, mine = net.saved_config(json.loads(blob["config"])), _config_dict(net.config)
     diffs = [
         f"{k}={saved.get(k)!r} in the checkpoint but {mine.get(k)!r} in this net"
         for k in sorted(set(saved) | set(mine))

@@ -6,12 +6,13 @@ from __future__ import annotations
 import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nasviz._compat import renamed_arguments
 from nasviz.errors import ConfigError, ShapeError
 from nasviz.moe import MoE
 from nasviz.space import Arch, SearchSpace
@@ -43,10 +44,10 @@ class TransformerConfig:
     head_dim: int = 16
     layers: tuple[int, ...] = (1, 2, 3)
     heads: tuple[int, ...] = (1, 2, 4)
-    ffn: tuple[int, ...] = (64, 128, 256)
+    ffn_widths: tuple[int, ...] = (64, 128, 256)
     moe: bool = False
     experts: tuple[int, ...] = (2, 4)
-    top_k: tuple[int, ...] = (1, 2)
+    top_ks: tuple[int, ...] = (1, 2)
 
 
 class _Layer(NamedTuple):
@@ -70,10 +71,10 @@ class _Block(nn.Module):
         self.attn = ElasticAttention(cfg.dim, max(cfg.heads), cfg.head_dim)
         self.ln2 = ElasticLayerNorm(cfg.dim)
         if cfg.moe:
-            self.moe = MoE(cfg.dim, max(cfg.ffn), max(cfg.experts), top_k=max(cfg.top_k))
+            self.moe = MoE(cfg.dim, max(cfg.ffn_widths), max(cfg.experts), top_k=max(cfg.top_ks))
         else:
-            self.fc1 = ElasticLinear(cfg.dim, max(cfg.ffn))
-            self.fc2 = ElasticLinear(max(cfg.ffn), cfg.dim)
+            self.fc1 = ElasticLinear(cfg.dim, max(cfg.ffn_widths))
+            self.fc2 = ElasticLinear(max(cfg.ffn_widths), cfg.dim)
 
     def forward(self, x: torch.Tensor, layer: _Layer, prepared: Prepared | None) -> torch.Tensor:
         # x: (B, T, D) -> (B, T, D)
@@ -167,11 +168,16 @@ class ElasticTransformer(Supernet):
         head_dim: width of one attention head.
         layers: allowed numbers of blocks.
         heads: allowed attention heads per block.
-        ffn: allowed FFN hidden widths per block (each expert's, with ``moe``).
+        ffn_widths: allowed FFN hidden widths per block (each expert's, with ``moe``).
         moe: use a :class:`nasviz.moe.MoE` FFN in every block.
         experts: allowed experts kept per block (with ``moe``).
-        top_k: allowed experts per token (with ``moe``; the largest must not exceed the
+        top_ks: allowed experts per token (with ``moe``; the largest must not exceed the
             fewest experts kept).
+
+    Every argument that lists allowed values is plural, as the other families' (``widths``,
+    ``kernels``, ``depths``); the search dimensions they make are singular (``ffn.0``,
+    ``top_k.0``). The previous names ``ffn=`` and ``top_k=`` still work with a FutureWarning,
+    and checkpoints and hardware profiles saved under them load as they are.
     """
 
     family = "ElasticTransformer"
@@ -180,7 +186,9 @@ class ElasticTransformer(Supernet):
     shrink_order = ("layers", "heads", "ffn", "experts", "top_k")
     width_groups = ("heads", "ffn")
     default_epochs = 20
+    renamed_config: ClassVar[Mapping[str, str]] = {"ffn": "ffn_widths", "top_k": "top_ks"}
 
+    @renamed_arguments(ffn="ffn_widths", top_k="top_ks")
     def __init__(
         self,
         vocab_size: int,
@@ -190,10 +198,10 @@ class ElasticTransformer(Supernet):
         head_dim: int = 16,
         layers: Sequence[int] = (1, 2, 3),
         heads: Sequence[int] = (1, 2, 4),
-        ffn: Sequence[int] = (64, 128, 256),
+        ffn_widths: Sequence[int] = (64, 128, 256),
         moe: bool = False,
         experts: Sequence[int] = (2, 4),
-        top_k: Sequence[int] = (1, 2),
+        top_ks: Sequence[int] = (1, 2),
     ):
         cfg = TransformerConfig(
             check_int("vocab_size", vocab_size, 1),
@@ -203,14 +211,14 @@ class ElasticTransformer(Supernet):
             check_int("head_dim", head_dim, 1),
             check_ints("layers", layers),
             check_ints("heads", heads),
-            check_ints("ffn", ffn),
+            check_ints("ffn_widths", ffn_widths),
             check_flag("moe", moe),
             check_ints("experts", experts),
-            check_ints("top_k", top_k),
+            check_ints("top_ks", top_ks),
         )
-        if cfg.moe and max(cfg.top_k) > min(cfg.experts):
+        if cfg.moe and max(cfg.top_ks) > min(cfg.experts):
             raise ConfigError(
-                f"top_k values {cfg.top_k} must not exceed the fewest experts kept "
+                f"top_ks {cfg.top_ks} must not exceed the fewest experts kept "
                 f"(experts {cfg.experts}): a token cannot go to more experts than there are"
             )
         super().__init__(cfg)
@@ -223,11 +231,11 @@ class ElasticTransformer(Supernet):
         dims = {
             "layers": list(cfg.layers),
             **SearchSpace.repeated("heads", n, cfg.heads),
-            **SearchSpace.repeated("ffn", n, cfg.ffn),
+            **SearchSpace.repeated("ffn", n, cfg.ffn_widths),
         }
         if cfg.moe:
             dims |= SearchSpace.repeated("experts", n, cfg.experts) | SearchSpace.repeated(
-                "top_k", n, cfg.top_k
+                "top_k", n, cfg.top_ks
             )
         self.space = SearchSpace(dims)
         self._finish_init()
@@ -246,9 +254,9 @@ class ElasticTransformer(Supernet):
         with MoE, experts and top_k) set to their smallest values."""
         arch = self.space.validate(arch)
         cfg = self.config
-        smallest = {"heads": cfg.heads[0], "ffn": cfg.ffn[0]}
+        smallest = {"heads": cfg.heads[0], "ffn": cfg.ffn_widths[0]}
         if cfg.moe:
-            smallest |= {"experts": cfg.experts[0], "top_k": cfg.top_k[0]}
+            smallest |= {"experts": cfg.experts[0], "top_k": cfg.top_ks[0]}
         unused = range(arch["layers"], max(cfg.layers))
         return arch.replace(**{f"{name}.{i}": v for name, v in smallest.items() for i in unused})
 
@@ -338,7 +346,7 @@ class ElasticTransformer(Supernet):
 
     def _block_space(self) -> tuple[Block, ...]:
         cfg = self.config
-        values = [cfg.heads, cfg.ffn, *((cfg.experts, cfg.top_k) if cfg.moe else ())]
+        values = [cfg.heads, cfg.ffn_widths, *((cfg.experts, cfg.top_ks) if cfg.moe else ())]
         layers = []
         for i in range(max(cfg.layers)):
             dims = self._layer_dims(i)

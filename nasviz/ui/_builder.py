@@ -29,9 +29,9 @@ CHOICES: dict[str, dict[str, tuple[tuple[int, ...], tuple[int, ...]]]] = {
     "ElasticTransformer": {
         "layers": ((1, 2, 3, 4), (1, 2, 3)),
         "heads": ((1, 2, 4, 8), (1, 2, 4)),
-        "ffn": ((32, 64, 128, 256, 512), (64, 128, 256)),
+        "ffn_widths": ((32, 64, 128, 256, 512), (64, 128, 256)),
         "experts": ((2, 4, 8), (2, 4)),
-        "top_k": ((1, 2), (1, 2)),
+        "top_ks": ((1, 2), (1, 2)),
     },
 }
 
@@ -102,7 +102,7 @@ class SupernetBuilder(View):
                 description=name,
                 rows=len(options),
                 layout=W.Layout(width="190px"),
-                style={"description_width": "60px"},
+                style={"description_width": "80px"},
             )
             box.observe(lambda _c: self.update(), names="value")
             self.controls[name] = box
@@ -131,7 +131,7 @@ class SupernetBuilder(View):
                 moe=self.moe.value,
             )
             if not self.moe.value:
-                kwargs.pop("experts"), kwargs.pop("top_k")
+                kwargs.pop("experts"), kwargs.pop("top_ks")
         return kwargs
 
     def make(self) -> Any:
@@ -142,7 +142,7 @@ class SupernetBuilder(View):
         if empty and not (
             self.family_picker.value == "ElasticTransformer"
             and not self.moe.value
-            and set(empty) <= {"experts", "top_k"}
+            and set(empty) <= {"experts", "top_ks"}
         ):
             raise ConfigError(f"choose at least one value for {empty}")
         return getattr(supernet, self.family_picker.value)(**self.choices())

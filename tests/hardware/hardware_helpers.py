@@ -25,8 +25,8 @@ def tiny_mlp() -> ElasticMLP:
 def tiny_transformer(moe: bool = False) -> ElasticTransformer:
     torch.manual_seed(0)
     return ElasticTransformer(
-        16, 6, 3, dim=8, head_dim=4, layers=(1, 2), heads=(1, 2), ffn=(8, 16), moe=moe,
-        experts=(2, 3), top_k=(1, 2),
+        16, 6, 3, dim=8, head_dim=4, layers=(1, 2), heads=(1, 2), ffn_widths=(8, 16), moe=moe,
+        experts=(2, 3), top_ks=(1, 2),
     ).eval()  # fmt: skip
 
 

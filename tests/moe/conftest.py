@@ -44,9 +44,9 @@ def moe_supernet():
         head_dim=8,
         layers=(1, 2),
         heads=(1, 2),
-        ffn=(8, 16),
+        ffn_widths=(8, 16),
         moe=True,
         experts=(2, 4),
-        top_k=(1, 2),
+        top_ks=(1, 2),
     ).eval()
     return net, dataset

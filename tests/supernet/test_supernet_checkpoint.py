@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from supernet_helpers import make_net
 
-from nasviz.errors import CheckpointError
+from nasviz.errors import CheckpointError, ConfigError
 from nasviz.supernet import (
     ElasticCNN,
     ElasticMLP,
@@ -79,3 +81,34 @@ def test_the_functions_of_the_previous_release_warn_and_still_work(tmp_path):
         torch.equal(a, b)
         for a, b in zip(net.state_dict().values(), again.state_dict().values(), strict=True)
     )
+
+
+def test_transformer_choices_are_plural_and_files_saved_under_the_old_names_load(tmp_path):
+    from nasviz.hardware import HardwareProfile
+    from nasviz.supernet import ElasticTransformer
+
+    small = {"dim": 8, "head_dim": 4, "layers": (1, 2), "heads": (1, 2)}
+    new = ElasticTransformer(16, 6, 3, **small, ffn_widths=(8, 16), moe=True, top_ks=(1, 2))
+    assert (new.config.ffn_widths, new.config.top_ks) == ((8, 16), (1, 2))
+    assert new.space.dims["ffn.1"] == (8, 16) and new.space.dims["top_k.0"] == (1, 2)
+    with pytest.warns(FutureWarning, match=r"ElasticTransformer: ffn= is now ffn_widths="):
+        old = ElasticTransformer(16, 6, 3, **small, ffn=(8, 16), moe=True, top_ks=(1, 2))
+    assert old.config == new.config
+    with pytest.raises(ConfigError, match="both top_k= .* and top_ks="):
+        ElasticTransformer(16, 6, 3, top_k=(1,), top_ks=(1,))
+
+    # a checkpoint and a profile written before the rename: config keys "ffn" and "top_k"
+    blob = torch.load(new.save(tmp_path / "net.pt"), weights_only=True)
+    renamed = {"ffn_widths": "ffn", "top_ks": "top_k"}
+    saved = {renamed.get(k, k): v for k, v in json.loads(blob["config"]).items()}
+    torch.save({**blob, "config": json.dumps(saved)}, tmp_path / "old.pt")
+    loaded = Supernet.load(tmp_path / "old.pt")
+    assert loaded.config == new.config
+    assert ElasticTransformer(16, 6, 3, **small, ffn_widths=(8, 16), moe=True).load_weights(
+        tmp_path / "old.pt"
+    )
+    profile = HardwareProfile.measure(new, (1, 6), repeats=1, warmup=0, rounds=1, samples=2)
+    old_profile = HardwareProfile.from_dict({**profile.to_dict(), "config": saved})
+    old_profile.check(loaded)  # measured for this net: no error
+    with pytest.raises(ConfigError, match="another config"):
+        old_profile.check(ElasticTransformer(16, 6, 3, **small, ffn_widths=(8,), moe=True))
