@@ -8,6 +8,12 @@ What becomes elastic (see :func:`convert`):
   channels. Channels are ranked once, at convert time, by group L1 importance; a subnet keeps the
   most important ones (the original order is kept among them). Residual-coupled channels are one
   group, so they stay coupled.
+* **Hugging Face models** (:mod:`nasviz.hf`): their groups come from the model's adapter, not
+  from tracing: every layer's FFN neurons and its attention as whole key/value heads (with
+  their query heads), where the config can say fewer heads. A Hugging Face config holds one
+  head count and one FFN width for all layers, so these get one dimension per kind shared by
+  every layer: each export's config is rewritten to its sizes and round-trips through
+  ``save_pretrained`` / ``from_pretrained``.
 * **depth**: the trailing children of an ``nn.Sequential`` or ``nn.ModuleList`` that are blocks
   (modules with parameters and submodules) whose output has the shape of their input under every
   width get an elastic depth: a subnet runs the first ``depth`` children (an ``nn.ModuleList``
@@ -37,6 +43,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
+from nasviz._flops import flop_counter
 from nasviz.errors import ConfigError, ShapeError
 from nasviz.space import Arch, SearchSpace
 from nasviz.supernet._base import BNStats, ForwardState, Supernet, register_supernet
@@ -171,6 +178,7 @@ class ConvertedSupernet(Supernet):
         depth: bool,
         share: str,
         ffn: bool,
+        heads: bool = True,
     ) -> ConvertedSupernet:
         config = ConvertConfig(
             f"{type(model).__module__}.{type(model).__qualname__}",
@@ -186,7 +194,7 @@ class ConvertedSupernet(Supernet):
         elastic = _shared_copy(model).eval()
         pristine = _shared_copy(model)
         record = record_forward(elastic, example)
-        dims, static = build_dims(elastic, example, record, width, depth, share, ffn)
+        dims, static = build_dims(elastic, example, record, width, depth, share, ffn, heads)
         swap = {m for d in dims.values() for m in d.swap}
         swap |= {n for n, m in elastic.named_modules() if type(m) in _BATCH_NORMS}  # re-calibrated
         for name in sorted(swap):
@@ -326,7 +334,7 @@ class ConvertedSupernet(Supernet):
             module = static.get_submodule(container)
             for i in reversed(range(d, len(module))):
                 del module[i]
-        _rewrite_hf_config(static, plan.depth)
+        _rewrite_hf_config(static, plan.depth, bool(plan.select))
         return static
 
     def count_params(self, arch: Mapping[str, Any]) -> int:
@@ -345,16 +353,14 @@ class ConvertedSupernet(Supernet):
     def _count_macs(self, plan: _Plan, shape: tuple[int, ...]) -> int:
         key = (plan.arch, shape)
         if key not in self._macs:
-            from torch.utils.flop_counter import FlopCounterMode
-
             x = torch.zeros(shape, dtype=self._example.dtype, device=self._example.device)
             device = next(self.parameters()).device
-            counter = FlopCounterMode(display=False)
+            counter = flop_counter()  # counts CPU attention kernels, as objectives.count_macs
             training = self.training
             self.eval()
             try:
-                # autograd on keeps torch's fused attention / encoder paths (which
-                # FlopCounterMode does not see) off, so attention matmuls count
+                # autograd on keeps torch's fused encoder fast path off (the path the model
+                # takes when trained), so the count is the same in every mode
                 with torch.enable_grad(), self._activate(ForwardState(plan)), counter:
                     self(x.to(device))
             finally:
@@ -409,21 +415,26 @@ class ConvertedSupernet(Supernet):
         return pd.DataFrame(rows)
 
 
-def _rewrite_hf_config(static: nn.Module, depth: Mapping[str, int]) -> None:
-    """A Hugging Face export's config says its own layer count (so that ``save_pretrained`` /
-    ``from_pretrained`` round-trip): the copy's config is rewritten when its layers shrank."""
+def _rewrite_hf_config(static: nn.Module, depth: Mapping[str, int], shrunk: bool) -> None:
+    """A Hugging Face export's config says its own layer count, head counts and FFN width (so
+    that ``save_pretrained`` / ``from_pretrained`` round-trip): the copy's config is rewritten
+    when its layers shrank (the config object is the export's own deep copy: the user's model
+    is not touched)."""
     from nasviz.hf import find_adapter
+    from nasviz.prune._hf import sync_config
 
     adapter = find_adapter(static)
     if adapter is None:
         return
     layers = adapter.layers()
-    if not any(static.get_submodule(c) is layers for c in depth):
-        return
-    if getattr(adapter.config, "num_hidden_layers", len(layers)) == len(layers):
-        return
-    # the config object is the export's own (a deep copy): the user's model is not touched
-    adapter.set_config(adapter.rewrite_config(layers=range(len(layers))))
+    if any(static.get_submodule(c) is layers for c in depth) and getattr(
+        adapter.config, "num_hidden_layers", len(layers)
+    ) != len(layers):
+        adapter.set_config(adapter.rewrite_config(layers=range(len(layers))))
+    if shrunk:
+        why = sync_config(static)
+        if why is not None:  # convert shares head and FFN widths across layers: not expected
+            raise ConfigError(f"the export's config cannot describe its layers: {why}")
 
 
 def _renumber(net: ConvertedSupernet) -> None:
@@ -460,10 +471,13 @@ def convert(
             None for no elastic width.
         depth: make runs of shape-preserving blocks in ``nn.Sequential`` / ``nn.ModuleList``
             elastic in depth.
-        heads: attention heads (not elastic in this version: ``nn.MultiheadAttention`` stays
-            static and :meth:`~ConvertedSupernet.report` says so).
+        heads: attention heads of Hugging Face models (Llama / Mistral / Qwen2 / Mixtral
+            with grouped-query attention: whole key/value heads with their query heads),
+            where the config can say fewer heads; ``nn.MultiheadAttention`` and BERT / ViT /
+            GPT-2 style attention stay static and :meth:`~ConvertedSupernet.report` says why.
         ffn: the hidden width of feed-forward blocks (the ``linear1`` of
-            ``nn.TransformerEncoderLayer`` / ``nn.TransformerDecoderLayer``); False keeps it.
+            ``nn.TransformerEncoderLayer`` / ``nn.TransformerDecoderLayer``, a Hugging Face
+            layer's FFN neurons); False keeps it.
         experts: mixture-of-experts layers (not elastic in this version).
         share: ``"group"`` (one width dimension per channel group), ``"block"`` (one per block:
             the groups rooted in the same child of a Sequential/ModuleList share it) or
@@ -491,4 +505,4 @@ def convert(
     if share not in SHARES:
         raise ConfigError(f"convert: share must be one of {SHARES}, got {share!r}")
     fractions = _check_width(width)
-    return ConvertedSupernet._build(model, example_input, fractions, depth, share, ffn)
+    return ConvertedSupernet._build(model, example_input, fractions, depth, share, ffn, heads)

@@ -31,6 +31,7 @@ __all__ = [
     "ElasticModuleList",
     "ElasticSequential",
     "Selection",
+    "elastic_class",
     "make_elastic",
     "shrink_module",
     "take",
@@ -146,6 +147,29 @@ for _base in (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d):
     ELASTIC_CLASSES[_base] = type(f"_Elastic{_base.__name__}", (ElasticBatchNormBase, _base), {})
 
 
+class _ElasticConv1D(nn.Module):
+    """Hugging Face's GPT-2 style ``Conv1D`` (a Linear whose weight is stored ``(in, out)``)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # x: (..., kept in) -> (..., kept out)
+        weight, bias = take(self, "weight"), take(self, "bias")  # (in, out), (out,)
+        out = torch.addmm(bias, x.reshape(-1, x.shape[-1]), weight)
+        return out.view(*x.shape[:-1], weight.shape[1])
+
+
+def _is_hf_conv1d(cls: type) -> bool:
+    return cls.__name__ == "Conv1D" and cls.__module__.startswith("transformers.")
+
+
+def elastic_class(cls: type) -> type | None:
+    """The elastic subclass copies of layer class ``cls`` become (None: convert cannot slice
+    it). Hugging Face's ``Conv1D`` gets one on first use, so transformers is imported only by
+    the models that have it."""
+    if cls not in ELASTIC_CLASSES and _is_hf_conv1d(cls):
+        ELASTIC_CLASSES[cls] = type("_ElasticHFConv1D", (_ElasticConv1D, cls), {})
+    return ELASTIC_CLASSES.get(cls)
+
+
 def _depth(container: nn.Module) -> int:
     active = ACTIVE_PLAN.get()
     n = len(container._modules)
@@ -170,6 +194,15 @@ class ElasticModuleList(nn.ModuleList):
     def __iter__(self) -> Iterator[nn.Module]:
         return iter(list(self._modules.values())[: _depth(self)])
 
+    def __getitem__(self, idx: int | slice) -> Any:
+        # a slice from the front (Hugging Face's ``self.layers[: config.num_hidden_layers]``)
+        # is the same run of layers: it runs the subnet's depth too
+        item = super().__getitem__(idx)
+        if isinstance(item, ElasticModuleList):
+            front = idx.start in (None, 0) and idx.step in (None, 1)
+            item._nasviz_name = self._nasviz_name if front else f"{self._nasviz_name}[{idx}]"
+        return item
+
 
 def make_elastic(module: nn.Module, name: str) -> None:
     """Turns a copied layer or container into its elastic subclass (in place; the copy only)."""
@@ -178,7 +211,7 @@ def make_elastic(module: nn.Module, name: str) -> None:
     elif type(module) is nn.ModuleList:
         module.__class__ = ElasticModuleList
     else:
-        module.__class__ = ELASTIC_CLASSES[type(module)]
+        module.__class__ = elastic_class(type(module))
     module._nasviz_name = name
 
 
@@ -187,6 +220,8 @@ def shrink_module(module: nn.Module, sizes: Mapping[str, tuple[int, ...]]) -> No
     weight = sizes.get("weight")
     if isinstance(module, nn.Linear) and weight is not None:
         module.out_features, module.in_features = weight
+    elif _is_hf_conv1d(type(module)) and weight is not None:
+        module.nx, module.nf = weight  # weight: (in, out)
     elif isinstance(module, nn.modules.conv._ConvNd) and weight is not None:
         depthwise = module.groups > 1
         module.out_channels = weight[0]

@@ -20,7 +20,7 @@ from torch import nn
 
 from nasviz.errors import ConfigError, ShapeError
 from nasviz.prune._channels import IMPORTANCES, ChannelGroup, channel_groups
-from nasviz.supernet._convert_ops import ELASTIC_CLASSES
+from nasviz.supernet._convert_ops import elastic_class
 
 __all__ = ["DepthDim", "Record", "WidthDim", "build_dims", "child", "probe_dims", "record_forward"]
 
@@ -57,8 +57,24 @@ class WidthDim:
     swap = modules
 
     def describe(self, module: str) -> str:
+        kinds = {g.kind for g, _ in self.groups}
+        if kinds <= set(HF_KINDS):
+            (kind,) = kinds
+            what, unit = HF_KINDS[kind]
+            sizes = "/".join(sorted({str(g.size) for g, _ in self.groups}))
+            return (
+                f"width: {what} of every layer together ({sizes} {unit} each, most important "
+                "kept; a Hugging Face config holds one size for all layers)"
+            )
         sizes = ", ".join(f"{g.root or 'input'} ({g.size} channels)" for g, _ in self.groups)
         return f"width: channels of group {sizes}, most important kept"
+
+
+#: Hugging Face channel group kind -> (what it is, its unit), see nasviz.prune.channel_groups.
+HF_KINDS = {
+    "hf-heads": ("attention heads", "key/value heads"),
+    "hf-neurons": ("feed-forward width", "neurons"),
+}
 
 
 @dataclass(frozen=True)
@@ -158,16 +174,40 @@ def _block_of(name: str, containers: set[str]) -> str | None:
     return None
 
 
-def _group_reason(group: ChannelGroup, model: nn.Module, ffn: bool) -> str | None:
+def _hf_reason(group: ChannelGroup, model: nn.Module, ffn: bool, heads: bool) -> str | None:
+    """Why a Hugging Face model's head or neuron group stays static (None: it can be elastic)."""
+    from nasviz.hf import find_adapter
+
+    adapter = find_adapter(model)
+    if group.kind == "hf-heads":
+        if not heads:
+            return "attention heads left static (heads=False)"
+        limit = adapter.limits()["heads"]
+        if limit.startswith("no:"):
+            return f"attention heads left static: the config cannot say fewer heads ({limit[4:]})"
+        if adapter.family.packed_qkv:
+            return "attention heads left static: q, k and v are one packed projection split at a fixed size"
+        return None
+    if not ffn:
+        return "feed-forward width left static (ffn=False)"
+    limit = adapter.limits()["ffn"]
+    return f"feed-forward width left static ({limit[4:]})" if limit.startswith("no:") else None
+
+
+def _group_reason(group: ChannelGroup, model: nn.Module, ffn: bool, heads: bool) -> str | None:
     """Why a channel group stays static (None: it can be elastic)."""
-    if group.kind != "channels":
+    if group.kind in HF_KINDS:
+        reason = _hf_reason(group, model, ffn, heads)
+        if reason is not None:
+            return reason
+    elif group.kind != "channels":
         return "attention heads are not elastic in this version of convert"
     if group.size < 2:
         return "a single channel"
     for s in group.slices:
         owner = s.param.rpartition(".")[0]
         module = model.get_submodule(owner)
-        if type(module) not in ELASTIC_CLASSES:
+        if elastic_class(type(module)) is None:
             return f"{owner} is a {type(module).__name__}, which convert cannot slice"
     if not ffn:
         parent, _, leaf = group.root.rpartition(".")
@@ -183,7 +223,7 @@ def _static_reason(module: nn.Module) -> str:
         return "attention heads are not elastic in this version of convert"
     if isinstance(module, nn.LayerNorm | nn.GroupNorm | nn.Embedding):
         return f"{type(module).__name__} needs the full feature dimension, so the channels it sees stay"
-    if type(module) in ELASTIC_CLASSES:
+    if elastic_class(type(module)) is not None:
         return (
             "its channels are not in a prunable group (they reach the model's output, or are "
             "coupled to a layer that cannot shrink)"
@@ -199,6 +239,7 @@ def build_dims(
     depth: bool,
     share: str,
     ffn: bool,
+    heads: bool = True,
 ) -> tuple[dict[str, Any], dict[str, str]]:
     """Width and depth dimensions of the copy ``model`` and, per static module, why."""
     static: dict[str, str] = {n: _static_reason(m) for n, m in model.named_modules() if n}
@@ -237,7 +278,7 @@ def build_dims(
             ) from exc
         params = dict(model.named_parameters())
         for group in groups:
-            reason = _group_reason(group, model, ffn)
+            reason = _group_reason(group, model, ffn, heads)
             if reason is not None:
                 for s in group.slices:
                     static.setdefault(s.param.rpartition(".")[0], reason)
@@ -247,6 +288,8 @@ def build_dims(
             scores = IMPORTANCES["l1"](group, params)
             order = torch.argsort(scores, descending=True, stable=True)
             key = {"group": group.root, "block": _block_of(group.root, containers) or group.root}
+            if group.kind in HF_KINDS and share != "model":
+                key = {share: group.kind}  # one size for every layer: what a config can say
             width_dims.setdefault(key.get(share, ""), []).append((group, order))
     dims: dict[str, Any] = {}
     for i, (key, groups) in enumerate(width_dims.items()):

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 import transformers
 from convert_models import state_hash
+from hf_models import build, reloaded
 
+from nasviz.hf import adapter_for
+from nasviz.objectives import count_macs
 from nasviz.supernet import convert
 
 
@@ -45,17 +49,19 @@ def test_bert_layers_are_elastic_and_exports_equal_subnets():
             assert sn.count_params(arch) == sum(p.numel() for p in static.parameters())
 
 
-def test_gpt2_converts_directly_with_elastic_depth_and_says_what_stays_static():
+def test_gpt2_gets_elastic_depth_and_ffn_and_says_what_stays_static():
     cfg = transformers.GPT2Config(vocab_size=50, n_embd=16, n_layer=2, n_head=2, n_positions=16)
     model = transformers.GPT2LMHeadModel(cfg).eval()
     before = state_hash(model)
     x = torch.randint(0, 50, (2, 6))
     sn = convert(model, x)  # Hugging Face outputs and attention trace through the adapters
     assert state_hash(model) == before
-    assert sn.space.names == ("depth.0",)
     report = sn.report().set_index("module")
-    assert "Conv1D" in report.loc["transformer.h.0.attn.c_attn", "why"]
+    assert "attention heads left static" in report.loc["transformer.h.0.attn.c_attn", "why"]
     assert not report.loc["transformer.h.0.attn.c_attn", "elastic"]
+    (ffn,) = report.loc["transformer.h.1.mlp.c_fc", "dims"]  # a Conv1D, sliced (in, out)
+    assert report.loc["transformer.h.0.mlp.c_proj", "dims"] == (ffn,)
+    assert "feed-forward width of every layer" in report.loc["transformer.h.0.mlp.c_fc", "why"]
     logits = lambda out: out.logits if hasattr(out, "logits") else out  # noqa: E731
     with torch.no_grad():
         assert (logits(sn(x)) - model(x).logits).abs().max().item() <= 1e-6
@@ -64,7 +70,113 @@ def test_gpt2_converts_directly_with_elastic_depth_and_says_what_stays_static():
             inside = logits(sn(x))
         exported = sn.export(small).eval()
         assert len(exported.transformer.h) == 1
+        assert exported.transformer.h[0].mlp.c_fc.weight.shape == (16, 16)  # 64 -> 16 neurons
+        assert exported.config.n_inner == 16 and model.config.n_inner is None
         assert (logits(exported(x)) - inside).abs().max().item() <= 1e-6
+
+
+# family -> what becomes elastic: attention heads (where the config can say fewer) and FFN
+ELASTIC_PARTS = {
+    "llama": ("heads", "ffn"),  # grouped-query: 2 key/value heads of 2 query heads each
+    "qwen2": ("heads", "ffn"),
+    "vit": ("heads", "ffn"),
+    "bert": ("ffn",),  # transformers 5 BERT derives the head size from the head count
+}
+
+
+def _input(name: str) -> torch.Tensor:
+    g = torch.Generator().manual_seed(1)
+    return (
+        torch.randn(2, 3, 8, 8, generator=g)
+        if name == "vit"
+        else torch.randint(3, 64, (2, 6), generator=g)
+    )
+
+
+@pytest.mark.parametrize("name", sorted(ELASTIC_PARTS))
+def test_heads_and_ffn_width_are_elastic_and_every_export_round_trips(name, tmp_path):
+    """Heads (whole key/value heads with their query heads) and FFN neurons get one width per
+    kind shared by every layer (a config holds one size for all layers): each export is the
+    model's own class with a config that says its sizes, equal to the in-supernet forward,
+    counted right, and identical after save_pretrained / from_pretrained."""
+    model = build(name)
+    before = state_hash(model)
+    x = _input(name)
+    sn = convert(model, x).eval()
+    assert state_hash(model) == before
+    adapter = adapter_for(model)
+    report = sn.report().set_index("module")
+    kinds = {}
+    for part, module in (
+        ("heads", adapter.attention(0).q.name),
+        ("ffn", adapter.ffn(0).output.name),
+    ):
+        if part in ELASTIC_PARTS[name]:
+            (dim,) = report.loc[module, "dims"]
+            kinds[part] = dim
+            last = adapter.attention(2).q.name if part == "heads" else adapter.ffn(2).output.name
+            assert report.loc[last, "dims"] == (dim,)  # the same dimension in every layer
+        else:
+            assert not report.loc[module, "elastic"]
+            assert "the config cannot say fewer heads" in report.loc[module, "why"]
+    out = lambda m: m(x).logits  # noqa: E731
+    with torch.no_grad():
+        assert (out(sn) - out(model)).abs().max().item() <= 1e-6
+        for arch in [sn.smallest(), *sn.sample(3, n=3)]:
+            with sn.subnet(arch):
+                inside = out(sn)
+            static = sn.export(arch).eval()
+            assert type(static) is type(model)
+            assert (out(static) - inside).abs().max().item() <= 1e-5
+            assert sn.count_params(arch) == sum(p.numel() for p in static.parameters())
+            shape = tuple(x.shape)  # attention's matmuls counted on both sides
+            assert sn.count_macs(arch, shape) == count_macs(static, shape)
+            got = adapter_for(static)
+            sizes = {got.attention(i).heads for i in range(got.num_layers)}
+            assert len(sizes) == 1 and got.config.num_attention_heads == sizes.pop()
+            if "ffn" in kinds:
+                assert {got.ffn(i).neurons for i in range(got.num_layers)} == {
+                    got.config.intermediate_size
+                }
+            assert (out(reloaded(static)) - out(static)).abs().max().item() == 0.0
+    small = sn.export(sn.smallest())
+    assert (
+        adapter_for(small).attention(0).heads < adapter.attention(0).heads or "heads" not in kinds
+    )
+    assert adapter_for(small).ffn(0).neurons == 12  # 48 neurons at width 0.25
+    if name == "llama":
+        assert small.config.num_key_value_heads == 1 and small.config.num_attention_heads == 2
+        tokens = small.generate(x[:1, :3], max_new_tokens=3, do_sample=False, pad_token_id=0)
+        assert tokens.shape == (1, 6)
+
+
+def test_heads_and_ffn_can_be_left_static_and_moe_experts_stay_static():
+    model = build("llama")
+    x = _input("llama")
+    report = convert(model, x, heads=False).report().set_index("module")
+    assert (
+        "attention heads left static (heads=False)"
+        in report.loc["model.layers.0.self_attn.q_proj", "why"]
+    )
+    assert report.loc["model.layers.0.mlp.up_proj", "elastic"]
+    report = convert(model, x, ffn=False).report().set_index("module")
+    assert (
+        "feed-forward width left static (ffn=False)"
+        in report.loc["model.layers.0.mlp.up_proj", "why"]
+    )
+    assert report.loc["model.layers.0.self_attn.q_proj", "elastic"]
+    mixtral = build("mixtral")
+    sn = convert(mixtral, _input("mixtral"))
+    assert sn.space.names == ("depth.0",)  # one key/value head; experts not elastic yet
+    report = sn.report().set_index("module")
+    assert (
+        "MixtralExperts is not a layer convert can slice"
+        in report.loc["model.layers.0.mlp.experts", "why"]
+    )
+    with torch.no_grad():
+        torch.testing.assert_close(
+            sn(_input("mixtral")).logits, mixtral(_input("mixtral")).logits, rtol=0, atol=1e-6
+        )
 
 
 def test_a_shallower_hugging_face_export_saves_and_loads_with_its_own_config(tmp_path):

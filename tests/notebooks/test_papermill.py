@@ -34,6 +34,7 @@ NON_DEFAULT: dict[str, dict | None] = {
     "03_pareto.ipynb": {"seed": 1, "budget": 12, "strategy": "random", "workers": 1},
     "04_prune.ipynb": {"seed": 1, "epochs": 5, "lottery_rounds": 2},
     "05_moe.ipynb": {"seed": 1, "epochs": 3, "keep": 3},
+    "06_your_model.ipynb": {"model": "llama", "seed": 1, "epochs": 1, "budget": 4},
     "07_quantize.ipynb": {"seed": 1, "epochs": 5, "search_budget": 8, "sensitivity_bits": 3},
     "08_hf_compress.ipynb": {
         "seed": 1,
@@ -43,7 +44,6 @@ NON_DEFAULT: dict[str, dict | None] = {
         "keep_experts": 3,
         "out_dir": "compressed",
     },
-    "09_convert.ipynb": {"seed": 1, "epochs": 1, "budget": 4},
     "pipeline/1_train_supernet.ipynb": None,
     "pipeline/2_search.ipynb": None,
     "pipeline/3_compress_best.ipynb": None,
@@ -72,6 +72,10 @@ STATIC_FIGURES: dict[str, list[dict]] = {
     "05_moe.ipynb": [
         {"types": {"heatmap"}, "text": r"^Expert load per layer"},
         {"names": {"merged (1 group)", "Pareto front"}, "text": r"^Search results and variants"},
+    ],
+    "06_your_model.ipynb": [  # the converted Llama's fine-tuning and its search
+        {"names": {"largest", "smallest"}, "text": r"^Training loss per sandwich member"},
+        {"names": {"Pareto front", "hypervolume"}, "text": r"^Pareto front — 4 evaluated"},
     ],
     "07_quantize.ipynb": [{"names": {"Pareto front", "hypervolume"}}],  # the joint search
     "08_hf_compress.ipynb": [{"types": {"heatmap", "bar"}, "text": r"^Head importance"}],
