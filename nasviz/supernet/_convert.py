@@ -63,10 +63,13 @@ from nasviz.supernet._convert_space import (
     run,
     selection,
 )
+from nasviz.supernet._prepared import Prepared
 
 __all__ = ["ConvertConfig", "ConvertedSupernet", "convert"]
 
 SHARES = ("group", "block", "model")
+#: Models with at most this many bytes of parameters keep prepared weights per subnet.
+PREPARED_LIMIT = 16 * 2**20
 _BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 
 
@@ -107,6 +110,7 @@ class _Active(NamedTuple):
     depth: dict[str, int]
     collect: dict[str, list] | None  # a BN re-calibration pass fills it
     stats: BNStats | None  # the subnet's re-calibrated BN statistics, by layer name
+    prepared: Prepared | None = None  # the subnet's sliced weights, made once (small models)
 
 
 def _structure(model: nn.Module) -> str:
@@ -204,6 +208,11 @@ class ConvertedSupernet(Supernet):
                 # its fused eval path reads linear1/linear2 weights directly: use the module path
                 module.activation_relu_or_gelu = 0
         net.model = elastic
+        # eval forwards without autograd reuse each subnet's sliced weights (as the built-in
+        # families do) when a few dozen subnets' copies fit easily: for small models the
+        # per-call slicing is what costs; for large ones the matmuls dwarf it
+        weights = sum(t.numel() * t.element_size() for t in {*model.parameters()})
+        net._prepare = weights <= PREPARED_LIMIT
         net.__dict__["_pristine"] = pristine  # not a submodule: its tensors are the model's
         net._example = example.detach().clone()
         net._largest, net._has_bn = None, False  # set by _finish_init; probes need no BN stats
@@ -293,7 +302,9 @@ class ConvertedSupernet(Supernet):
         self._check_input(x)
         state = self._state()
         plan = state.plan
-        active = _Active(plan.select, plan.depth, state.collect, self._stats(state))
+        stats = self._stats(state)
+        prepared = self._prepared(state, stats) if self._prepare else None
+        active = _Active(plan.select, plan.depth, state.collect, stats, prepared)
         token = ACTIVE_PLAN.set(active)
         try:
             return self.model(x)
@@ -376,6 +387,7 @@ class ConvertedSupernet(Supernet):
         self._plans.clear()
         self._index_cache.clear()
         self._macs.clear()
+        self.clear_prepared()
         self.__dict__.pop("_touch", None)
         self._finish_init()
         return result

@@ -51,13 +51,30 @@ def _select(active: Any, name: str) -> tuple[tuple[int, torch.Tensor], ...]:
 
 def take(module: nn.Module, attr: str) -> torch.Tensor | None:
     """``module.<attr>`` restricted to the active subnet's channels (the tensor itself when the
-    subnet keeps all of them)."""
+    subnet keeps all of them; the subnet's prepared copy when the forward has a store, see
+    :mod:`nasviz.supernet._prepared`)."""
     tensor = getattr(module, attr)
     if tensor is None:
         return None
-    for dim, idx in _select(ACTIVE_PLAN.get(), f"{module._nasviz_name}.{attr}"):
+    active = ACTIVE_PLAN.get()
+    select = _select(active, f"{module._nasviz_name}.{attr}")
+    if not select:
+        return tensor
+    if active.prepared is not None:
+        return active.prepared.get((module, attr))[0]
+    for dim, idx in select:
         tensor = tensor.index_select(dim, idx.to(tensor.device))
     return tensor
+
+
+class _Sliced:
+    """What a prepared store asks an elastic layer for: ``slices(attr)``, the sliced tensor."""
+
+    def slices(self, attr: str) -> tuple[torch.Tensor | None]:
+        tensor = getattr(self, attr)
+        for dim, idx in _select(ACTIVE_PLAN.get(), f"{self._nasviz_name}.{attr}"):
+            tensor = tensor.index_select(dim, idx.to(tensor.device))
+        return (tensor,)
 
 
 def _kept(module: nn.Module, attr: str, dim: int) -> int | None:
@@ -68,13 +85,13 @@ def _kept(module: nn.Module, attr: str, dim: int) -> int | None:
     return None
 
 
-class _ElasticLinear(nn.Linear):
+class _ElasticLinear(_Sliced, nn.Linear):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # x: (..., kept in) -> (..., kept out)
         return F.linear(x, take(self, "weight"), take(self, "bias"))
 
 
-class _ElasticConv(nn.modules.conv._ConvNd):
+class _ElasticConv(_Sliced, nn.modules.conv._ConvNd):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # x: (B, kept in, *spatial) -> (B, kept out, *spatial')
         weight, bias = take(self, "weight"), take(self, "bias")
@@ -89,7 +106,7 @@ class _ElasticConv(nn.modules.conv._ConvNd):
         return conv(x, weight, bias, self.stride, self.padding, self.dilation, groups)
 
 
-class ElasticBatchNormBase(nn.modules.batchnorm._BatchNorm):
+class ElasticBatchNormBase(_Sliced, nn.modules.batchnorm._BatchNorm):
     """Batch norm over the kept channels; re-calibrated statistics of a subnet when it has them."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -147,7 +164,7 @@ for _base in (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d):
     ELASTIC_CLASSES[_base] = type(f"_Elastic{_base.__name__}", (ElasticBatchNormBase, _base), {})
 
 
-class _ElasticConv1D(nn.Module):
+class _ElasticConv1D(_Sliced, nn.Module):
     """Hugging Face's GPT-2 style ``Conv1D`` (a Linear whose weight is stored ``(in, out)``)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -241,3 +241,25 @@ def test_batchnorm_statistics_of_a_subnet_update_only_its_channels():
     changed = (bn.running_mean != before).nonzero().flatten()
     assert 0 < changed.numel() < bn.num_features
     assert isinstance(sn.model.layer1[0].bn1, nn.BatchNorm2d)
+
+
+def test_evaluation_reuses_each_subnets_sliced_weights_until_they_change():
+    """Eval forwards without autograd read a per-subnet store of sliced weights (small models):
+    the same outputs as slicing per call, and a weight update is seen at once."""
+    model, x = _mlp()
+    sn = convert(model, x).eval()
+    arch = sn.smallest()
+    with torch.no_grad(), sn.subnet(arch):
+        stored = sn(x)
+    assert len(sn._prepared_cache) == 1
+    with sn.subnet(arch):
+        per_call = sn(x)  # autograd on: slices per call, nothing stored
+    assert torch.equal(stored, per_call.detach())
+    optimizer = torch.optim.SGD(sn.parameters(), lr=0.1)
+    per_call.sum().backward()
+    optimizer.step()  # the user's own tensors change (the supernet shares them)
+    with torch.no_grad(), sn.subnet(arch):
+        after = sn(x)
+    with sn.subnet(arch):
+        expected = sn(x).detach()
+    assert torch.equal(after, expected) and not torch.equal(after, stored)
