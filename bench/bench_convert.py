@@ -11,7 +11,12 @@
   fine-tuned elastically (sandwich rule, distilling from the original); its largest subnet
   against the original (target: within 0.5 point), and subnets at about half the MACs against
   the same architecture trained from scratch for the same total steps (target: within 2
-  points), median over 3 seeds.
+  points), median over 3 seeds;
+* **search** on the fine-tuned converted CNN (seed 0): every distinct subnet's validation
+  accuracy and MACs tabulated (as ``Search(sn, objectives=[accuracy(val), macs(...)])``
+  evaluates them), then random search and the predictor search it by look-up
+  (``bench.bench_search``'s harness): evaluations to reach 95% of the exact reference
+  hypervolume, predictor vs random (target >= 3x fewer), median over 10 search seeds.
 
 ``BENCH_CONVERT_SCALE=quick`` runs the same code on small shapes (figures then carry no
 target) to check the benchmark works.
@@ -27,13 +32,17 @@ import os
 import statistics
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
 from bench._report import Figure
+from bench.bench_search import GOAL, Table, _processes, _speedup, cap, evals_to, table_run
 from nasviz.data import digits
+from nasviz.objectives import evaluate_accuracy
 from nasviz.supernet import convert, train_supernet
 from nasviz.training import Accuracy, evaluate, train
 
@@ -45,6 +54,7 @@ ROUNDS = 5  # interleaved rounds per timed pair
 SEEDS = (0,) if QUICK else (0, 1, 2)
 PRETRAIN_EPOCHS, FINETUNE_EPOCHS = (2, 1) if QUICK else (15, 10)
 TOKENS = (2, 32) if QUICK else (4, 128)  # GPT-2 forward: batch x tokens
+SEARCH_SEEDS = tuple(range(2 if QUICK else 10))
 
 
 def _rss_mb() -> float:
@@ -159,6 +169,57 @@ def _accuracy(model, data) -> float:
     return evaluate(model, data.test, [Accuracy()])["accuracy"]
 
 
+def _table(sn, data) -> Table:
+    """Every arch of ``sn`` with the validation accuracy and MACs of its subnet (one evaluation
+    per distinct subnet)."""
+    distinct = list(dict.fromkeys(sn.canonical(a) for a in sn.space))
+    shape = (1, *data.input_shape)
+    rows = {
+        a: (evaluate_accuracy(sn, data.val, a), float(sn.count_macs(a, shape))) for a in distinct
+    }
+    archs = list(sn.space)
+    canonical = {a: sn.canonical(a) for a in archs}
+    values = np.array([rows[canonical[a]] for a in archs])  # (archs, 2)
+    return Table(
+        None,
+        sn.space,
+        canonical.__getitem__,  # picklable, for the worker processes
+        {"accuracy": values[:, 0], "macs": values[:, 1]},
+        {a: i for i, a in enumerate(archs)},
+    )
+
+
+def _search_task(task: tuple[Table, str, int]) -> np.ndarray:
+    table, strategy, seed = task
+    torch.set_num_threads(1)
+    return table_run(table, strategy, seed)
+
+
+def _search_figures(sn, data) -> list[Figure]:
+    t0 = time.perf_counter()
+    table = _table(sn.eval(), data)
+    tabulated = time.perf_counter() - t0
+    strategies = ("random", "predictor")
+    tasks = [(table, s, seed) for s in strategies for seed in SEARCH_SEEDS]
+    with _processes() as pool:
+        traces = list(pool.map(_search_task, tasks))
+    limit = {s: cap(table, s) for s in strategies}
+    needed = {s: [] for s in strategies}
+    for (_, s, _), trace in zip(tasks, traces, strict=True):
+        needed[s].append(evals_to(trace, GOAL, limit[s]))
+    figures = _speedup(needed, "random", limit, 3.0)
+    subnets = len(set(map(table.canonical, table.space)))
+    about = (
+        f"; converted ResNet-style CNN fine-tuned on digits (seed 0): {table.space.size} archs, "
+        f"{subnets} distinct subnets tabulated in {tabulated:.0f} s; {len(SEARCH_SEEDS)} search "
+        f"seeds; evals to 95%: random {needed['random']}, predictor {needed['predictor']}"
+    )
+    figures[0] = replace(figures[0], compared_with=figures[0].compared_with + about)
+    if QUICK:
+        figures = [replace(f, target="", met=None) for f in figures]
+    return [replace(f, name=f"convert.search.{f.name}") for f in figures]
+
+
 def _quality(seed: int) -> dict[str, float]:
     """One seed: the original, its largest subnet after elastic fine-tuning, and the half-MACs
     subnets against the same architectures trained from scratch for the same total steps."""
@@ -170,7 +231,14 @@ def _quality(seed: int) -> dict[str, float]:
     original = _accuracy(model, data)
     sn = convert(model, data.val.X[:8])
     train_supernet(
-        sn, data, epochs=FINETUNE_EPOCHS, batch_size=64, lr=1e-3, teacher="original", seed=seed
+        sn,
+        data,
+        epochs=FINETUNE_EPOCHS,
+        batch_size=64,
+        lr=1e-3,
+        teacher="original",
+        seed=seed,
+        calibration_samples=256,  # re-calibrating 1,600 subnets for the search table
     ).run()
     sn.eval()
     shape = (1, 1, 8, 8)
@@ -190,6 +258,8 @@ def _quality(seed: int) -> dict[str, float]:
         train(scratch, data, epochs=epochs, batch_size=64, lr=1e-2, seed=seed).run()
         gaps.append(_accuracy(scratch.eval(), data) - elastic)
     return {
+        "net": sn,
+        "data": data,
         "original": original,
         "largest": _accuracy(sn.export(sn.largest()).eval(), data),
         "half_gap": statistics.median(gaps),
@@ -197,8 +267,7 @@ def _quality(seed: int) -> dict[str, float]:
     }
 
 
-def _quality_figures() -> list[Figure]:
-    runs = [_quality(seed) for seed in SEEDS]
+def _quality_figures(runs: list[dict]) -> list[Figure]:
     drop = statistics.median(r["original"] - r["largest"] for r in runs)
     gap = statistics.median(r["half_gap"] for r in runs)
     spread = lambda key: "/".join(f"{r[key]:.1f}" for r in runs)  # noqa: E731
@@ -240,4 +309,6 @@ def _cnn_overhead_figures() -> list[Figure]:
 
 def run() -> list[Figure]:
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
-    return _gpt2_figures() + _cnn_overhead_figures() + _quality_figures()
+    figures = _gpt2_figures() + _cnn_overhead_figures()
+    runs = [_quality(seed) for seed in SEEDS]
+    return figures + _quality_figures(runs) + _search_figures(runs[0]["net"], runs[0]["data"])

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 import torch
 import transformers
 from convert_models import state_hash
 from hf_models import build, reloaded
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from nasviz.hf import adapter_for
 from nasviz.objectives import count_macs
@@ -207,3 +212,42 @@ def test_a_shallower_hugging_face_export_saves_and_loads_with_its_own_config(tmp
     loaded = transformers.BertForSequenceClassification.from_pretrained(tmp_path / "bert").eval()
     with torch.no_grad():
         torch.testing.assert_close(loaded(x).logits, two(x).logits, rtol=0, atol=0)
+
+
+@pytest.fixture(scope="module")
+def llama_net():
+    model = build("llama")
+    return convert(model, _input("llama")).eval(), model
+
+
+@settings(max_examples=20, deadline=None, derandomize=True)
+@given(seed=st.integers(0, 2**31 - 1))
+def test_llama_exports_equal_the_subnet_for_any_arch(llama_net, seed):
+    sn, _ = llama_net
+    x = _input("llama")
+    arch = sn.sample(seed)
+    with torch.no_grad():
+        with sn.subnet(arch):
+            inside = sn(x).logits
+        assert (sn.export(arch)(x).logits - inside).abs().max().item() <= 1e-5
+
+
+def test_threads_get_their_own_subnet_of_a_hugging_face_model(llama_net):
+    sn, _ = llama_net
+    x = _input("llama")
+    archs = sn.sample(5, n=8)
+    with torch.no_grad():
+        expected = [sn.export(a)(x).logits for a in archs]
+    barrier = threading.Barrier(4)
+
+    def evaluate(i: int) -> float:
+        if i < 4:
+            barrier.wait()
+        worst = 0.0
+        for _ in range(2):
+            with torch.no_grad(), sn.subnet(archs[i]):
+                worst = max(worst, (sn(x).logits - expected[i]).abs().max().item())
+        return worst
+
+    with ThreadPoolExecutor(4) as pool:
+        assert max(pool.map(evaluate, range(len(archs)))) <= 1e-5
