@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-from concurrent.futures import ThreadPoolExecutor
-
 import pytest
 import torch
 import transformers
@@ -12,6 +9,7 @@ from convert_models import state_hash
 from hf_models import build, reloaded
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from subnet_threads import worst_thread_error
 
 from nasviz.hf import adapter_for
 from nasviz.objectives import count_macs
@@ -236,18 +234,5 @@ def test_threads_get_their_own_subnet_of_a_hugging_face_model(llama_net):
     sn, _ = llama_net
     x = _input("llama")
     archs = sn.sample(5, n=8)
-    with torch.no_grad():
-        expected = [sn.export(a)(x).logits for a in archs]
-    barrier = threading.Barrier(4)
-
-    def evaluate(i: int) -> float:
-        if i < 4:
-            barrier.wait()
-        worst = 0.0
-        for _ in range(2):
-            with torch.no_grad(), sn.subnet(archs[i]):
-                worst = max(worst, (sn(x).logits - expected[i]).abs().max().item())
-        return worst
-
-    with ThreadPoolExecutor(4) as pool:
-        assert max(pool.map(evaluate, range(len(archs)))) <= 1e-5
+    error = worst_thread_error(sn, x, archs, threads=4, repeats=2, output=lambda o: o.logits)
+    assert error <= 1e-5

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import functools
 import math
-import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
@@ -21,6 +19,7 @@ from convert_models import (
 )
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from subnet_threads import worst_thread_error
 from torch import nn
 
 from nasviz._flops import flop_counter
@@ -179,21 +178,7 @@ def test_canonical_ignores_widths_of_skipped_blocks():
 def test_threads_get_their_own_subnet():
     sn, x = _cnn_net()
     archs = sn.sample(7, n=12)
-    with torch.no_grad():
-        expected = [sn.export(a)(x) for a in archs]
-    barrier = threading.Barrier(6)
-
-    def evaluate(i: int) -> float:
-        if i < 6:
-            barrier.wait()
-        worst = 0.0
-        for _ in range(2):
-            with torch.no_grad(), sn.subnet(archs[i]):
-                worst = max(worst, (sn(x) - expected[i]).abs().max().item())
-        return worst
-
-    with ThreadPoolExecutor(6) as pool:
-        assert max(pool.map(evaluate, range(len(archs)))) <= 1e-5
+    assert worst_thread_error(sn, x, archs, threads=6, repeats=2) <= 1e-5
 
 
 def test_report_lists_every_module_with_a_reason():

@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
+from subnet_threads import worst_thread_error
 from supernet_helpers import make_net
 
 from nasviz.supernet import recalibrate
@@ -18,22 +19,8 @@ def test_many_threads_get_their_own_subnet(family):
     net.eval()
     distinct = net.sample(7, n=20)
     archs = distinct[:4] * 2 + distinct[4:]  # the first eight: pairs race to prepare one arch
-    with torch.no_grad():
-        expected = [net.export(a)(x) for a in archs]
-    barrier = threading.Barrier(8)
-
-    def evaluate(i: int) -> float:
-        if i < 8:
-            barrier.wait()  # the first eight start together
-        worst = 0.0
-        for _ in range(3):
-            with torch.no_grad(), net.subnet(archs[i]):
-                worst = max(worst, (net(x) - expected[i]).abs().max().item())
-        return worst
-
-    with ThreadPoolExecutor(8) as pool:
-        errors = list(pool.map(evaluate, range(len(archs))))
-    assert max(errors) <= 1e-5
+    errors = worst_thread_error(net, x, archs)
+    assert errors <= 1e-5
 
 
 def test_nested_and_per_thread_contexts():
