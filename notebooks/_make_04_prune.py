@@ -174,7 +174,12 @@ torch.manual_seed(seed)
 fresh = copy.deepcopy(model)
 for p in fresh.parameters():  # a new initialization, not the searched weights
     torch.nn.init.normal_(p, std=0.1)
-tickets = prune.lottery(fresh, lambda m: train(m, epochs=2), rounds=lottery_rounds, sparsity=1 - 0.8**lottery_rounds)
+# each round trains on data.train with nasviz's training layer and is measured on data.val
+# (or pass your own train_fn(model) in place of the data)
+tickets = prune.lottery(
+    fresh, data, rounds=lottery_rounds, sparsity=1 - 0.8**lottery_rounds,
+    train_options={"epochs": 2, "lr": 3e-3, "seed": seed}, val=data.val,
+)
 tickets.table().round(3)
 """),
     code("""

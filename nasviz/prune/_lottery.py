@@ -60,22 +60,32 @@ class LotteryResult:
 @keyword_only_after("rate", "rewind", "scope")
 def lottery(
     model: nn.Module,
-    train_fn: Callable[[nn.Module], Any],
+    train_fn: Any,
     rounds: int,
     *,
     sparsity: float | None = None,
     rewind: str | Mapping[str, torch.Tensor] | None = "init",
     scope: str = "global",
+    train_options: Mapping[str, Any] | None = None,
+    val: Any = None,
     rate: float | None = None,
 ) -> LotteryResult:
     """Runs iterative magnitude pruning with rewinding on ``model`` (changed in place).
 
-    Arguments are checked before anything changes, and when ``train_fn`` raises, the model's
-    weights and masks are put back as they were before the call, then the error propagates.
+    Arguments are checked before anything changes, and when a round's training fails, the
+    model's weights and masks are put back as they were before the call, then the error
+    propagates.
 
     Args:
-        train_fn: ``train_fn(model)`` trains in place (masks are applied, so pruned weights stay
-            zero) and may return a metric (accuracy, loss) recorded per round.
+        train_fn: the data to train on, in any form :func:`nasviz.data.as_batches` takes
+            (each round then trains with :func:`nasviz.training.train` and
+            ``train_options``), or your own ``train_fn(model)`` that trains in place (masks are
+            applied, so pruned weights stay zero) and may return a metric (accuracy, loss)
+            recorded per round.
+        train_options: with data: :func:`~nasviz.training.train`'s options for every round
+            (``epochs``, ``steps``, ``lr``, ``device``, ...; default one epoch).
+        val: with data: what each round's metric is measured on (the task's default metric:
+            accuracy for classification); None records the round's last training loss.
         rounds: R pruning rounds (``train_fn`` runs R + 1 times).
         sparsity: the sparsity the last round reaches, in (0, 1); None: ``1 - 0.8 ** R`` (20%
             of the remaining weights per round, as Frankle & Carbin).
@@ -106,10 +116,14 @@ def lottery(
     rate = 1.0 - (1.0 - sparsity) ** (1.0 / rounds)
     if scope not in SCOPES:
         raise ConfigError(f"scope must be one of {SCOPES}, got {scope!r}")
-    if not callable(train_fn):
-        raise ConfigError(
-            f"train_fn must be callable as train_fn(model), got {type(train_fn).__name__}"
-        )
+    if callable(train_fn) and not isinstance(train_fn, nn.Module):
+        if train_options is not None or val is not None:
+            raise ConfigError(
+                "train_options= and val= go with data in place of train_fn (nasviz trains each "
+                "round); your own train_fn(model) takes its options itself"
+            )
+    else:
+        train_fn = _training_rounds(train_fn, train_options, val)
     prunable(model)
     state = _rewind_state(model, rewind)
     before = _Snapshot(model)
@@ -144,6 +158,42 @@ def _rounds(
         m.apply(model)
         metrics.append(train_fn(model))
     return LotteryResult(masks, metrics, model, sparsities)
+
+
+def _training_rounds(
+    data: Any, options: Mapping[str, Any] | None, val: Any
+) -> Callable[[nn.Module], float]:
+    """A round's training on ``data`` with the training layer, checked now (before the
+    lottery starts): it trains in place and returns the metric on ``val`` (or its last loss)."""
+    from nasviz.data import as_batches
+
+    if isinstance(data, nn.Module) or data is None:
+        raise ConfigError(
+            "lottery's second argument is the data to train on (any form nasviz.data.as_batches "
+            f"takes) or your train_fn(model); got {type(data).__name__}"
+        )
+    if options is not None and not isinstance(options, Mapping):
+        raise ConfigError(f"train_options must be a dict of train() options, got {options!r}")
+    options = dict(options or {})
+    if not {"epochs", "steps"} & set(options):
+        options["epochs"] = 1
+    as_batches(data, batch_size=options.get("batch_size"), what="lottery data")  # fails now
+    if val is not None:
+        as_batches(val, what="val")
+
+    def train_round(model: nn.Module) -> float:
+        from nasviz.training import default_metrics, evaluate, train
+
+        run = train(model, data, **options)
+        status = run.run()
+        if status.state != "finished":
+            raise RuntimeError(f"lottery: a round's training ended {status.state}: {run.error}")
+        if val is None:
+            return float(run.history["loss"].iloc[-1])
+        metrics = default_metrics(options.get("task"))  # accuracy unless a task says otherwise
+        return next(iter(evaluate(model, val, metrics, task=options.get("task")).values()))
+
+    return train_round
 
 
 class _Snapshot:

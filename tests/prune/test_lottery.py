@@ -101,3 +101,35 @@ def test_a_failing_train_fn_leaves_the_model_as_it_was():
     with pytest.raises(RuntimeError, match="out of memory"):
         lottery(model, train, rounds=3, sparsity=0.875)
     assert len(calls) == 3 and unchanged(model, before)
+
+
+def test_data_in_place_of_train_fn_trains_each_round_with_the_training_layer():
+    torch.manual_seed(3)
+    model = mlp((16, 32, 4))
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(256, 16, generator=g)
+    y = (x[:, :4].argmax(1)).long()  # learnable: the largest of the first four features
+    val = (x[:64], y[:64])
+    result = lottery(
+        model, (x, y), rounds=2, sparsity=0.75, train_options={"epochs": 8, "lr": 1e-2}, val=val
+    )
+    assert result.sparsities == pytest.approx([0.0, 0.5, 0.75], abs=2e-3)
+    assert all(isinstance(m, float) and 0.0 <= m <= 100.0 for m in result.metrics)
+    assert result.metrics[0] > 60.0  # trained: far above chance (25%)
+    final = result.masks[-1]
+    assert not model[0].weight[~final["0.weight"]].any()  # pruned weights stayed zero
+    losses = lottery(mlp((16, 32, 4)), (x, y), rounds=1, train_options={"steps": 3})
+    assert len(losses.metrics) == 2 and all(m > 0 for m in losses.metrics)  # last train loss
+
+
+def test_data_arguments_are_checked_before_anything_changes():
+    model = mlp((16, 32, 4))
+    before = snapshot(model)
+    x, y = torch.randn(64, 16), torch.randint(0, 4, (64,))
+    with pytest.raises(ConfigError, match="train_options= and val= go with data"):
+        lottery(model, _trainer(x, y), rounds=2, train_options={"epochs": 1})
+    with pytest.raises(ConfigError, match="lottery data"):
+        lottery(model, "not data", rounds=2)
+    with pytest.raises(ConfigError, match="second argument is the data"):
+        lottery(model, mlp((16, 4)), rounds=2)
+    assert unchanged(model, before)
