@@ -14,6 +14,11 @@ What becomes elastic (see :func:`convert`):
   head count and one FFN width for all layers, so these get one dimension per kind shared by
   every layer: each export's config is rewritten to its sizes and round-trips through
   ``save_pretrained`` / ``from_pretrained``.
+* **Hugging Face MoE models**: each layer's experts (router row and expert tensors together)
+  kept as a width fraction, and the routers' top-k (``top_k.0``): one dimension each for
+  every layer, for the same reason. The router and expert-stack classes get elastic
+  subclasses whose attributes (``weight``, ``gate_up_proj``, ``down_proj``, ``num_experts``,
+  ``top_k``) read the subnet's experts, so the model's own MoE code runs unchanged.
 * **depth**: the trailing children of an ``nn.Sequential`` or ``nn.ModuleList`` that are blocks
   (modules with parameters and submodules) whose output has the shape of their input under every
   width get an elastic depth: a subnet runs the first ``depth`` children (an ``nn.ModuleList``
@@ -55,6 +60,7 @@ from nasviz.supernet._convert_ops import (
 )
 from nasviz.supernet._convert_space import (
     DepthDim,
+    TopKDim,
     WidthDim,
     build_dims,
     child,
@@ -101,6 +107,7 @@ class _Plan(NamedTuple):
     select: dict[str, tuple[tuple[int, torch.Tensor], ...]]  # param -> ((dim, kept idx), ...)
     depth: dict[str, int]  # container name -> children run
     skipped: frozenset[str]  # names of the blocks not run
+    top_k: dict[str, int]  # Hugging Face MoE router name -> experts per token
 
 
 class _Active(NamedTuple):
@@ -111,6 +118,7 @@ class _Active(NamedTuple):
     collect: dict[str, list] | None  # a BN re-calibration pass fills it
     stats: BNStats | None  # the subnet's re-calibrated BN statistics, by layer name
     prepared: Prepared | None = None  # the subnet's sliced weights, made once (small models)
+    top_k: dict[str, int] = {}  # noqa: RUF012  (read only) router name -> experts per token
 
 
 def _structure(model: nn.Module) -> str:
@@ -162,7 +170,7 @@ class ConvertedSupernet(Supernet):
 
     family = "Converted"
     config_class = ConvertConfig
-    shrink_order = ("depth", "width")
+    shrink_order = ("depth", "width", "top_k")
     width_groups = ()  # channels were ranked at convert time; reorder_channels is a no-op
     default_epochs = 5
     default_lr = 1e-3
@@ -183,6 +191,7 @@ class ConvertedSupernet(Supernet):
         share: str,
         ffn: bool,
         heads: bool = True,
+        experts: bool = True,
     ) -> ConvertedSupernet:
         config = ConvertConfig(
             f"{type(model).__module__}.{type(model).__qualname__}",
@@ -198,7 +207,9 @@ class ConvertedSupernet(Supernet):
         elastic = _shared_copy(model).eval()
         pristine = _shared_copy(model)
         record = record_forward(elastic, example)
-        dims, static = build_dims(elastic, example, record, width, depth, share, ffn, heads)
+        dims, static = build_dims(
+            elastic, example, record, width, depth, share, ffn, heads, experts
+        )
         swap = {m for d in dims.values() for m in d.swap}
         swap |= {n for n, m in elastic.named_modules() if type(m) in _BATCH_NORMS}  # re-calibrated
         for name in sorted(swap):
@@ -259,23 +270,36 @@ class ConvertedSupernet(Supernet):
         """``arch`` with the widths of dimensions that only shrink skipped blocks set to the
         smallest value."""
         arch = self.space.validate(arch)
-        skipped = self._plan(arch).skipped
+        plan = self._plan(arch)
         unused = {
             n: d.choices[0]
             for n, d in self.dims.items()
-            if isinstance(d, WidthDim) and d.blocks and all(b in skipped for b in d.blocks)
+            if isinstance(d, WidthDim) and d.blocks and all(b in plan.skipped for b in d.blocks)
         }
+        for n, d in self.dims.items():  # a top-k above the experts kept picks them all
+            if isinstance(d, TopKDim):
+                kept = max(
+                    dict(plan.select.get(f"{r}.weight", ())).get(0, self._weight(r)).shape[0]
+                    for r in d.routers
+                )
+                if arch[n] > kept:
+                    unused[n] = max(c for c in d.choices if c <= kept)
         return arch.replace(**unused) if unused else arch
+
+    def _weight(self, router: str) -> torch.Tensor:
+        return self.model.get_submodule(router)._parameters["weight"]
 
     def _make_plan(self, arch: Arch) -> _Plan:
         fractions = {n: arch[n] for n, d in self.dims.items() if isinstance(d, WidthDim)}
         select = selection(self, fractions)
-        depth, skipped = {}, set()
+        depth, skipped, top_k = {}, set(), {}
         for n, d in self.dims.items():
             if isinstance(d, DepthDim):
                 depth[d.container] = arch[n]
                 skipped.update(child(d.container, i) for i in range(arch[n], d.size))
-        return _Plan(arch, select, depth, frozenset(skipped))
+            elif isinstance(d, TopKDim):
+                top_k.update(dict.fromkeys(d.routers, arch[n]))
+        return _Plan(arch, select, depth, frozenset(skipped), top_k)
 
     # ---- forward -------------------------------------------------------------------------
     @property
@@ -304,7 +328,7 @@ class ConvertedSupernet(Supernet):
         plan = state.plan
         stats = self._stats(state)
         prepared = self._prepared(state, stats) if self._prepare else None
-        active = _Active(plan.select, plan.depth, state.collect, stats, prepared)
+        active = _Active(plan.select, plan.depth, state.collect, stats, prepared, plan.top_k)
         token = ACTIVE_PLAN.set(active)
         try:
             return self.model(x)
@@ -341,6 +365,9 @@ class ConvertedSupernet(Supernet):
         static = copy.deepcopy(pristine, memo)
         for owner, attrs in sizes.items():
             shrink_module(static.get_submodule(owner), attrs)
+        for router, k in plan.top_k.items():  # capped at the experts the subnet keeps
+            module = static.get_submodule(router)
+            module.top_k = min(k, module.num_experts)
         for container, d in plan.depth.items():
             module = static.get_submodule(container)
             for i in reversed(range(d, len(module))):
@@ -447,12 +474,25 @@ def _rewrite_hf_config(static: nn.Module, depth: Mapping[str, int], shrunk: bool
         why = sync_config(static)
         if why is not None:  # convert shares head and FFN widths across layers: not expected
             raise ConfigError(f"the export's config cannot describe its layers: {why}")
+    moe = [adapter.experts(i) for i in adapter.moe_layers()]
+    sizes = {(b.num_experts, b.top_k) for b in moe}
+    if len(sizes) == 1:
+        experts, top_k = next(iter(sizes))
+        f = adapter.family
+        if (experts, top_k) != (
+            getattr(adapter.config, f.experts_key),
+            getattr(adapter.config, f.top_k_key),
+        ):
+            adapter.set_config(adapter.rewrite_config(experts=experts, top_k=top_k))
+    elif sizes:  # one experts and one top-k dimension for every layer: not expected
+        raise ConfigError(f"the export's MoE layers differ in (experts, top-k): {sorted(sizes)}")
 
 
 def _renumber(net: ConvertedSupernet) -> None:
-    """Names the dimensions left after probing ``width.0..`` / ``depth.0..`` again."""
+    """Names the dimensions left after probing ``width.0..`` / ``depth.0..`` / ``top_k.0``
+    again."""
     renamed: dict[str, Any] = {}
-    for kind in ("width", "depth"):
+    for kind in ("width", "depth", "top_k"):
         for i, d in enumerate(d for n, d in net.dims.items() if n.startswith(f"{kind}.")):
             renamed[f"{kind}.{i}"] = d
     net.dims = renamed
@@ -490,7 +530,10 @@ def convert(
         ffn: the hidden width of feed-forward blocks (the ``linear1`` of
             ``nn.TransformerEncoderLayer`` / ``nn.TransformerDecoderLayer``, a Hugging Face
             layer's FFN neurons); False keeps it.
-        experts: mixture-of-experts layers (not elastic in this version).
+        experts: the experts of Hugging Face MoE models (Mixtral, Qwen2-MoE, Qwen3-MoE,
+            OLMoE): a fraction of each layer's experts kept (ranked by the L1 norm of their
+            router row and weights; the router scores only those) and the top-k, each one
+            dimension for every layer; False keeps them.
         share: ``"group"`` (one width dimension per channel group), ``"block"`` (one per block:
             the groups rooted in the same child of a Sequential/ModuleList share it) or
             ``"model"`` (one width for everything).
@@ -517,4 +560,6 @@ def convert(
     if share not in SHARES:
         raise ConfigError(f"convert: share must be one of {SHARES}, got {share!r}")
     fractions = _check_width(width)
-    return ConvertedSupernet._build(model, example_input, fractions, depth, share, ffn, heads)
+    return ConvertedSupernet._build(
+        model, example_input, fractions, depth, share, ffn, heads, experts
+    )

@@ -33,6 +33,7 @@ __all__ = [
     "Selection",
     "elastic_class",
     "make_elastic",
+    "register_moe_classes",
     "shrink_module",
     "take",
 ]
@@ -174,6 +175,70 @@ class _ElasticConv1D(_Sliced, nn.Module):
         return out.view(*x.shape[:-1], weight.shape[1])
 
 
+def _sliced_param(module: nn.Module, name: str) -> torch.Tensor:
+    """Parameter ``name`` of ``module`` restricted to the active subnet's entries."""
+    tensor = module._parameters[name]
+    for dim, idx in _select(ACTIVE_PLAN.get(), f"{module._nasviz_name}.{name}"):
+        tensor = tensor.index_select(dim, idx.to(tensor.device))
+    return tensor
+
+
+class _ElasticRouter:
+    """A Hugging Face MoE router (``weight`` (E, D), ``num_experts``, ``top_k``) whose own
+    forward, reading these attributes, scores only the subnet's experts and picks its top-k
+    (numbered among the kept experts, as the elastic expert stack numbers them)."""
+
+    @property
+    def weight(self) -> torch.Tensor:
+        return _sliced_param(self, "weight")
+
+    @property
+    def num_experts(self) -> int:
+        return int(_sliced_param(self, "weight").shape[0])
+
+    @num_experts.setter
+    def num_experts(self, value: int) -> None:
+        self.__dict__["num_experts"] = value
+
+    @property
+    def top_k(self) -> int:
+        active, full = ACTIVE_PLAN.get(), self.__dict__["top_k"]
+        k = full if active is None else active.top_k.get(self._nasviz_name, full)
+        return min(k, self.num_experts)
+
+    @top_k.setter
+    def top_k(self, value: int) -> None:
+        self.__dict__["top_k"] = value
+
+
+class _ElasticExpertStack:
+    """A Hugging Face expert stack (``gate_up_proj`` (E, 2I, D), ``down_proj`` (E, D, I),
+    ``num_experts``) whose own forward sees only the subnet's experts."""
+
+    @property
+    def gate_up_proj(self) -> torch.Tensor:
+        return _sliced_param(self, "gate_up_proj")
+
+    @property
+    def down_proj(self) -> torch.Tensor:
+        return _sliced_param(self, "down_proj")
+
+    @property
+    def num_experts(self) -> int:
+        return int(_sliced_param(self, "down_proj").shape[0])
+
+    @num_experts.setter
+    def num_experts(self, value: int) -> None:
+        self.__dict__["num_experts"] = value
+
+
+def register_moe_classes(router: type, experts: type) -> None:
+    """Elastic subclasses for a Hugging Face MoE family's router and expert-stack classes."""
+    for cls, mixin in ((router, _ElasticRouter), (experts, _ElasticExpertStack)):
+        if cls not in ELASTIC_CLASSES:
+            ELASTIC_CLASSES[cls] = type(f"_Elastic{cls.__name__}", (mixin, cls), {})
+
+
 def _is_hf_conv1d(cls: type) -> bool:
     return cls.__name__ == "Conv1D" and cls.__module__.startswith("transformers.")
 
@@ -245,6 +310,14 @@ def shrink_module(module: nn.Module, sizes: Mapping[str, tuple[int, ...]]) -> No
         module.in_channels = weight[0] if depthwise else weight[1] * module.groups
         if depthwise:
             module.groups = weight[0]
+    elif "gate_up_proj" in sizes or (
+        "weight" in sizes and isinstance(getattr(module, "top_k", None), int)
+    ):
+        # a Hugging Face expert stack or router: E experts kept (top-k capped at E)
+        kept = (sizes.get("gate_up_proj") or sizes["weight"])[0]
+        module.num_experts = kept
+        if isinstance(getattr(module, "top_k", None), int):
+            module.top_k = min(module.top_k, kept)
     elif isinstance(module, nn.modules.batchnorm._BatchNorm):
         shape = weight or sizes.get("running_mean")
         if shape is not None:

@@ -20,9 +20,18 @@ from torch import nn
 
 from nasviz.errors import ConfigError, ShapeError
 from nasviz.prune._channels import IMPORTANCES, ChannelGroup, channel_groups
-from nasviz.supernet._convert_ops import elastic_class
+from nasviz.supernet._convert_ops import elastic_class, register_moe_classes
 
-__all__ = ["DepthDim", "Record", "WidthDim", "build_dims", "child", "probe_dims", "record_forward"]
+__all__ = [
+    "DepthDim",
+    "Record",
+    "TopKDim",
+    "WidthDim",
+    "build_dims",
+    "child",
+    "probe_dims",
+    "record_forward",
+]
 
 _FFN_PARENTS = (nn.TransformerEncoderLayer, nn.TransformerDecoderLayer)
 _CONTAINERS = (nn.Sequential, nn.ModuleList)
@@ -74,7 +83,54 @@ class WidthDim:
 HF_KINDS = {
     "hf-heads": ("attention heads", "key/value heads"),
     "hf-neurons": ("feed-forward width", "neurons"),
+    "hf-experts": ("experts kept", "experts"),
 }
+
+
+@dataclass(frozen=True)
+class TopKDim:
+    """Experts per token of a Hugging Face MoE model's routers (one value for every layer: a
+    config holds one top-k), capped at the experts a subnet keeps."""
+
+    routers: tuple[str, ...]
+    choices: tuple[int, ...]
+
+    @property
+    def modules(self) -> tuple[str, ...]:
+        return self.routers
+
+    swap = modules
+
+    def describe(self, module: str) -> str:
+        return (
+            f"top-k: experts per token {'/'.join(map(str, self.choices))} (every MoE layer "
+            "together: a Hugging Face config holds one top-k)"
+        )
+
+
+def _expert_dims(model: nn.Module, experts: bool) -> tuple[list[ChannelGroup], TopKDim | None]:
+    """A Hugging Face MoE model's expert groups (router rows and expert tensors of each expert
+    go together) and its top-k dimension; none for other models."""
+    from nasviz.hf import find_adapter
+    from nasviz.prune._channels import Slice
+
+    adapter = find_adapter(model)
+    blocks = [] if adapter is None else [adapter.experts(i) for i in adapter.moe_layers()]
+    if not blocks:
+        return [], None
+    groups = []
+    for b in blocks:
+        register_moe_classes(type(b.router), type(b.experts))
+        idx = torch.arange(b.num_experts)
+        router = next(n for n, m in model.named_modules() if m is b.router)
+        stack = next(n for n, m in model.named_modules() if m is b.experts)
+        slices = [Slice(f"{router}.weight", 0, idx, idx, True)]
+        slices += [Slice(f"{stack}.{p}", 0, idx, idx, True) for p in ("gate_up_proj", "down_proj")]
+        groups.append(ChannelGroup(b.name, b.num_experts, tuple(slices), kind="hf-experts"))
+    top_k = max(b.top_k for b in blocks)
+    routers = tuple(g.slices[0].param.rpartition(".")[0] for g in groups)
+    dim = TopKDim(routers, tuple(range(1, top_k + 1))) if experts and top_k > 1 else None
+    return groups, dim
 
 
 @dataclass(frozen=True)
@@ -174,11 +230,15 @@ def _block_of(name: str, containers: set[str]) -> str | None:
     return None
 
 
-def _hf_reason(group: ChannelGroup, model: nn.Module, ffn: bool, heads: bool) -> str | None:
+def _hf_reason(
+    group: ChannelGroup, model: nn.Module, ffn: bool, heads: bool, experts: bool
+) -> str | None:
     """Why a Hugging Face model's head or neuron group stays static (None: it can be elastic)."""
     from nasviz.hf import find_adapter
 
     adapter = find_adapter(model)
+    if group.kind == "hf-experts":
+        return None if experts else "experts left static (experts=False)"
     if group.kind == "hf-heads":
         if not heads:
             return "attention heads left static (heads=False)"
@@ -194,10 +254,12 @@ def _hf_reason(group: ChannelGroup, model: nn.Module, ffn: bool, heads: bool) ->
     return f"feed-forward width left static ({limit[4:]})" if limit.startswith("no:") else None
 
 
-def _group_reason(group: ChannelGroup, model: nn.Module, ffn: bool, heads: bool) -> str | None:
+def _group_reason(
+    group: ChannelGroup, model: nn.Module, ffn: bool, heads: bool, experts: bool = True
+) -> str | None:
     """Why a channel group stays static (None: it can be elastic)."""
     if group.kind in HF_KINDS:
-        reason = _hf_reason(group, model, ffn, heads)
+        reason = _hf_reason(group, model, ffn, heads, experts)
         if reason is not None:
             return reason
     elif group.kind != "channels":
@@ -240,6 +302,7 @@ def build_dims(
     share: str,
     ffn: bool,
     heads: bool = True,
+    experts: bool = True,
 ) -> tuple[dict[str, Any], dict[str, str]]:
     """Width and depth dimensions of the copy ``model`` and, per static module, why."""
     static: dict[str, str] = {n: _static_reason(m) for n, m in model.named_modules() if n}
@@ -266,6 +329,7 @@ def build_dims(
                 )
     skippable = {m for d in depth_dims for m in d.modules}
     width_dims: dict[str, list] = {}
+    top_k = None
     if width and len(width) > 1:
         try:
             groups = channel_groups(model, example)
@@ -276,9 +340,11 @@ def build_dims(
                 "forward returns a tensor (for a Hugging Face model: the logits, use_cache=False), "
                 "or pass width=None to make only depth elastic"
             ) from exc
+        expert_groups, top_k = _expert_dims(model, experts)
+        groups = [*groups, *expert_groups]
         params = dict(model.named_parameters())
         for group in groups:
-            reason = _group_reason(group, model, ffn, heads)
+            reason = _group_reason(group, model, ffn, heads, experts)
             if reason is not None:
                 for s in group.slices:
                     static.setdefault(s.param.rpartition(".")[0], reason)
@@ -303,6 +369,8 @@ def build_dims(
         )
     for i, d in enumerate(depth_dims):
         dims[f"depth.{i}"] = d
+    if width and len(width) > 1 and top_k is not None:
+        dims["top_k.0"] = top_k
     for d in dims.values():
         for m in d.modules:
             static.pop(m, None)

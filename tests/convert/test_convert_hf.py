@@ -153,63 +153,58 @@ def test_heads_and_ffn_width_are_elastic_and_every_export_round_trips(name, tmp_
         assert tokens.shape == (1, 6)
 
 
-def test_heads_and_ffn_can_be_left_static_and_moe_experts_stay_static():
+def test_heads_and_ffn_can_be_left_static():
     model = build("llama")
     x = _input("llama")
     report = convert(model, x, heads=False).report().set_index("module")
-    assert (
-        "attention heads left static (heads=False)"
-        in report.loc["model.layers.0.self_attn.q_proj", "why"]
-    )
+    why = report.loc["model.layers.0.self_attn.q_proj", "why"]
+    assert "attention heads left static (heads=False)" in why
     assert report.loc["model.layers.0.mlp.up_proj", "elastic"]
     report = convert(model, x, ffn=False).report().set_index("module")
-    assert (
-        "feed-forward width left static (ffn=False)"
-        in report.loc["model.layers.0.mlp.up_proj", "why"]
-    )
+    why = report.loc["model.layers.0.mlp.up_proj", "why"]
+    assert "feed-forward width left static (ffn=False)" in why
     assert report.loc["model.layers.0.self_attn.q_proj", "elastic"]
-    mixtral = build("mixtral")
-    sn = convert(mixtral, _input("mixtral"))
-    assert sn.space.names == ("depth.0",)  # one key/value head; experts not elastic yet
+
+
+@pytest.mark.parametrize("name", ["mixtral", "qwen2_moe", "qwen3_moe", "olmoe"])
+def test_experts_kept_and_top_k_are_elastic_and_exports_round_trip(name):
+    """A fraction of every MoE layer's experts (the router scores only those) and the top-k,
+    one dimension each for all layers: each export has fewer experts, a config that says so,
+    and reloads with identical logits."""
+    model = build(name)
+    before = state_hash(model)
+    x = _input(name)
+    sn = convert(model, x).eval()
+    assert state_hash(model) == before
+    adapter = adapter_for(model)
+    block = adapter.experts(0)
     report = sn.report().set_index("module")
-    assert (
-        "MixtralExperts is not a layer convert can slice"
-        in report.loc["model.layers.0.mlp.experts", "why"]
-    )
+    (experts,) = report.loc[f"{block.name}.experts", "dims"]
+    assert "experts kept" in report.loc[f"{block.name}.experts", "why"]
+    assert report.loc[f"{block.name}.gate", "dims"] == (experts, "top_k.0")
+    assert sn.space.dims["top_k.0"] == (1, 2)
     with torch.no_grad():
-        torch.testing.assert_close(
-            sn(_input("mixtral")).logits, mixtral(_input("mixtral")).logits, rtol=0, atol=1e-6
-        )
-
-
-def test_a_shallower_hugging_face_export_saves_and_loads_with_its_own_config(tmp_path):
-    """The export's config says its layer count: save_pretrained / from_pretrained give the
-    same logits and generate() works; the user's model and config are untouched."""
-    cfg = transformers.GPT2Config(vocab_size=50, n_embd=16, n_layer=3, n_head=2, n_positions=16)
-    torch.manual_seed(0)
-    model = transformers.GPT2LMHeadModel(cfg).eval()
-    x = torch.randint(0, 50, (2, 6), generator=torch.Generator().manual_seed(0))
-    sn = convert(model, x)
-    small = sn.export(sn.smallest()).eval()
-    assert len(small.transformer.h) == 1 and small.config.n_layer == 1
-    assert model.config.n_layer == 3 and len(model.transformer.h) == 3
-    small.save_pretrained(tmp_path / "small")
-    again = transformers.GPT2LMHeadModel.from_pretrained(tmp_path / "small").eval()
-    with torch.no_grad():
-        torch.testing.assert_close(again(x).logits, small(x).logits, rtol=0, atol=0)
-    out = again.generate(x[:1, :3], max_new_tokens=3, do_sample=False, pad_token_id=0)
-    assert out.shape == (1, 6)
-    bert = _bert()
-    sb = convert(bert, x)
-    depth = next(
-        n for n, d in sb.dims.items() if getattr(d, "container", "") == "bert.encoder.layer"
-    )
-    two = sb.export(sb.largest().replace(**{depth: 2})).eval()
-    assert two.config.num_hidden_layers == 2 and bert.config.num_hidden_layers == 3
-    two.save_pretrained(tmp_path / "bert")
-    loaded = transformers.BertForSequenceClassification.from_pretrained(tmp_path / "bert").eval()
-    with torch.no_grad():
-        torch.testing.assert_close(loaded(x).logits, two(x).logits, rtol=0, atol=0)
+        assert (sn(x).logits - model(x).logits).abs().max().item() <= 1e-6
+        for arch in [sn.smallest(), sn.largest().replace(**{experts: 0.5, "top_k.0": 1})]:
+            with sn.subnet(arch):
+                inside = sn(x).logits
+            static = sn.export(arch).eval()
+            kept = max(1, round(arch[experts] * block.num_experts))
+            got = adapter_for(static).experts(0)
+            assert (got.num_experts, got.top_k) == (kept, min(arch["top_k.0"], kept))
+            assert got.experts.gate_up_proj.shape[0] == kept
+            assert (static(x).logits - inside).abs().max().item() <= 1e-5
+            assert sn.count_params(arch) == sum(p.numel() for p in static.parameters())
+            assert sn.count_macs(arch, tuple(x.shape)) == count_macs(static, tuple(x.shape))
+            assert (reloaded(static)(x).logits - static(x).logits).abs().max().item() == 0.0
+    assert sn.canonical(sn.smallest().replace(**{"top_k.0": 2}))["top_k.0"] == 1  # 1 expert
+    if name == "mixtral":
+        small = sn.export(sn.smallest())
+        assert small.config.num_local_experts == 1 and small.config.num_experts_per_tok == 1
+        tokens = small.generate(x[:1, :3], max_new_tokens=3, do_sample=False, pad_token_id=0)
+        assert tokens.shape == (1, 6)
+        static = convert(model, x, experts=False).report().set_index("module")
+        assert "experts left static (experts=False)" in static.loc[f"{block.name}.experts", "why"]
 
 
 @pytest.fixture(scope="module")
