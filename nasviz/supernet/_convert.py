@@ -74,8 +74,9 @@ from nasviz.supernet._prepared import Prepared
 __all__ = ["ConvertConfig", "ConvertedSupernet", "convert"]
 
 SHARES = ("group", "block", "model")
-#: Models with at most this many bytes of parameters keep prepared weights per subnet.
-PREPARED_LIMIT = 16 * 2**20
+#: Bytes of prepared (sliced, contiguous) weight copies a converted supernet may hold: subnets
+#: kept = this budget // the model's parameter bytes (a model above it keeps none).
+PREPARED_BYTES = 2**30
 _BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 
 
@@ -220,10 +221,13 @@ class ConvertedSupernet(Supernet):
                 module.activation_relu_or_gelu = 0
         net.model = elastic
         # eval forwards without autograd reuse each subnet's sliced weights (as the built-in
-        # families do) when a few dozen subnets' copies fit easily: for small models the
-        # per-call slicing is what costs; for large ones the matmuls dwarf it
+        # families do): an evaluation runs one subnet over many batches, so only its first
+        # batch slices. The copies are bounded by PREPARED_BYTES: as many subnets as fit
+        # (at most the cache's default), none for a model larger than the budget
         weights = sum(t.numel() * t.element_size() for t in {*model.parameters()})
-        net._prepare = weights <= PREPARED_LIMIT
+        fit = PREPARED_BYTES // max(weights, 1)
+        net._prepare = fit >= 1
+        net._prepared_cache.capacity = int(min(fit, net._prepared_cache.capacity)) or 1
         net.__dict__["_pristine"] = pristine  # not a submodule: its tensors are the model's
         net._example = example.detach().clone()
         net._largest, net._has_bn = None, False  # set by _finish_init; probes need no BN stats

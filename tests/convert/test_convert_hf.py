@@ -96,17 +96,23 @@ def _input(name: str) -> torch.Tensor:
     )
 
 
+def _converted(name: str):
+    """(the model, an input, its converted supernet), checking convert left the model as is."""
+    model = build(name)
+    before = state_hash(model)
+    x = _input(name)
+    sn = convert(model, x).eval()
+    assert state_hash(model) == before
+    return model, x, sn
+
+
 @pytest.mark.parametrize("name", sorted(ELASTIC_PARTS))
 def test_heads_and_ffn_width_are_elastic_and_every_export_round_trips(name, tmp_path):
     """Heads (whole key/value heads with their query heads) and FFN neurons get one width per
     kind shared by every layer (a config holds one size for all layers): each export is the
     model's own class with a config that says its sizes, equal to the in-supernet forward,
     counted right, and identical after save_pretrained / from_pretrained."""
-    model = build(name)
-    before = state_hash(model)
-    x = _input(name)
-    sn = convert(model, x).eval()
-    assert state_hash(model) == before
+    model, x, sn = _converted(name)
     adapter = adapter_for(model)
     report = sn.report().set_index("module")
     kinds = {}
@@ -171,11 +177,7 @@ def test_experts_kept_and_top_k_are_elastic_and_exports_round_trip(name):
     """A fraction of every MoE layer's experts (the router scores only those) and the top-k,
     one dimension each for all layers: each export has fewer experts, a config that says so,
     and reloads with identical logits."""
-    model = build(name)
-    before = state_hash(model)
-    x = _input(name)
-    sn = convert(model, x).eval()
-    assert state_hash(model) == before
+    model, x, sn = _converted(name)
     adapter = adapter_for(model)
     block = adapter.experts(0)
     report = sn.report().set_index("module")

@@ -248,3 +248,22 @@ def test_evaluation_reuses_each_subnets_sliced_weights_until_they_change():
     with sn.subnet(arch):
         expected = sn(x).detach()
     assert torch.equal(after, expected) and not torch.equal(after, stored)
+
+
+def test_prepared_copies_stay_within_their_byte_budget(monkeypatch):
+    import nasviz.supernet._convert as converting
+
+    model, x = _mlp()
+    weights = sum(p.numel() * p.element_size() for p in model.parameters())
+    monkeypatch.setattr(converting, "PREPARED_BYTES", int(2.5 * weights))
+    sn = convert(model, x).eval()
+    with torch.no_grad():
+        for arch in sn.sample(1, n=4):
+            with sn.subnet(arch):
+                sn(x)
+    assert len(sn._prepared_cache) == 2  # two subnets' copies fit in 2.5 models' bytes
+    monkeypatch.setattr(converting, "PREPARED_BYTES", weights // 2)
+    big = convert(model, x).eval()  # larger than the budget: slices per call, keeps nothing
+    with torch.no_grad(), big.subnet(big.smallest()):
+        big(x)
+    assert len(big._prepared_cache) == 0
