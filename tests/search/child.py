@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 import search_helpers
-from search_helpers import OBJECTIVES, STEPS, WIDE, shared_fn, trains
+from search_helpers import OBJECTIVES, STEPS, WIDE, say, shared_fn, trains
 
 from nasviz.pipeline import main
 from nasviz.search import Search, SuccessiveHalving
@@ -51,8 +51,6 @@ for line in sys.stdin:
     search = Search(
         fn, WIDE, objectives=OBJECTIVES, budget=job["budget"], storage=job["storage"], **options
     )
-    search.subscribe(
-        lambda e: print("result", e.data["trial"], flush=True) if e.kind == "result" else None
-    )
+    search.subscribe(lambda e: say("result", e.data["trial"]) if e.kind == "result" else None)
     status = search.run()
     print("done", status.state, search.traceback.replace("\n", " | "), flush=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import math
+import sys
 import time
 
 from nasviz.objectives import Objective
@@ -16,6 +17,14 @@ from nasviz.space import SearchSpace
 SPACE = SearchSpace({"a": [0, 1, 2, 3], "b": [0, 1, 2, 3], "c": ["x", "y", "z"]})
 OBJECTIVES = [("loss", "minimize"), ("cost", "minimize")]
 C = {"x": 0.0, "y": 0.5, "z": 1.0}
+
+
+def say(*parts: object) -> None:
+    """Prints one line in a single write: ``print`` writes the text and its newline separately,
+    so lines printed by several threads at once (a hanging evaluation, a result event) could
+    interleave into a line the parent cannot read."""
+    sys.stdout.write(" ".join(map(str, parts)) + "\n")
+    sys.stdout.flush()
 
 
 def storage_for(kind: str, tmp_path) -> str:
@@ -58,7 +67,7 @@ def hangs_after_eight(arch) -> dict[str, float]:
     """``slow_two_objectives`` for the first 8 calls in this process; later calls print
     ``"hang"`` and never return in practice (their trials stay RUNNING until the process dies)."""
     if next(_CALLS) > 8:  # itertools.count: atomic under the GIL
-        print("hang", flush=True)
+        say("hang")
         time.sleep(3600)
     return slow_two_objectives(arch)
 
@@ -127,7 +136,7 @@ def shared_fn(arch) -> dict[str, float]:
     """A quick evaluation for shared-study tests. Past ``HANG_AFTER`` calls it prints
     ``hang <a> <b> <c>`` and never returns (its trial stays RUNNING until the process dies)."""
     if hang_now():
-        print("hang", arch["a"], arch["b"], arch["c"], flush=True)
+        say("hang", arch["a"], arch["b"], arch["c"])
         time.sleep(3600)
     time.sleep(0.05)  # a child started with the others gets its share when busy
     a, b, c = arch["a"], arch["b"], C[arch["c"]]
@@ -158,6 +167,6 @@ def trains(arch, report) -> dict[str, float]:
         STEPS_RUN.append(step)
         report(step, curve(arch, step))
         if hang and step == 4:
-            print("hang", arch["a"], arch["b"], arch["c"], flush=True)
+            say("hang", arch["a"], arch["b"], arch["c"])
             time.sleep(3600)
     return curve(arch, STEPS)

@@ -90,12 +90,12 @@ CHILD = textwrap.dedent(
     """
     import sys
     sys.path.insert(0, {here!r})
-    from search_helpers import OBJECTIVES, SPACE, hangs_after_eight
+    from search_helpers import OBJECTIVES, SPACE, hangs_after_eight, say
     from nasviz.search import Search
 
     search = Search(hangs_after_eight, space=SPACE, objectives=OBJECTIVES, strategy="random",
                     budget=40, storage={storage!r}, workers=3, seed=0)
-    search.subscribe(lambda e: print("result", e.data["trial"], flush=True) if e.kind == "result" else None)
+    search.subscribe(lambda e: say("result", e.data["trial"]) if e.kind == "result" else None)
     search.start().wait()
     """
 )
@@ -113,8 +113,8 @@ def test_a_search_killed_with_sigkill_loses_nothing_and_resumes(tmp_path):
             hanging += line.startswith("hang")
             if len(reported) == 8 and hanging:
                 break
+    finally:  # killed whatever happened above, so an error here is reported as itself
         os.kill(child.pid, signal.SIGKILL)
-    finally:
         child.wait(timeout=30)
         child.stdout.close()
     assert len(reported) == 8 and hanging >= 1
