@@ -40,6 +40,7 @@ import torch
 from torch import nn
 
 from bench._report import Figure
+from bench._timing import paired
 from bench.bench_search import GOAL, Table, _processes, _speedup, cap, evals_to, table_run
 from nasviz.data import digits
 from nasviz.objectives import evaluate_accuracy
@@ -81,33 +82,16 @@ def _half(sn) -> dict:
     return sn.largest().replace(**{n: 0.5 for n in sn.space.names if n.startswith("width.")})
 
 
-@torch.inference_mode()
-def _paired(a, b, x: torch.Tensor) -> tuple[float, float, float]:
-    """(a ms, b ms, median per-round a/b), forwards alternating, order swapped every round."""
-    a(x), b(x)  # warm-up
-    a_ms, b_ms, ratios = [], [], []
-    for r in range(ROUNDS):
-        pair = {}
-        for name, fn in (("a", a), ("b", b)) if r % 2 == 0 else (("b", b), ("a", a)):
-            t0 = time.perf_counter()
-            fn(x)
-            pair[name] = (time.perf_counter() - t0) * 1e3
-        a_ms.append(pair["a"])
-        b_ms.append(pair["b"])
-        ratios.append(pair["a"] / pair["b"])
-    return statistics.median(a_ms), statistics.median(b_ms), statistics.median(ratios)
-
-
 def _overhead(name: str, sn, x: torch.Tensor, what: str) -> list[Figure]:
     figures = []
     for label, arch in (("largest", sn.largest()), ("half_width", _half(sn))):
         static = sn.export(arch).eval()
 
-        def elastic(inputs, arch=arch):
+        def elastic(arch=arch):
             with sn.subnet(arch):
-                return sn(inputs)
+                return sn(x)
 
-        elastic_ms, static_ms, ratio = _paired(elastic, static, x)
+        elastic_ms, static_ms, ratio = paired(elastic, lambda m=static: m(x), ROUNDS)
         figures.append(
             Figure(
                 f"convert.{name}.{label}.elastic_vs_export",

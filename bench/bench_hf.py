@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import copy
 import os
-import statistics
 import time
 
 import torch
 from torch import nn
 
 from bench._report import Figure
+from bench._timing import paired
 from nasviz.objectives import count_params
 from nasviz.prune import Importance
 
@@ -67,24 +67,6 @@ def _ids(model: nn.Module, rows: int, length: int, seed: int) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def _paired(dense: nn.Module, small: nn.Module, x: torch.Tensor) -> tuple[float, float, float]:
-    """(dense ms, pruned ms, median per-round speedup), forwards alternating."""
-    dense(x, use_cache=False), small(x, use_cache=False)  # warm-up
-    dense_ms, small_ms, ratios = [], [], []
-    for r in range(ROUNDS):
-        pair = {}
-        order = (("a", dense), ("b", small)) if r % 2 == 0 else (("b", small), ("a", dense))
-        for name, model in order:
-            t0 = time.perf_counter()
-            model(x, use_cache=False)
-            pair[name] = (time.perf_counter() - t0) * 1e3
-        dense_ms.append(pair["a"])
-        small_ms.append(pair["b"])
-        ratios.append(pair["a"] / pair["b"])
-    return statistics.median(dense_ms), statistics.median(small_ms), statistics.median(ratios)
-
-
-@torch.inference_mode()
 def _cache_mb(model: nn.Module, x: torch.Tensor) -> float:
     """Megabytes of the key/value cache a forward over ``x`` leaves (what generate() keeps)."""
     cache = model(x, use_cache=True).past_key_values
@@ -110,7 +92,9 @@ def _pruning_figures(name: str, model: nn.Module) -> list[Figure]:
     for sparsity in SPARSITIES:
         plan = importance.plan(head_sparsity=sparsity, neuron_sparsity=sparsity)
         small = plan.apply(copy.deepcopy(model), in_memory=True).eval()  # GPT-2 heads: in memory
-        dense_ms, small_ms, speedup = _paired(model, small, x)
+        dense_ms, small_ms, speedup = paired(
+            lambda: model(x, use_cache=False), lambda m=small: m(x, use_cache=False), ROUNDS
+        )
         ratio = dense_params / count_params(small)
         target = 0.8 * ratio
         pct = int(sparsity * 100)

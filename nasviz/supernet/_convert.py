@@ -68,6 +68,7 @@ from nasviz.supernet._convert_space import (
     record_forward,
     run,
     selection,
+    tensor_of,
 )
 from nasviz.supernet._prepared import Prepared
 
@@ -282,16 +283,15 @@ class ConvertedSupernet(Supernet):
         }
         for n, d in self.dims.items():  # a top-k above the experts kept picks them all
             if isinstance(d, TopKDim):
-                kept = max(
-                    dict(plan.select.get(f"{r}.weight", ())).get(0, self._weight(r)).shape[0]
-                    for r in d.routers
-                )
+                kept = max(self._kept_rows(plan, f"{r}.weight") for r in d.routers)
                 if arch[n] > kept:
                     unused[n] = max(c for c in d.choices if c <= kept)
         return arch.replace(**unused) if unused else arch
 
-    def _weight(self, router: str) -> torch.Tensor:
-        return self.model.get_submodule(router)._parameters["weight"]
+    def _kept_rows(self, plan: _Plan, param: str) -> int:
+        """Rows (dim 0) of parameter ``param`` the subnet of ``plan`` keeps."""
+        kept = dict(plan.select.get(param, ())).get(0)
+        return tensor_of(self.model, param).shape[0] if kept is None else int(kept.numel())
 
     def _make_plan(self, arch: Arch) -> _Plan:
         fractions = {n: arch[n] for n, d in self.dims.items() if isinstance(d, WidthDim)}
@@ -478,7 +478,7 @@ def _rewrite_hf_config(static: nn.Module, depth: Mapping[str, int], shrunk: bool
         why = sync_config(static)
         if why is not None:  # convert shares head and FFN widths across layers: not expected
             raise ConfigError(f"the export's config cannot describe its layers: {why}")
-    moe = [adapter.experts(i) for i in adapter.moe_layers()]
+    moe = filter(None, map(adapter.experts, range(adapter.num_layers)))
     sizes = {(b.num_experts, b.top_k) for b in moe}
     if len(sizes) == 1:
         experts, top_k = next(iter(sizes))

@@ -392,7 +392,7 @@ def selection(
         key = (param, dim, fr)
         idx = net._index_cache.get(key)
         if idx is None:
-            size = _tensor(net.model, param).shape[dim]
+            size = tensor_of(net.model, param).shape[dim]
             keep = torch.ones(size, dtype=torch.bool)
             for (_, s, removed), f in zip(entries, fr, strict=True):
                 if f < 1.0:
@@ -402,9 +402,15 @@ def selection(
     return {k: tuple(v) for k, v in select.items()}
 
 
-def _tensor(model: nn.Module, name: str) -> torch.Tensor:
+def tensor_of(model: nn.Module, name: str) -> torch.Tensor | None:
+    """The parameter or buffer of ``model`` called ``name``, whole: as stored, not as an
+    elastic layer's attribute shows it during a subnet's forward."""
     owner, _, attr = name.rpartition(".")
-    return getattr(model.get_submodule(owner), attr)
+    module = model.get_submodule(owner)
+    for store in (module._parameters, module._buffers):
+        if attr in store:
+            return store[attr]
+    return getattr(module, attr)
 
 
 def _touch_map(net: Any) -> dict[tuple[str, int], list]:
@@ -427,7 +433,7 @@ def _touch_map(net: Any) -> dict[tuple[str, int], list]:
                 if attr == "weight" and isinstance(module, nn.modules.batchnorm._BatchNorm):
                     names += [f"{owner}.running_mean", f"{owner}.running_var"]
                 for name in names:
-                    if _tensor(net.model, name) is not None:
+                    if tensor_of(net.model, name) is not None:
                         touch.setdefault((name, s.dim), []).append((dn, s, removed))
     return touch
 
