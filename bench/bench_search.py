@@ -326,10 +326,10 @@ def table_run(
         front = front[pareto_mask(front, DIRECTIONS)]
         trace.append(hypervolume(front, DIRECTIONS, ref) / best)
         if trace[-1] >= GOAL and len(trace) >= min_evals:
-            search.run.stop(wait=False)  # takes effect after this evaluation
+            search.stop(wait=False)  # takes effect after this evaluation
 
     search.subscribe(watch)
-    if search.run.run().state == "failed":
+    if search.run().state == "failed":
         raise RuntimeError(f"{strategy} search failed:\n{search.traceback}")
     return np.array(trace)
 
@@ -486,7 +486,7 @@ def _zdt_trace(task: tuple[str, str, int]) -> np.ndarray:
         seed=seed,
         strategy_options=ZDT_OPTIONS[strategy],
     )
-    search.run.run()
+    search.run()
     values = search.results[["f1", "f2"]].to_numpy()
     return hypervolume_trace(values, ["minimize"] * 2, ZDT_REF) / zdt_front_hv(problem)
 
@@ -548,7 +548,7 @@ def overhead() -> list[Figure]:
                     durability=durability,
                 )
                 t0 = time.perf_counter()
-                search.run.run()
+                search.run()
                 wall = time.perf_counter() - t0
                 per = (wall - search.results["duration"].sum()) / n * 1e3
                 target = "<= 5" if n == 5000 and kind == "journal" else ""

@@ -227,6 +227,8 @@ def count_macs(
     count.
     """
     shape = check_shape("input_shape (batch included)", input_shape)
+    if arch is None and hasattr(model, "active_arch"):  # a supernet: its active subnet's count
+        arch = model.active_arch  # (its forward could re-calibrate BN, which is not counted)
     if arch is not None and hasattr(model, "count_macs"):
         return int(model.count_macs(arch, shape))
     x = _example_input(_module(model), shape, dtype)

@@ -55,10 +55,13 @@ class ForwardState:
         plan: the family's resolved, immutable description of the active arch.
         collect: during a BN re-calibration pass, key -> accumulators the pass fills (owned by
             that pass alone); None otherwise.
+        calibrate: False for a forward that must run nothing but itself (counting MACs): eval
+            BN then uses the sliced running statistics instead of re-calibrating first.
     """
 
     plan: Any
     collect: dict[str, list] | None = None
+    calibrate: bool = True
 
 
 class _ArchCache:
@@ -275,7 +278,7 @@ class Supernet(nn.Module, ABC):
     def _stats(self, state: ForwardState) -> BNStats | None:
         """Eval-mode BN statistics for the state's subnet: re-calibrated ones when known (or
         computable from :attr:`calibration_inputs`), else None (sliced running statistics)."""
-        if not self._has_bn or self.training or state.collect is not None:
+        if not self._has_bn or self.training or state.collect is not None or not state.calibrate:
             return None
         return self._eval_stats(state.plan.arch)
 

@@ -402,8 +402,13 @@ class ConvertedSupernet(Supernet):
             self.eval()
             try:
                 # autograd on keeps torch's fused encoder fast path off (the path the model
-                # takes when trained), so the count is the same in every mode
-                with torch.enable_grad(), self._activate(ForwardState(plan)), counter:
+                # takes when trained), so the count is the same in every mode; no BN
+                # re-calibration, whose forwards the counter would count too
+                with (
+                    torch.enable_grad(),
+                    self._activate(ForwardState(plan, calibrate=False)),
+                    counter,
+                ):
                     self(x.to(device))
             finally:
                 self.train(training)

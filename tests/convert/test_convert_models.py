@@ -129,6 +129,19 @@ def _cnn_net():
     return convert(model, x).eval(), x
 
 
+def test_macs_of_a_trained_supernet_count_one_forward():
+    """After training the net keeps BN re-calibration inputs; counting a subnet's MACs must not
+    re-calibrate it under the counter (a fine-tuned converted ResNet once reported 257x the
+    largest subnet's MACs: its 256 calibration samples counted too)."""
+    sn = _cnn_net()[0]
+    sn.calibration_inputs = torch.randn(64, 1, 8, 8, generator=torch.Generator().manual_seed(2))
+    for arch in [sn.largest(), sn.smallest(), *sn.sample(5, n=3)]:
+        sn.clear_calibration()
+        assert sn.count_macs(arch, (1, 1, 8, 8)) == count_macs(sn.export(arch), (1, 1, 8, 8))
+        with sn.subnet(arch):  # the supernet itself, counted as the active subnet
+            assert count_macs(sn, (1, 1, 8, 8)) == sn.count_macs(arch, (1, 1, 8, 8))
+
+
 @pytest.mark.parametrize("kind", ["cnn", "mlp", "transformer"])
 def test_export_equals_the_subnet_with_costs(kind):
     model, x = MAKERS[kind]()
