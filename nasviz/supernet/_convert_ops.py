@@ -54,15 +54,15 @@ def take(module: nn.Module, attr: str) -> torch.Tensor | None:
     """``module.<attr>`` restricted to the active subnet's channels (the tensor itself when the
     subnet keeps all of them; the subnet's prepared copy when the forward has a store, see
     :mod:`nasviz.supernet._prepared`)."""
+    active = ACTIVE_PLAN.get()
+    if active is not None and active.prepared is not None:  # one dict look-up per call
+        return active.prepared.get((module, attr))[0]  # (a kept-whole tensor is itself)
     tensor = getattr(module, attr)
     if tensor is None:
         return None
-    active = ACTIVE_PLAN.get()
     select = _select(active, f"{module._nasviz_name}.{attr}")
     if not select:
         return tensor
-    if active.prepared is not None:
-        return active.prepared.get((module, attr))[0]
     for dim, idx in select:
         tensor = tensor.index_select(dim, idx.to(tensor.device))
     return tensor
