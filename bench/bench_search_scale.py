@@ -10,8 +10,10 @@ PostgreSQL, multi-fidelity (successive halving vs full fidelity) and zero-cost p
    proposal) must never be stored.
 2. Worker processes: wall time of a budget of CPU-bound evaluations (a pure-Python loop of
    about 40 ms) with one search process vs two sharing a journal, each with one evaluation
-   thread, measured from a start signal after the processes imported nasviz; paired and
-   interleaved (``ROUNDS`` rounds).
+   thread, measured from a start signal after the processes imported nasviz; next to it the
+   machine's own speed-up for the same evaluations split over 1 vs 2 plain processes (no
+   search, no storage: the ceiling on a shared machine); paired and interleaved (``ROUNDS``
+   rounds).
 3. PostgreSQL: engine overhead per trial (wall time minus evaluation time, over the run and
    over its last 500 trials) of the default strategy at 5,000 trials, on a PostgreSQL server
    started for the bench (Debian's postgresql, as the tests start it; fsync off).
@@ -158,15 +160,31 @@ def _process(storage: str, budget: int, go, ready, done) -> None:
     done.put(time.perf_counter())
 
 
-def _wall(processes: int, budget: int, tmp: str) -> float:
+def _plain(evaluations: int, go, ready, done) -> None:
+    """The machine's own ceiling: ``evaluations`` calls of ``_burn`` with no search around them."""
+    ready.put(os.getpid())
+    go.wait()
+    for i in range(evaluations):
+        _burn({"x0": i % 10, "x1": 0})
+    done.put(time.perf_counter())
+
+
+def _wall(processes: int, budget: int, tmp: str, plain: bool = False) -> float:
+    """Wall time from the start signal until the last of ``processes`` processes finished
+    ``budget`` evaluations between them: Search processes sharing one journal study, or (with
+    ``plain``) processes that split the budget and only call the evaluation."""
     ctx = multiprocessing.get_context("spawn")
     storage = str(Path(tmp) / f"p{processes}-{time.monotonic_ns()}.journal")
-    Search(_burn, BIG, objectives=[("a", "minimize"), ("b", "minimize")], storage=storage)
     go, ready, done = ctx.Event(), ctx.Queue(), ctx.Queue()
-    procs = [
-        ctx.Process(target=_process, args=(storage, budget, go, ready, done))
-        for _ in range(processes)
-    ]
+    if plain:
+        shares = [budget // processes + (i < budget % processes) for i in range(processes)]
+        procs = [ctx.Process(target=_plain, args=(n, go, ready, done)) for n in shares]
+    else:
+        Search(_burn, BIG, objectives=[("a", "minimize"), ("b", "minimize")], storage=storage)
+        procs = [
+            ctx.Process(target=_process, args=(storage, budget, go, ready, done))
+            for _ in range(processes)
+        ]
     for p in procs:
         p.start()
     for _ in procs:
@@ -176,31 +194,54 @@ def _wall(processes: int, budget: int, tmp: str) -> float:
     ends = [done.get(timeout=1200) for _ in procs]
     for p in procs:
         p.join()
-    results = Search.load(storage).results
-    assert len(results) == budget and not results[list(BIG.names)].duplicated().any()
+    if not plain:
+        results = Search.load(storage).results
+        assert len(results) == budget and not results[list(BIG.names)].duplicated().any()
     return max(ends) - t0
 
 
 def worker_processes(budget: int = 60) -> list[Figure]:
-    walls: dict[int, list[float]] = {1: [], 2: []}
+    """nasviz's speed-up from a second worker process next to the machine's own: the same
+    evaluations split over plain processes, in the same interleaved rounds."""
+    walls: dict[tuple[int, bool], list[float]] = {(n, p): [] for n in (1, 2) for p in (0, 1)}
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(ROUNDS):
-            for n in (1, 2):  # interleaved: load from other processes hits both alike
-                walls[n].append(_wall(n, budget, tmp))
-    ratios = [a / b for a, b in zip(walls[1], walls[2], strict=True)]
-    ratio = statistics.median(ratios)
+            for n, plain in walls:  # interleaved: load from other processes hits all alike
+                walls[n, plain].append(_wall(n, budget, tmp, bool(plain)))
+    speedup = {
+        plain: [a / b for a, b in zip(walls[1, plain], walls[2, plain], strict=True)]
+        for plain in (0, 1)
+    }
+    ratio, machine = statistics.median(speedup[0]), statistics.median(speedup[1])
+    per_eval = statistics.median(walls[1, 1]) / budget * 1e3
+    rounds = lambda xs: [round(x, 2) for x in xs]  # noqa: E731
     return [
         Figure(
             "search_scale.processes.speedup_2_vs_1",
             ratio,
             "x",
-            f"wall time of {budget} CPU-bound evaluations (~40 ms each), 1 process vs 2 on one "
-            f"journal study, {os.cpu_count()} cores; per round {[round(r, 2) for r in ratios]}; "
-            f"1 process {statistics.median(walls[1]):.2f} s, 2 processes "
-            f"{statistics.median(walls[2]):.2f} s",
+            f"wall time of {budget} CPU-bound evaluations ({per_eval:.0f} ms each alone), 1 "
+            f"search process vs 2 on one journal study, {os.cpu_count()} cores; per round "
+            f"{rounds(speedup[0])}; 1 process {statistics.median(walls[1, 0]):.2f} s, 2 "
+            f"processes {statistics.median(walls[2, 0]):.2f} s; the machine's own speed-up "
+            f"for the same work in plain processes: {machine:.2f}x",
             ">= 1.8",
             ratio >= 1.8,
-        )
+        ),
+        Figure(
+            "search_scale.processes.machine_speedup_2_vs_1",
+            machine,
+            "x",
+            f"the ceiling: the same {budget} evaluations split over 1 vs 2 plain processes (no "
+            f"search, no storage), same rounds; per round {rounds(speedup[1])}",
+        ),
+        Figure(
+            "search_scale.processes.share_of_machine_speedup",
+            ratio / machine,
+            "x",
+            "nasviz's 2-vs-1 speed-up over the machine's (1.0: a second worker gains all the "
+            "machine allows)",
+        ),
     ]
 
 

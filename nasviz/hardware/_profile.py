@@ -238,12 +238,36 @@ class HardwareProfile:
             rounds=rounds,
             blocks=tuple(blocks),
             fixed_ms=0.0,
-            samples=tuple((dict(a), float(np.median(timed[a]))) for a in archs),
+            samples=(),
             created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         )
-        sums = profile.table().predict_many([a for a, _ in profile.samples])
-        residual = float(np.median([m for _, m in profile.samples] - sums))
-        return dataclasses.replace(profile, fixed_ms=residual)
+        return profile.with_samples([(a, float(np.median(timed[a]))) for a in archs])
+
+    def with_samples(self, samples: Sequence[tuple[Any, float]]) -> HardwareProfile:
+        """This profile with other whole subnets' measurements, ``(arch, ms)`` pairs: its
+        ``fixed_ms`` is recomputed from them (the median of measured minus the blocks' sum) and
+        :class:`~nasviz.hardware.LatencyPredictor` fits on them. Add subnets measured later on
+        the same machine and runtime (a search's front, timed for real) to sharpen the
+        predictions, or keep some measurements out to check the predictions on them.
+
+        Raises:
+            ConfigError: no sample, a latency that is not a positive finite number of ms.
+            SpaceError: an arch outside the profile's space.
+        """
+        space = self.search_space
+        pairs = []
+        for arch, ms in samples:
+            if isinstance(ms, bool) or not isinstance(ms, int | float) or not 0 < ms < np.inf:
+                raise ConfigError(
+                    f"a sample's latency must be a positive finite number of ms, got {ms!r} for "
+                    f"{dict(arch)}"
+                )
+            pairs.append((dict(space.validate(arch)), float(ms)))
+        if not pairs:
+            raise ConfigError("with_samples needs at least one (arch, ms) measurement")
+        sums = self.table().predict_many([a for a, _ in pairs]) - self.fixed_ms
+        residual = float(np.median([m for _, m in pairs] - sums))
+        return dataclasses.replace(self, fixed_ms=residual, samples=tuple(pairs))
 
     # ---- using ---------------------------------------------------------------------------
     def table(self) -> Any:

@@ -71,6 +71,33 @@ def test_the_fixed_part_is_the_median_residual_of_the_sampled_subnets(cnn_profil
     assert len(profile.samples) == 6  # smallest, largest and 4 random ones
 
 
+def test_other_measurements_recompute_the_fixed_part_and_train_the_predictor(cnn_profile):
+    """with_samples: subnets measured later (synthetic: 1.5 x sum + 0.2 ms) replace the
+    samples; fixed_ms becomes their median residual, the learned predictor fits on them, the
+    blocks and the original profile stay as they were."""
+    net, profile = cnn_profile
+    table = profile.table()
+    archs = net.space.sample(3, n=10)
+    sums = table.predict_many(archs) - profile.fixed_ms
+    measured = 1.5 * sums + 0.2
+    later = profile.with_samples(list(zip(archs, measured.tolist(), strict=True)))
+    assert later.fixed_ms == pytest.approx(np.median(measured - sums))
+    assert later.fixed_ms != pytest.approx(profile.fixed_ms)
+    assert [a for a, _ in later.samples] == [dict(a) for a in archs]
+    assert later.blocks == profile.blocks and len(profile.samples) == 6
+    assert later.table().predict(archs[0]) == pytest.approx(later.fixed_ms + sums[0])
+    learned = LatencyPredictor.for_profile(later).predict_many(archs)
+    np.testing.assert_allclose(learned, measured, rtol=0.02)
+    for bad, error, needle in [
+        ([], ConfigError, "at least one"),
+        ([(archs[0], 0.0)], ConfigError, "positive finite"),
+        ([(archs[0], float("nan"))], ConfigError, "positive finite"),
+        ([({**dict(archs[0]), "depth.0": 99}, 1.0)], SpaceError, "depth.0"),
+    ]:
+        with pytest.raises(error, match=needle):
+            profile.with_samples(bad)
+
+
 def test_a_table_missing_a_block_choice_is_refused(cnn_profile):
     _, profile = cnn_profile
     data = profile.to_dict()
