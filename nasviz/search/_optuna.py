@@ -46,6 +46,7 @@ from optuna.storages.journal._storage import JournalOperation as Op
 from optuna.study._constrained_optimization import _CONSTRAINTS_KEY
 from optuna.study.study import _SYSTEM_ATTR_METRIC_NAMES
 from optuna.trial import FrozenTrial, TrialState
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 __all__ = [
@@ -119,45 +120,90 @@ def _rdb_session(store: RDBStorage):
     return _create_scoped_session(store.scoped_session)
 
 
+def _utc(moment: datetime | None) -> datetime | None:
+    """A datetime as Optuna's RDB stores it: naive UTC (naive input is local time)."""
+    return None if moment is None else moment.astimezone(UTC).replace(tzinfo=None)
+
+
+def _next_number(session: Any, study: int) -> int | None:
+    """The number of the study's next trial, read under the study's row lock: one more than
+    its latest trial's (0 for the first); None when the latest has no number yet, and the
+    caller then counts the trials before it, as Optuna does (counting scans every trial of
+    the study, this reads one row)."""
+    trials = models.TrialModel.__table__
+    latest = session.execute(
+        select(trials.c.number)
+        .where(trials.c.study_id == study)
+        .order_by(trials.c.trial_id.desc())
+        .limit(1)
+    ).first()
+    if latest is None:
+        return 0
+    return None if latest[0] is None else latest[0] + 1
+
+
 def _rdb_create(store: RDBStorage, study: int, template: FrozenTrial) -> int:
+    """Optuna's trial creation as plain SQL statements (no ORM unit of work: at a few
+    milliseconds of Python per trial it cost more than the database did)."""
+    trials = models.TrialModel.__table__
     for attempt in range(5):  # as Optuna: concurrent creations may deadlock; retry
         try:
             with _rdb_session(store) as session:
                 # the study's row lock orders trial numbers, as in Optuna's own creation
-                models.StudyModel.find_or_raise_by_id(study, session, for_update=True)
-                trial = models.TrialModel(
-                    study_id=study,
-                    number=None,
-                    state=TrialState.RUNNING,
-                    datetime_start=template.datetime_start,
+                studies = models.StudyModel.__table__
+                locked = session.execute(
+                    select(studies.c.study_id).where(studies.c.study_id == study).with_for_update()
+                ).first()
+                if locked is None:
+                    raise KeyError(models.NOT_FOUND_MSG)
+                number = _next_number(session, study)
+                created = session.execute(
+                    insert(trials).values(
+                        study_id=study,
+                        number=number,
+                        state=TrialState.RUNNING,
+                        datetime_start=_utc(template.datetime_start),
+                    )
                 )
-                session.add(trial)
-                session.flush()
-                session.add_all(
-                    [
-                        models.TrialParamModel(
-                            trial_id=trial.trial_id,
-                            param_name=name,
-                            param_value=template.distributions[name].to_internal_repr(value),
-                            distribution_json=distribution_to_json(template.distributions[name]),
+                trial_id = int(created.inserted_primary_key[0])
+                if number is None:  # counted as Optuna does
+                    number = session.execute(
+                        select(func.count(trials.c.trial_id)).where(
+                            trials.c.study_id == study, trials.c.trial_id < trial_id
                         )
-                        for name, value in template.params.items()
-                    ]
-                    + [
-                        models.TrialSystemAttributeModel(
-                            trial_id=trial.trial_id, key=key, value_json=json.dumps(value)
-                        )
-                        for key, value in template.system_attrs.items()
-                    ]
+                    ).scalar_one()
+                    session.execute(
+                        update(trials).where(trials.c.trial_id == trial_id).values(number=number)
+                    )
+                params = [
+                    {
+                        "trial_id": trial_id,
+                        "param_name": name,
+                        "param_value": template.distributions[name].to_internal_repr(value),
+                        "distribution_json": distribution_to_json(template.distributions[name]),
+                    }
+                    for name, value in template.params.items()
+                ]
+                if params:
+                    session.execute(insert(models.TrialParamModel.__table__), params)
+                _insert_attrs(
+                    session, models.TrialSystemAttributeModel, trial_id, template.system_attrs
                 )
-                trial.number = trial.count_past_trials(session)
-                template.number, template._trial_id = trial.number, trial.trial_id
-                return trial.trial_id
+                template.number, template._trial_id = number, trial_id
+                return trial_id
         except StorageInternalError:
             if attempt == 4:
                 raise
             time.sleep(random.random())
     raise AssertionError("unreachable")
+
+
+def _insert_attrs(session: Any, model: Any, trial_id: int, attrs: dict[str, Any]) -> None:
+    if attrs:
+        rows = [
+            {"trial_id": trial_id, "key": k, "value_json": json.dumps(v)} for k, v in attrs.items()
+        ]
+        session.execute(insert(model.__table__), rows)
 
 
 def finish_trial(
@@ -231,28 +277,35 @@ def _rdb_finish(
     """:func:`finish_trial` in one RDB transaction of plain inserts; False (nothing written)
     when a key was there already (another search wrote it meanwhile, e.g. while reaping the
     trial): the caller then takes Optuna's own path, which updates keys in place."""
+    trials = models.TrialModel.__table__
     try:
         with _rdb_session(store) as session:
-            trial = models.TrialModel.find_or_raise_by_id(trial_id, session, for_update=True)
-            store.check_trial_is_updatable(trial_id, trial.state)
-            rows: list[Any] = [
-                models.TrialUserAttributeModel(trial_id=trial_id, key=k, value_json=json.dumps(v))
-                for k, v in user_attrs.items()
-            ]
-            rows += [
-                models.TrialSystemAttributeModel(trial_id=trial_id, key=k, value_json=json.dumps(v))
-                for k, v in system_attrs.items()
-            ]
+            row = session.execute(
+                select(trials.c.state).where(trials.c.trial_id == trial_id).with_for_update()
+            ).first()
+            if row is None:
+                raise KeyError(models.NOT_FOUND_MSG)
+            store.check_trial_is_updatable(trial_id, row[0])
+            _insert_attrs(session, models.TrialUserAttributeModel, trial_id, user_attrs)
+            _insert_attrs(session, models.TrialSystemAttributeModel, trial_id, system_attrs)
+            rows = []
             for objective, value in enumerate(values or ()):
                 stored, kind = models.TrialValueModel.value_to_stored_repr(value)
                 rows.append(
-                    models.TrialValueModel(
-                        trial_id=trial_id, objective=objective, value=stored, value_type=kind
-                    )
+                    {
+                        "trial_id": trial_id,
+                        "objective": objective,
+                        "value": stored,
+                        "value_type": kind,
+                    }
                 )
-            session.add_all(rows)
-            trial.state = state
-            trial.datetime_complete = datetime.now()
+            if rows:
+                session.execute(insert(models.TrialValueModel.__table__), rows)
+            session.execute(
+                update(trials)
+                .where(trials.c.trial_id == trial_id)
+                .values(state=state, datetime_complete=_utc(datetime.now()))
+            )
     except IntegrityError:
         return False
     return True

@@ -196,3 +196,12 @@ def test_compat_writes_read_back_as_optunas_own_calls(kind, request, tmp_path):
     got = storage.get_trial(taken)
     assert (got.state, got.user_attrs, got.values) == (TrialState.COMPLETE, record, [0.0, 0.0])
     assert len(optuna.load_study(study_name=study.study_name, storage=storage).trials) == 3
+    if kind in ("sqlite", "postgresql"):  # numbered from the latest trial's number...
+        from optuna.storages._rdb import models
+        from sqlalchemy import update
+
+        trials = models.TrialModel.__table__
+        with _optuna._rdb_session(_optuna.backend(storage)) as session:
+            session.execute(update(trials).where(trials.c.trial_id == taken).values(number=None))
+        counted = _optuna.create_trial(storage, sid, _template(1))  # ...or counted without one
+        assert storage.get_trial(counted).number == 3
