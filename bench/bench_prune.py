@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from bench._report import Figure
+from bench._timing import alternate
 from nasviz.objectives import count_macs, count_params
 from nasviz.prune import Masks, channels, magnitude, shrink
 
@@ -169,17 +170,7 @@ def _paired(dense: nn.Module, small: nn.Module, x: torch.Tensor) -> tuple[float,
         t0 = time.perf_counter()
         a()
         inner = max(1, round(BLOCK_S / max(time.perf_counter() - t0, 1e-6)))
-        dense_ms, small_ms, ratios = [], [], []
-        for r in range(ROUNDS):
-            pair = {}
-            for name, fn in (("a", a), ("b", b)) if r % 2 == 0 else (("b", b), ("a", a)):
-                t0 = time.perf_counter()
-                for _ in range(inner):
-                    fn()
-                pair[name] = (time.perf_counter() - t0) * 1e3 / inner
-            dense_ms.append(pair["a"])
-            small_ms.append(pair["b"])
-            ratios.append(pair["a"] / pair["b"])
+        dense_ms, small_ms, ratios = alternate(a, b, ROUNDS, inner)
     finally:
         torch.set_num_threads(threads)
     return statistics.median(dense_ms), statistics.median(small_ms), statistics.median(ratios)
