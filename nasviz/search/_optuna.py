@@ -125,21 +125,29 @@ def _utc(moment: datetime | None) -> datetime | None:
     return None if moment is None else moment.astimezone(UTC).replace(tzinfo=None)
 
 
-def _next_number(session: Any, study: int) -> int | None:
-    """The number of the study's next trial, read under the study's row lock: one more than
-    its latest trial's (0 for the first); None when the latest has no number yet, and the
-    caller then counts the trials before it, as Optuna does (counting scans every trial of
-    the study, this reads one row)."""
+def _number(session: Any, study: int, trial_id: int) -> int:
+    """The number of the study's just-inserted trial ``trial_id``: one more than the number of
+    the study's trial before it (0 for the first), or, when that one has no number, the count
+    of the trials before it, as Optuna does (counting scans every trial of the study, this
+    reads one row). Read after the insert, under the study's row lock (an RDB that has row
+    locks) or the database's write lock that the insert took (SQLite, which has none): no
+    other creation can come in between."""
     trials = models.TrialModel.__table__
-    latest = session.execute(
+    before = session.execute(
         select(trials.c.number)
-        .where(trials.c.study_id == study)
+        .where(trials.c.study_id == study, trials.c.trial_id < trial_id)
         .order_by(trials.c.trial_id.desc())
         .limit(1)
     ).first()
-    if latest is None:
+    if before is None:
         return 0
-    return None if latest[0] is None else latest[0] + 1
+    if before[0] is not None:
+        return before[0] + 1
+    return session.execute(
+        select(func.count(trials.c.trial_id)).where(
+            trials.c.study_id == study, trials.c.trial_id < trial_id
+        )
+    ).scalar_one()
 
 
 def _rdb_create(store: RDBStorage, study: int, template: FrozenTrial) -> int:
@@ -156,25 +164,19 @@ def _rdb_create(store: RDBStorage, study: int, template: FrozenTrial) -> int:
                 ).first()
                 if locked is None:
                     raise KeyError(models.NOT_FOUND_MSG)
-                number = _next_number(session, study)
                 created = session.execute(
                     insert(trials).values(
                         study_id=study,
-                        number=number,
+                        number=None,
                         state=TrialState.RUNNING,
                         datetime_start=_utc(template.datetime_start),
                     )
                 )
                 trial_id = int(created.inserted_primary_key[0])
-                if number is None:  # counted as Optuna does
-                    number = session.execute(
-                        select(func.count(trials.c.trial_id)).where(
-                            trials.c.study_id == study, trials.c.trial_id < trial_id
-                        )
-                    ).scalar_one()
-                    session.execute(
-                        update(trials).where(trials.c.trial_id == trial_id).values(number=number)
-                    )
+                number = _number(session, study, trial_id)
+                session.execute(
+                    update(trials).where(trials.c.trial_id == trial_id).values(number=number)
+                )
                 params = [
                     {
                         "trial_id": trial_id,
