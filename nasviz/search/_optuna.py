@@ -133,21 +133,15 @@ def _number(session: Any, study: int, trial_id: int) -> int:
     locks) or the database's write lock that the insert took (SQLite, which has none): no
     other creation can come in between."""
     trials = models.TrialModel.__table__
+    earlier = (trials.c.study_id == study, trials.c.trial_id < trial_id)
     before = session.execute(
-        select(trials.c.number)
-        .where(trials.c.study_id == study, trials.c.trial_id < trial_id)
-        .order_by(trials.c.trial_id.desc())
-        .limit(1)
+        select(trials.c.number).where(*earlier).order_by(trials.c.trial_id.desc()).limit(1)
     ).first()
     if before is None:
         return 0
     if before[0] is not None:
         return before[0] + 1
-    return session.execute(
-        select(func.count(trials.c.trial_id)).where(
-            trials.c.study_id == study, trials.c.trial_id < trial_id
-        )
-    ).scalar_one()
+    return session.execute(select(func.count(trials.c.trial_id)).where(*earlier)).scalar_one()
 
 
 def _rdb_create(store: RDBStorage, study: int, template: FrozenTrial) -> int:
