@@ -24,7 +24,11 @@ measuring thread (``time.thread_time``) instead of the wall clock: on a machine 
 runnable threads than cores, a whole subnet's forward (tens of ms) is preempted within nearly
 every call while a single block's (about 1 ms) mostly is not, so wall-clock medians inflate
 subnets against their blocks by the machine's load, not by anything a table could know (1.6x
-at a load of 10 on 2 cores). Set ``CLOCK = "wall"`` on a quiet machine. The onnxruntime/eager
+at a load of 10 on 2 cores). Set ``CLOCK = "wall"`` on a quiet machine. Each visit is also
+normalized by a reference kernel timed with it (``HardwareProfile.measure``'s default, see
+``nasviz/hardware/_reference.py``), and the second session too; the drift figure's detail says
+how far the table rescaled to the second session's reference
+(``HardwareProfile.rescaled``) is from that session. The onnxruntime/eager
 ratio compares two such interleaved sets of the same subnets measured one after the other,
 not pairs.
 
@@ -109,14 +113,17 @@ def _case(family: str, runtime: str) -> tuple[list[Figure], dict, HardwareProfil
         warmup=WARMUP,
         rounds=ROUNDS,
         seed=SEED + 1,
+        normalize=True,
     )
-    retimed = np.array([np.median(later[a]) for a in held])
+    retimed = np.array([np.median(later.times[a]) for a in held])
+    rescaled = profile.rescaled(later.reference_ms).table().predict_many(held)
     entries = sum(len(b.choices) for b in profile.blocks)
     what = (
         f"{HELD_OUT} held-out random subnets timed whole in the profile's session, {family} "
         f"{shape}, {runtime}, 1 thread, {CLOCK} clock; table of {entries} block choices + "
-        f"{len(profile.samples)} whole subnets (the session took {profiled:.0f} s); measured "
-        f"median {np.median(measured):.3g} ms"
+        f"{len(profile.samples)} whole subnets (the session took {profiled:.0f} s), each visit "
+        f"normalized by the reference kernel timed with it; measured median "
+        f"{np.median(measured):.3g} ms"
     )
     figures = [
         Figure(
@@ -142,8 +149,10 @@ def _case(family: str, runtime: str) -> tuple[list[Figure], dict, HardwareProfil
             "%",
             f"the machine itself: MAPE between the held-out subnets' latencies in the profile's "
             f"session and in a second session right after it (median ratio "
-            f"{np.median(retimed / measured):.2f}); the table's MAPE against the second "
-            f"session: {_mape(table, retimed):.1f}%",
+            f"{np.median(retimed / measured):.2f}; reference kernel "
+            f"{later.reference_ms / profile.reference_ms:.2f}x); the table's MAPE against the "
+            f"second session: {_mape(table, retimed):.1f}%, rescaled to the second session's "
+            f"reference (HardwareProfile.rescaled): {_mape(rescaled, retimed):.1f}%",
         ),
     ]
     for f in figures:

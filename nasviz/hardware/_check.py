@@ -67,7 +67,10 @@ def check_latency(
         and ``violated`` (predicted within the bound, measured over it).
 
     A NasvizWarning says so when this machine is not the one the profile was measured on (the
-    measurements are then of this machine).
+    measurements are then of this machine). When the profile was normalized (it has a
+    ``reference_ms``), so is the check: each arch is measured at this session's typical speed;
+    a table from :meth:`HardwareProfile.rescaled` predicts for the machine's speed now, a
+    table from the profile as measured for its speed then.
     """
     from nasviz.hardware._interleave import measure_interleaved
     from nasviz.hardware._runtime import resolve_device
@@ -117,8 +120,9 @@ def check_latency(
         device=device,
         threads=profile.threads,
         seed=seed,
+        normalize=profile.reference_ms is not None,
         **timing,
-    )
+    ).times
     out = frame.copy()
     out["predicted_ms"] = predicted
     out["measured_ms"] = [float(np.median(timed[a])) for a in archs]

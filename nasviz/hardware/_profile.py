@@ -8,7 +8,11 @@ not at hand: :func:`nasviz.hardware.latency_table` turns a profile into a cheap 
 
 Measurements are interleaved: every round times each block choice and each sampled subnet once,
 in a shuffled order, so slow drifts of a shared machine spread evenly over all of them; an
-entry's latency is the median of all its timed forwards.
+entry's latency is the median of all its timed forwards. By default each visit is also
+normalized by a reference kernel timed with it (:mod:`nasviz.hardware._reference`), which puts
+every figure at the session's typical speed of the machine; the profile keeps that reference's
+time, so :meth:`HardwareProfile.rescaled` can later move the whole profile to the speed the
+machine has then.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from nasviz.errors import CheckpointError, ConfigError, check_int, check_shape
+from nasviz.errors import CheckpointError, ConfigError, check_int, check_real, check_shape
 from nasviz.hardware._machine import Machine
 from nasviz.space import SearchSpace
 
@@ -120,6 +124,8 @@ class HardwareProfile:
         samples: ``(arch, measured ms)`` of whole subnets timed with the blocks (they set
             ``fixed_ms`` and train the learned predictor).
         created: ISO timestamp.
+        reference_ms: the session's median time of the reference kernel each figure was
+            normalized by (None: measured without normalizing, or an older profile).
     """
 
     machine: Machine
@@ -136,6 +142,7 @@ class HardwareProfile:
     fixed_ms: float
     samples: tuple[tuple[dict[str, Any], float], ...]
     created: str
+    reference_ms: float | None = None
 
     # ---- measuring -----------------------------------------------------------------------
     @classmethod
@@ -152,6 +159,7 @@ class HardwareProfile:
         rounds: int = 3,
         samples: int = 8,
         seed: int = 0,
+        normalize: bool = True,
     ) -> HardwareProfile:
         """Measures every block choice of supernet ``net`` and ``samples`` random subnets.
 
@@ -167,6 +175,8 @@ class HardwareProfile:
             samples: random subnets timed whole (besides the smallest and the largest) to
                 calibrate ``fixed_ms``; 0 times only the smallest and the largest.
             seed: of the random subnets.
+            normalize: scale each visit's timings by the reference kernel timed with it (see
+                the module's docstring); False keeps the raw timings.
 
         Raises:
             ConfigError: bad arguments, a runtime that is not installed, a supernet that does
@@ -201,7 +211,7 @@ class HardwareProfile:
             for c in b.choices
         ]
         entries += [(arch, net.export(arch), shape) for arch in archs]
-        timed = measure_interleaved(
+        measured = measure_interleaved(
             entries,
             runtime=runtime,
             device=where,
@@ -210,7 +220,9 @@ class HardwareProfile:
             warmup=warmup,
             rounds=rounds,
             seed=seed,
+            normalize=bool(normalize),
         )
+        timed = measured.times
         blocks = []
         for b in block_space:
             per_choice = [np.asarray(timed[(b.name, c)]) for c in b.choices]
@@ -240,6 +252,7 @@ class HardwareProfile:
             fixed_ms=0.0,
             samples=(),
             created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            reference_ms=measured.reference_ms,
         )
         return profile.with_samples([(a, float(np.median(timed[a]))) for a in archs])
 
@@ -268,6 +281,65 @@ class HardwareProfile:
         sums = self.table().predict_many([a for a, _ in pairs]) - self.fixed_ms
         residual = float(np.median([m for _, m in pairs] - sums))
         return dataclasses.replace(self, fixed_ms=residual, samples=tuple(pairs))
+
+    def rescaled(self, reference_ms: float | None = None) -> HardwareProfile:
+        """This profile moved to the machine's speed now: every figure (blocks, spreads, fixed
+        part, samples) times (the reference kernel's time now / its time when the profile was
+        measured). A shared machine's speed drifts by 10-25% between sessions; a table
+        rescaled before a search or a check predicts for the machine as it is.
+
+        Args:
+            reference_ms: the reference kernel's time to scale to; None times it now (on the
+                profile's device, with its thread count).
+
+        Raises:
+            ConfigError: the profile was measured without normalizing (no reference), or on
+                other hardware (a kernel's speed does not carry a profile across machines).
+        """
+        from nasviz.hardware._reference import reference_kernel
+        from nasviz.hardware._runtime import resolve_device
+        from nasviz.objectives import _clock
+
+        if self.reference_ms is None:
+            raise ConfigError(
+                "this profile has no reference time (measured with normalize=False, or by an "
+                "older nasviz); measure it again to rescale it"
+            )
+        if reference_ms is None:
+            device = resolve_device(self.machine.device)
+            here = Machine.current(device)
+            if not here.same_hardware(self.machine):
+                raise ConfigError(
+                    f"the profile was measured on {self.machine}, this is {here}: rescaling "
+                    "moves a profile to its own machine's current speed; measure one here"
+                )
+            before = torch.get_num_threads()
+            torch.set_num_threads(self.threads)
+            try:
+                time = reference_kernel(device, _clock)
+                reference_ms = float(np.median([time() for _ in range(5)]))
+            finally:
+                torch.set_num_threads(before)
+        now = check_real("reference_ms", reference_ms)
+        if now <= 0:
+            raise ConfigError(f"reference_ms must be a positive time in ms, got {reference_ms!r}")
+        factor = now / self.reference_ms
+        blocks = tuple(
+            dataclasses.replace(
+                b,
+                ms=tuple(m * factor for m in b.ms),
+                p10_ms=tuple(m * factor for m in b.p10_ms),
+                p90_ms=tuple(m * factor for m in b.p90_ms),
+            )
+            for b in self.blocks
+        )
+        return dataclasses.replace(
+            self,
+            blocks=blocks,
+            fixed_ms=self.fixed_ms * factor,
+            samples=tuple((a, m * factor) for a, m in self.samples),
+            reference_ms=now,
+        )
 
     # ---- using ---------------------------------------------------------------------------
     def table(self) -> Any:
@@ -342,10 +414,11 @@ class HardwareProfile:
             found = data.get("format") if isinstance(data, dict) else type(data).__name__
             raise CheckpointError(f"not a nasviz hardware profile ({FORMAT}); found {found!r}")
         fields = set(cls.__dataclass_fields__)
-        if set(data) - {"format"} != fields:
+        optional = {"reference_ms"}  # absent from profiles older nasviz versions wrote
+        if not fields - optional <= set(data) - {"format"} <= fields:
             raise CheckpointError(
-                f"a hardware profile needs the keys {sorted(fields)}; missing "
-                f"{sorted(fields - set(data))}, unknown {sorted(set(data) - fields - {'format'})}"
+                f"a hardware profile needs the keys {sorted(fields - optional)}; missing "
+                f"{sorted(fields - optional - set(data))}, unknown {sorted(set(data) - fields - {'format'})}"
             )
         try:
             blocks = tuple(
@@ -375,6 +448,9 @@ class HardwareProfile:
                 fixed_ms=float(data["fixed_ms"]),
                 samples=tuple((dict(s["arch"]), float(s["ms"])) for s in data["samples"]),
                 created=str(data["created"]),
+                reference_ms=None
+                if data.get("reference_ms") is None
+                else float(data["reference_ms"]),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise CheckpointError(

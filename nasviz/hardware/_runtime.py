@@ -115,7 +115,7 @@ def resolve_device(device: Any, model: nn.Module | None = None) -> torch.device:
     return resolved
 
 
-def _synchronizer(device: torch.device) -> Callable[[], None]:
+def synchronizer(device: torch.device) -> Callable[[], None]:
     if device.type == "cuda":
         return lambda: torch.cuda.synchronize(device)
     if device.type == "mps":
@@ -157,7 +157,7 @@ def prepare(
     ``threads`` is the intra-op thread count ONNX Runtime's session uses (torch's own count is
     the caller's to set). Raises RunError when compiling or exporting fails.
     """
-    sync = _synchronizer(device)
+    sync = synchronizer(device)
     x = example.to(device)
     if runtime == "eager":
         module = _on_device(model, device)

@@ -216,3 +216,77 @@ def test_bad_measure_arguments(kwargs, error, needle):
     args = {"input_shape": (1, 1, 8, 8), **kwargs}
     with pytest.raises(error, match=needle):
         HardwareProfile.measure(tiny_cnn(), **args)
+
+
+def test_each_visit_is_normalized_by_the_machine_speed_at_that_moment(monkeypatch):
+    """A machine that runs every other visit at half speed: raw timings differ by 2x, while
+    normalized ones are all at the session's median speed (the reference kernel, timed with
+    each visit, says how fast the machine was)."""
+    from nasviz import objectives
+    from nasviz.hardware import _interleave, _reference
+
+    state = {"t": 0.0, "calls": 0}
+
+    def visit_ms(visit: int) -> float:  # slow (2 ms a call) on every other visit
+        return 2.0 if visit % 2 else 1.0
+
+    def clock() -> float:  # 3 timed forwards a visit: 6 readings
+        state["t"] += visit_ms(state["calls"] // 6) / 1e3
+        state["calls"] += 1
+        return state["t"]
+
+    def kernel(device, clock):
+        return lambda: visit_ms(state["calls"] // 6)  # the speed of the visit about to run
+
+    monkeypatch.setattr(objectives, "_clock", clock)
+    monkeypatch.setattr(_reference, "reference_kernel", kernel)
+    net = tiny_mlp()
+    entries = [(a, net.export(a), (2, 12)) for a in (net.smallest(), net.largest())]
+    args = {"runtime": "eager", "device": torch.device("cpu"), "threads": 1, "warmup": 1}
+    measured = _interleave.measure_interleaved(entries, repeats=3, rounds=4, normalize=True, **args)
+    assert measured.reference_ms == 1.5  # median over visits at 1 and 2 ms
+    for times in measured.times.values():
+        np.testing.assert_allclose(times, 1.5)
+    raw = _interleave.measure_interleaved(entries, repeats=3, rounds=4, **args)
+    assert raw.reference_ms is None
+    raw_ms = np.concatenate(list(raw.times.values()))
+    np.testing.assert_allclose(sorted({round(float(t), 9) for t in raw_ms}), [1.0, 2.0])
+
+
+def test_a_profile_records_its_reference_and_rescales_to_the_machine_now(cnn_profile, tmp_path):
+    net, profile = cnn_profile
+    assert profile.reference_ms > 0
+    archs = list(net.space)
+    twice = profile.rescaled(2 * profile.reference_ms)  # a machine now twice as slow
+    np.testing.assert_allclose(
+        twice.table().predict_many(archs), 2 * profile.table().predict_many(archs), rtol=1e-12
+    )
+    assert twice.fixed_ms == pytest.approx(2 * profile.fixed_ms)
+    assert [m for _, m in twice.samples] == pytest.approx([2 * m for _, m in profile.samples])
+    assert HardwareProfile.load(twice.save(tmp_path / "twice.json")) == twice
+    now = profile.rescaled()  # times the reference kernel here and now
+    assert now.reference_ms > 0 and now.blocks[0].ms[0] == pytest.approx(
+        profile.blocks[0].ms[0] * now.reference_ms / profile.reference_ms
+    )
+    raw = HardwareProfile.measure(
+        tiny_mlp(), (2, 12), repeats=1, warmup=0, samples=0, normalize=False
+    )
+    assert raw.reference_ms is None
+    with pytest.raises(ConfigError, match="no reference time"):
+        raw.rescaled()
+    elsewhere = dataclasses.replace(
+        profile, machine=dataclasses.replace(profile.machine, cpu="Other CPU 9000")
+    )
+    with pytest.raises(ConfigError, match="rescaling moves a profile to its own machine"):
+        elsewhere.rescaled()
+    with pytest.raises(ConfigError, match="positive time"):
+        profile.rescaled(0)
+
+
+def test_a_profile_written_before_reference_times_still_loads(cnn_profile, tmp_path):
+    _, profile = cnn_profile
+    data = profile.to_dict()
+    del data["reference_ms"]
+    (tmp_path / "old.json").write_text(json.dumps(data))
+    loaded = HardwareProfile.load(tmp_path / "old.json")
+    assert loaded.reference_ms is None and loaded.blocks == profile.blocks
