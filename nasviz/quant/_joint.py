@@ -18,6 +18,14 @@ goes to the first later supernet layer of the same kind whose weight it is a sli
 rows and columns, centre crop of kernels), or, when none holds its values (a kernel computed
 through learned transforms), to the first later one of the same kind it fits in.
 
+Canonical archs without exports: ``canonical`` needs only which supernet layers a subnet uses.
+For a supernet with a block view (:mod:`nasviz.supernet._blocks`) that is the union, over the
+blocks the subnet runs, of the layers each block's choice uses: each block's export is aligned
+once per choice (to the layers its largest choice holds by value), so a search's inner loop
+canonicalizes thousands of archs without exporting any. The block path is checked once against
+whole exports (the largest and the smallest subnet); a net it does not describe exactly, or
+without a block view, is canonicalized through exports.
+
 Threads: like the built-in supernets, the active arch is per thread (a context variable) and
 any number of threads may evaluate at once; caches are thread-safe. Nothing may train the
 wrapped net while the wrapper is evaluated.
@@ -26,6 +34,7 @@ wrapped net while the wrapper is evaluated.
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from types import MappingProxyType
@@ -207,6 +216,10 @@ class QuantSupernet(nn.Module):
         self._exports = _ArchCache(32)
         self._layouts = _ArchCache(64)
         self._stamp: tuple | None = None
+        self._block_layers: dict[tuple[str, Arch], frozenset[str]] = {}
+        self._block_own: dict[str, list[str]] = {}  # block -> layers its largest choice holds
+        self._by_blocks: bool | None = None  # whether _used may go through the block view
+        self._lock = threading.Lock()
 
     @property
     def family(self) -> str:
@@ -238,7 +251,7 @@ class QuantSupernet(nn.Module):
         net_arch = self._net_arch(arch)
         if net_arch is not None and hasattr(self.net, "canonical"):
             net_arch = self.net.canonical(net_arch)
-        used = set(self._layout(net_arch).source.values())
+        used = self._used(net_arch)
         changes = dict(net_arch or {})
         for d, layers in self.qspace.layers.items():
             if not used.intersection(layers):
@@ -278,6 +291,63 @@ class QuantSupernet(nn.Module):
             self._layouts.put(key, layout)
         return layout
 
+    def _used(self, net_arch: Arch | None) -> frozenset[str]:
+        """The supernet layers the subnet of ``net_arch`` uses (see the module docstring)."""
+        if net_arch is not None and self._blocks_describe_net():
+            return self._used_by_blocks(net_arch)
+        return self._used_exported(net_arch)
+
+    def _blocks_describe_net(self) -> bool:
+        with self._lock:
+            if self._by_blocks is None:
+                self._by_blocks = False
+                if all(
+                    hasattr(self.net, a) for a in ("block_space", "block_choices", "export_block")
+                ):
+                    try:
+                        probes = (self.net.largest(), self.net.smallest())
+                        self._by_blocks = all(
+                            self._used_by_blocks(a) == self._used_exported(a) for a in probes
+                        )
+                    except (ConfigError, KeyError, ValueError):
+                        self._by_blocks = False
+            return self._by_blocks
+
+    def _used_exported(self, net_arch: Arch | None) -> frozenset[str]:
+        return frozenset(self._layout(net_arch).source.values())
+
+    def _used_by_blocks(self, net_arch: Arch) -> frozenset[str]:
+        used: set[str] = set()
+        for name, choice in self.net.block_choices(net_arch):
+            layers = self._block_layers.get((name, choice))
+            if layers is None:
+                layers = self._block_layers[(name, choice)] = self._align_block(name, choice)
+            used |= layers
+        return frozenset(used)
+
+    def _align_block(self, name: str, choice: Arch) -> frozenset[str]:
+        """The supernet layers block ``name`` uses with ``choice``: its export aligned to the
+        layers its largest choice's export holds by value (ConfigError when one is ambiguous)."""
+        own = self._block_own.get(name)
+        if own is None:
+            largest = dict(self.net.block_choices(self.net.largest()))[name]
+            own = []
+            for t in find_targets(self.net.export_block(name, largest)).values():
+                w = _weight(t)
+                holders = [
+                    n
+                    for n, big in self._targets.items()
+                    if _fits(big, t) and _holds(_weight(big), w)
+                ]
+                if len(holders) != 1:
+                    raise ConfigError(f"block {name!r}: layer {t.name!r} held by {holders}")
+                own.append(holders[0])
+            self._block_own[name] = own
+        block_targets = {n: self._targets[n] for n in own}
+        return frozenset(
+            align_layers(block_targets, find_targets(self.net.export_block(name, choice))).values()
+        )
+
     def _quantized(self, arch: Arch) -> nn.Module:
         self._check_stamp()
         model = self._exports.get(arch)
@@ -301,6 +371,10 @@ class QuantSupernet(nn.Module):
         """Forgets every cached export (needed only after editing weights through ``.data``)."""
         self._exports.clear()
         self._layouts.clear()
+        with self._lock:
+            self._block_layers.clear()
+            self._block_own.clear()
+            self._by_blocks = None
 
     # ---- the protocol ------------------------------------------------------------------------
     @contextlib.contextmanager

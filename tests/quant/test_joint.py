@@ -20,7 +20,7 @@ from nasviz.quant import (
 )
 from nasviz.search import Search
 from nasviz.space import SearchSpace
-from nasviz.supernet import ElasticCNN, ElasticMLP
+from nasviz.supernet import ElasticCNN, ElasticMLP, ElasticTransformer
 
 
 def _mlp() -> ElasticMLP:
@@ -99,6 +99,34 @@ def test_canonical_sets_bits_of_unused_layers_to_the_smallest():
     assert canon["width.1"] == 16 and canon["bits.layers.1"] == 4  # layer 1 is past depth
     assert canon["bits.layers.0"] == 8 and qnet.canonical(canon) == canon
     assert qnet.count_bytes(arch) == qnet.count_bytes(canon)
+
+
+@pytest.mark.parametrize("family", ["cnn", "transformer_moe"])
+def test_canonical_reads_the_block_view_and_agrees_with_whole_exports(family, monkeypatch):
+    """Canonical archs come from which layers each running block uses (no export per arch) and
+    equal those found from whole exports, for a CNN (kernels through transforms) and an MoE
+    transformer (experts per choice)."""
+    torch.manual_seed(0)
+    if family == "cnn":
+        net = ElasticCNN(
+            1, 3, 8, stem_channels=4, stage_channels=(4, 6), strides=(2, 1), kernels=(3, 5),
+            expands=(1, 2), depths=(1, 2),
+        ).eval()  # fmt: skip
+    else:
+        net = ElasticTransformer(
+            16, 6, 3, dim=8, head_dim=4, layers=(1, 2), heads=(1, 2), ffn_widths=(8, 16),
+            moe=True, experts=(2, 3), top_ks=(1, 2),
+        ).eval()  # fmt: skip
+    archs = QuantSupernet(net, quant_space(net, bits=(4, 8), granularity="layer")).sample(3, n=60)
+    by_exports = QuantSupernet(net, quant_space(net, bits=(4, 8), granularity="layer"))
+    by_exports._by_blocks = False  # the path for nets without a block view
+    expected = [by_exports.canonical(a) for a in archs]
+    qnet = QuantSupernet(net, quant_space(net, bits=(4, 8), granularity="layer"))
+    qnet.canonical(archs[0])  # checks the block view against whole exports once
+    assert qnet._by_blocks
+    monkeypatch.setattr(net, "export", lambda arch: pytest.fail("canonical exported a subnet"))
+    assert [qnet.canonical(a) for a in archs] == expected
+    assert sum(c != a for c, a in zip(expected, archs, strict=True)) > 10  # unused bits were set
 
 
 def test_many_threads_get_their_own_quantized_subnet():
