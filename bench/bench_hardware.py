@@ -86,17 +86,16 @@ def _log(text: str) -> None:
 def _case(family: str, runtime: str) -> tuple[list[Figure], dict, HardwareProfile]:
     net, shape = FAMILIES[family]()
     t0 = time.perf_counter()
-    session = HardwareProfile.measure(
-        net,
-        shape,
-        runtime=runtime,
-        threads=1,
-        repeats=REPEATS,
-        warmup=WARMUP,
-        rounds=ROUNDS,
-        samples=TRAIN + HELD_OUT,
-        seed=SEED,
-    )
+    settings = {
+        "runtime": runtime,
+        "threads": 1,
+        "repeats": REPEATS,
+        "warmup": WARMUP,
+        "rounds": ROUNDS,
+        "samples": TRAIN + HELD_OUT,
+        "seed": SEED,
+    }
+    session = HardwareProfile.measure(net, shape, **settings)
     profiled = time.perf_counter() - t0
     # the smallest, the largest and TRAIN random subnets calibrate; the rest are held out
     profile = session.with_samples(session.samples[: TRAIN + 2])
@@ -155,6 +154,20 @@ def _case(family: str, runtime: str) -> tuple[list[Figure], dict, HardwareProfil
             f"reference (HardwareProfile.rescaled): {_mape(rescaled, retimed):.1f}%",
         ),
     ]
+    if runtime == "eager":  # the same without normalizing, in a session right after
+        raw = HardwareProfile.measure(net, shape, normalize=False, **settings)
+        raw_profile = raw.with_samples(raw.samples[: TRAIN + 2])
+        raw_measured = np.array([m for _, m in raw.samples[TRAIN + 2 :]])
+        raw_table = raw_profile.table().predict_many(held)
+        figures.append(
+            Figure(
+                f"hardware.table_mape_raw.{family}.{runtime}",
+                _mape(raw_table, raw_measured),
+                "%",
+                "the table's MAPE measured the same way but without normalizing each visit by "
+                "the reference kernel (normalize=False), in a session right after the profile's",
+            )
+        )
     for f in figures:
         _log(f"{f.name} = {f.value:.2f} {f.unit}")
     return figures, dict(zip(held, measured, strict=True)), profile
