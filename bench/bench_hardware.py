@@ -53,7 +53,7 @@ from nasviz.supernet import ElasticCNN, ElasticTransformer
 SEED = 0
 TRAIN = 30  # whole subnets timed with the profile (fixed part, learned predictor)
 HELD_OUT = 50
-REPEATS, WARMUP, ROUNDS = 6, 2, 5
+REPEATS, WARMUP, ROUNDS = 6, 2, 10
 PREDICT_N = 10_000
 RUNTIMES = ("eager", "onnxruntime")
 CLOCK = "thread"  # "thread": CPU time of the measuring thread; "wall": time.perf_counter
