@@ -129,6 +129,19 @@ def test_canonical_reads_the_block_view_and_agrees_with_whole_exports(family, mo
     assert sum(c != a for c, a in zip(expected, archs, strict=True)) > 10  # unused bits were set
 
 
+def test_a_net_without_a_block_view_is_canonicalized_through_exports():
+    from nasviz.supernet import convert
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4))
+    net = convert(model, torch.zeros(2, 8))
+    qnet = QuantSupernet(net, quant_space(net, bits=(4, 8)))
+    for arch in qnet.space.sample(0, n=5):
+        canon = qnet.canonical(arch)
+        assert qnet.canonical(canon) == canon and qnet.count_bytes(canon) == qnet.count_bytes(arch)
+    assert qnet._by_blocks is False
+
+
 def test_many_threads_get_their_own_quantized_subnet():
     net = _mlp()
     qnet = QuantSupernet(net, quant_space(net, bits=(2, 4, 8)))
