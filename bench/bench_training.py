@@ -29,10 +29,13 @@ from nasviz.objectives import evaluate_accuracy
 from nasviz.prune import channels, shrink
 from nasviz.supernet import ElasticCNN, SupernetTrainer
 from nasviz.training import Trainer, recover, train
+from nasviz.training._recover import _mixed
+from nasviz.training._step import SupervisedStep
 
 BATCH = 64
 SEEDS = (0, 1, 2)
 RECOVER_STEPS = 30
+MIXUP = 1.0  # Beta(1, 1): every mixing weight equally likely (not tuned)
 
 
 def _quartiles(ratios: list[float]) -> str:
@@ -259,6 +262,14 @@ def _resnet(classes: int = 10, width: int = 32) -> nn.Module:
     )
 
 
+class _MixupStep(SupervisedStep):
+    """Cross-entropy on the same mixed inputs ``recover(mixup=)`` distils on (the fair
+    baseline for distillation with mixup: is the gain the teacher's or the mixing's?)."""
+
+    def __call__(self, trainer, batch, step):
+        return super().__call__(trainer, _mixed(batch, MIXUP), step)
+
+
 def _recovery(name: str, teacher: nn.Module, data) -> list[Figure]:
     train(teacher, data, epochs=6, lr=1e-2, seed=0).run()
     teacher.eval()
@@ -269,7 +280,7 @@ def _recovery(name: str, teacher: nn.Module, data) -> list[Figure]:
         example_input=torch.zeros(1, 1, 8, 8),
     )
     none = evaluate_accuracy(pruned, data.test)
-    ce, kd = [], []
+    ce, kd, ce_mix, kd_mix = [], [], [], []
     for seed in SEEDS:
         tuned = copy.deepcopy(pruned)
         train(tuned, data, steps=RECOVER_STEPS, lr=3e-3, seed=seed).run()
@@ -277,7 +288,15 @@ def _recovery(name: str, teacher: nn.Module, data) -> list[Figure]:
         distilled = copy.deepcopy(pruned)
         recover(distilled, teacher, data, steps=RECOVER_STEPS, lr=3e-3, seed=seed).run()
         kd.append(evaluate_accuracy(distilled, data.test))
+        mixed = copy.deepcopy(pruned)
+        train(mixed, data, steps=RECOVER_STEPS, lr=3e-3, seed=seed, step=_MixupStep()).run()
+        ce_mix.append(evaluate_accuracy(mixed, data.test))
+        matched = copy.deepcopy(pruned)
+        recover(matched, teacher, data, steps=RECOVER_STEPS, lr=3e-3, seed=seed, mixup=MIXUP).run()
+        kd_mix.append(evaluate_accuracy(matched, data.test))
     gain = statistics.median(kd) - statistics.median(ce)
+    mix_gain = statistics.median(kd_mix) - statistics.median(ce)
+    each = lambda accs: ", ".join(f"{a:.1f}" for a in accs)  # noqa: E731
     detail = (
         f"test accuracy, teacher {base:.1f}%, pruned to 50% of channels and shrunk: none "
         f"{none:.1f}%, cross-entropy {statistics.median(ce):.1f}% ({', '.join(f'{a:.1f}' for a in ce)}), "
@@ -299,6 +318,24 @@ def _recovery(name: str, teacher: nn.Module, data) -> list[Figure]:
             "cross-entropy fine-tuning",
         ),
         Figure(f"training.pruned_accuracy.{name}", none, "%", "pruned and shrunk, no recovery"),
+        Figure(
+            f"training.recover_gain.mixup.{name}",
+            mix_gain,
+            "points",
+            f"distillation with mixup={MIXUP} (teacher and student see the same mixed inputs) "
+            f"{statistics.median(kd_mix):.1f}% ({each(kd_mix)}) minus cross-entropy fine-tuning "
+            f"{statistics.median(ce):.1f}%; cross-entropy on the same mixed inputs "
+            f"{statistics.median(ce_mix):.1f}% ({each(ce_mix)}); {RECOVER_STEPS} steps each, "
+            f"median of {len(SEEDS)} seeds",
+            ">= 1",
+            mix_gain >= 1,
+        ),
+        Figure(
+            f"training.finetune_accuracy.mixup.{name}",
+            statistics.median(ce_mix),
+            "%",
+            "cross-entropy fine-tuning on the mixed inputs (see the mixup gain)",
+        ),
     ]
 
 

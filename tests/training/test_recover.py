@@ -54,6 +54,68 @@ def test_labels_mix_in_the_task_loss(teacher):
     assert rows["total"] == pytest.approx(0.7 * rows["distill"] + 0.3 * rows["task"], rel=1e-5)
 
 
+def _base_weights(mixed: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
+    """For each row k of ``mixed``: the largest ``lam`` with ``mixed[k] = lam * X[k] + (1 -
+    lam) * X[j]`` over rows j (fails when no j gives it)."""
+    diff = X[None, :, :] - X[:, None, :]  # (k, j, d): X[j] - X[k]
+    offset = (mixed - X)[:, None, :]  # (k, 1, d) = (1 - lam) * (X[j] - X[k])
+    share = (offset * diff).sum(-1) / (diff * diff).sum(-1).clamp_min(1e-12)  # (k, j)
+    share = share.clamp(0, 1)
+    error = (share[..., None] * diff - offset).norm(dim=-1)  # (k, j)
+    best = error.argmin(dim=1)
+    rows = torch.arange(len(X))
+    assert float(error[rows, best].max()) < 1e-4, "a row is not a mix of its input and another"
+    return 1 - share[rows, best]
+
+
+def test_mixing_keeps_each_row_the_larger_part_of_its_mix():
+    from nasviz.training._recover import _mixed
+
+    X, y = blobs(64, classes=4, seed=3)
+    torch.manual_seed(0)
+    mixed, labels = _mixed((X, y), 1.0)
+    assert labels is y and mixed.shape == X.shape
+    lam = _base_weights(mixed, X)
+    assert float(lam.min()) >= 0.5 - 1e-5 and float(lam.max()) <= 1 + 1e-5
+    assert float(lam.median()) < 0.9  # mixes, not copies (Beta(1, 1) folded: median 0.75)
+    torch.manual_seed(0)
+    assert torch.equal(_mixed(X, 1.0), mixed)  # a bare tensor batch mixes the same way
+
+
+def test_mixup_shows_both_models_the_same_mixes_of_two_inputs(teacher):
+    """Every input the student sees is lam * x_i + (1 - lam) * x_j of two inputs of its batch
+    with lam >= 0.5; the teacher sees the same tensor; the labels are those of x_i; a seed gives
+    the same mixes and the same weights."""
+    X, y = blobs(64, classes=4, seed=3)
+    seen: dict[str, list[torch.Tensor]] = {"student": [], "teacher": []}
+
+    def run_once():
+        for v in seen.values():
+            v.clear()
+        student = mlp(classes=4, hidden=8, seed=2)
+        hooks = [
+            m.register_forward_pre_hook(lambda _m, args, k=k: seen[k].append(args[0].clone()))
+            for k, m in (("student", student), ("teacher", teacher))
+        ]
+        try:
+            run = recover(student, teacher, (X, y), steps=3, batch_size=16, mixup=1.0, seed=4)
+            assert run.run().state == "finished", run.traceback
+        finally:
+            for h in hooks:
+                h.remove()
+        return student, list(seen["student"]), list(seen["teacher"])
+
+    student, inputs, teacher_inputs = run_once()
+    assert len(inputs) >= 3  # the run's 3 steps come last (checks may look at a batch before)
+    for s_in, t_in in zip(inputs[-3:], teacher_inputs[-3:], strict=True):
+        assert torch.equal(s_in, t_in)
+        nearest = torch.cdist(s_in, X).min(dim=1).values  # distance to the closest raw input
+        assert float(nearest.median()) > 1e-3  # the models saw mixes, not the raw inputs
+    again, inputs_again, _ = run_once()
+    assert all(torch.equal(p, q) for p, q in zip(inputs, inputs_again, strict=True))
+    assert same_weights(weights(student), weights(again))
+
+
 def test_hidden_states_match_through_learned_projections(teacher, tmp_path):
     X, _ = blobs(128, classes=4, seed=3)
     options = {
@@ -141,11 +203,26 @@ def test_bad_recover_calls_change_nothing(teacher):
         ),
         (lambda: recover(mlp(classes=3), teacher, X, steps=2), ShapeError, "outputs of one shape"),
         (lambda: recover(student, teacher, X, steps="2"), ConfigError, "steps must be an int"),
+        (lambda: recover(student, teacher, X, steps=2, mixup=0), ConfigError, "mixup"),
     ]
     for call, error, needle in cases:
         with pytest.raises(error, match=needle):
             call()
         assert fingerprint(student) == before and fingerprint(teacher) == teacher_before
+
+
+def test_mixup_refuses_token_ids():
+    def tokens_model(seed: int) -> nn.Module:
+        torch.manual_seed(seed)
+        return nn.Sequential(nn.Embedding(20, 4), nn.Flatten(), nn.Linear(32, 4))
+
+    student, teacher = tokens_model(0), tokens_model(1)
+    before = fingerprint(student)
+    ids = torch.randint(0, 20, (16, 8))
+    with pytest.raises(ConfigError, match="mixup mixes floating-point input tensors"):
+        recover(student, teacher, ids, steps=2, mixup=1.0)
+    assert fingerprint(student) == before
+    assert recover(student, teacher, ids, steps=2, batch_size=8).run().state == "finished"
 
 
 def test_a_training_monitor_follows_a_recover_run(teacher):
