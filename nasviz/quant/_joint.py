@@ -300,17 +300,15 @@ class QuantSupernet(nn.Module):
     def _blocks_describe_net(self) -> bool:
         with self._lock:
             if self._by_blocks is None:
-                self._by_blocks = False
+                self._by_blocks = False  # stays so when the view is missing, fails or differs
                 if all(
                     hasattr(self.net, a) for a in ("block_space", "block_choices", "export_block")
                 ):
-                    try:
+                    with contextlib.suppress(ConfigError, KeyError, ValueError):
                         probes = (self.net.largest(), self.net.smallest())
                         self._by_blocks = all(
                             self._used_by_blocks(a) == self._used_exported(a) for a in probes
                         )
-                    except (ConfigError, KeyError, ValueError):
-                        self._by_blocks = False
             return self._by_blocks
 
     def _used_exported(self, net_arch: Arch | None) -> frozenset[str]:
