@@ -96,11 +96,11 @@ def backend(storage: BaseStorage) -> BaseStorage:
 def create_trial(storage: BaseStorage, study: int, template: FrozenTrial) -> int:
     """``storage.create_new_trial(study, template)`` for a RUNNING template with params and
     system attributes. In memory without Optuna's deep copy of the template (the caller hands
-    over a fresh one and never touches it again; distributions are never modified); in an RDB
-    in one transaction of a few statements (Optuna's checks each param against the study's
+    over a fresh one and never touches it again; distributions are never modified); in
+    PostgreSQL and SQLite in one transaction of four statements (Optuna's checks each param against the study's
     earlier distributions, two queries per param; nasviz's are fixed per study)."""
     store = backend(storage)
-    if isinstance(store, RDBStorage):
+    if isinstance(store, RDBStorage) and store.engine.dialect.name in _ONE_STATEMENT_INSERT:
         return _rdb_create(store, study, template)
     if not isinstance(store, InMemoryStorage):
         return storage.create_new_trial(study, template_trial=template)
@@ -116,6 +116,13 @@ def create_trial(storage: BaseStorage, study: int, template: FrozenTrial) -> int
     return trial_id
 
 
+#: Databases whose INSERT can read its own table in a subquery and return the row it wrote
+#: (MySQL can do neither: its trials are created by Optuna's own code).
+_ONE_STATEMENT_INSERT = ("postgresql", "sqlite")
+#: The states a trial can be finished from (Optuna's ``check_trial_is_updatable``).
+_UPDATABLE = [s for s in TrialState if not s.is_finished()]
+
+
 def _rdb_session(store: RDBStorage):
     return _create_scoped_session(store.scoped_session)
 
@@ -125,23 +132,33 @@ def _utc(moment: datetime | None) -> datetime | None:
     return None if moment is None else moment.astimezone(UTC).replace(tzinfo=None)
 
 
-def _number(session: Any, study: int, trial_id: int) -> int:
-    """The number of the study's just-inserted trial ``trial_id``: one more than the number of
-    the study's trial before it (0 for the first), or, when that one has no number, the count
-    of the trials before it, as Optuna does (counting scans every trial of the study, this
-    reads one row). Read after the insert, under the study's row lock (an RDB that has row
-    locks) or the database's write lock that the insert took (SQLite, which has none): no
-    other creation can come in between."""
+def _of_study(study: int):
+    """``trials.study_id == study``, written so that no index serves it: a database then reads
+    a study's trials by id range (its primary key), the trials created since the id it starts
+    from, whatever its statistics say. Through the study_id index instead (what PostgreSQL's
+    planner takes while a fresh table has no statistics yet, its first minute) each of these
+    look-ups read every trial of the study: per-trial cost grew with the study."""
+    return models.TrialModel.__table__.c.study_id + 0 == study
+
+
+def _next_number(study: int):
+    """The number of a trial inserted now into ``study``: one more than the number of the
+    study's latest trial, or, when that one has no number, the count of the study's trials,
+    as Optuna counts them (0 for the first). A scalar subquery of the insert itself: evaluated
+    under the study's row lock (an RDB with row locks) or the write lock that the insert holds
+    (SQLite, which has none), so no other creation can come in between; read in a statement
+    before the insert, two SQLite processes could both take one number (a shared study then
+    lost a row)."""
     trials = models.TrialModel.__table__
-    earlier = (trials.c.study_id == study, trials.c.trial_id < trial_id)
-    before = session.execute(
-        select(trials.c.number).where(*earlier).order_by(trials.c.trial_id.desc()).limit(1)
-    ).first()
-    if before is None:
-        return 0
-    if before[0] is not None:
-        return before[0] + 1
-    return session.execute(select(func.count(trials.c.trial_id)).where(*earlier)).scalar_one()
+    latest = (
+        select(trials.c.number + 1)
+        .where(_of_study(study))
+        .order_by(trials.c.trial_id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    count = select(func.count()).select_from(trials).where(_of_study(study)).scalar_subquery()
+    return func.coalesce(latest, count)
 
 
 def _rdb_create(store: RDBStorage, study: int, template: FrozenTrial) -> int:
@@ -158,19 +175,16 @@ def _rdb_create(store: RDBStorage, study: int, template: FrozenTrial) -> int:
                 ).first()
                 if locked is None:
                     raise KeyError(models.NOT_FOUND_MSG)
-                created = session.execute(
-                    insert(trials).values(
+                trial_id, number = session.execute(
+                    insert(trials)
+                    .values(
                         study_id=study,
-                        number=None,
+                        number=_next_number(study),
                         state=TrialState.RUNNING,
                         datetime_start=_utc(template.datetime_start),
                     )
-                )
-                trial_id = int(created.inserted_primary_key[0])
-                number = _number(session, study, trial_id)
-                session.execute(
-                    update(trials).where(trials.c.trial_id == trial_id).values(number=number)
-                )
+                    .returning(trials.c.trial_id, trials.c.number)
+                ).one()
                 params = [
                     {
                         "trial_id": trial_id,
@@ -276,12 +290,20 @@ def _rdb_finish(
     trials = models.TrialModel.__table__
     try:
         with _rdb_session(store) as session:
-            row = session.execute(
-                select(trials.c.state).where(trials.c.trial_id == trial_id).with_for_update()
-            ).first()
-            if row is None:
-                raise KeyError(models.NOT_FOUND_MSG)
-            store.check_trial_is_updatable(trial_id, row[0])
+            # the state first: its row lock keeps a reaper out, its condition refuses a
+            # finished trial (one statement instead of a locking read and then the update)
+            done = session.execute(
+                update(trials)
+                .where(trials.c.trial_id == trial_id, trials.c.state.in_(_UPDATABLE))
+                .values(state=state, datetime_complete=_utc(datetime.now()))
+            )
+            if done.rowcount != 1:
+                row = session.execute(
+                    select(trials.c.state).where(trials.c.trial_id == trial_id)
+                ).first()
+                if row is None:
+                    raise KeyError(models.NOT_FOUND_MSG)
+                store.check_trial_is_updatable(trial_id, row[0])  # raises: it has finished
             _insert_attrs(session, models.TrialUserAttributeModel, trial_id, user_attrs)
             _insert_attrs(session, models.TrialSystemAttributeModel, trial_id, system_attrs)
             rows = []
@@ -297,11 +319,6 @@ def _rdb_finish(
                 )
             if rows:
                 session.execute(insert(models.TrialValueModel.__table__), rows)
-            session.execute(
-                update(trials)
-                .where(trials.c.trial_id == trial_id)
-                .values(state=state, datetime_complete=_utc(datetime.now()))
-            )
     except IntegrityError:
         return False
     return True
@@ -366,14 +383,13 @@ class TrialReader:
     def _rdb(self, store: RDBStorage, unfinished: set[int], own: dict[int, FrozenTrial]):
         ids = []
         if own:  # a light query first: are there new trials besides ours?
+            trials = models.TrialModel.__table__
             with _rdb_session(store) as session:
-                ids = [
-                    i
-                    for (i,) in session.query(models.TrialModel.trial_id).filter(
-                        models.TrialModel.study_id == self.study,
-                        models.TrialModel.trial_id > self._cursor,
+                ids = session.scalars(
+                    select(trials.c.trial_id).where(
+                        _of_study(self.study), trials.c.trial_id > self._cursor
                     )
-                ]
+                ).all()
         if ids:
             others = ({i for i in ids} | set(unfinished)) - own.keys()
             got = store._get_trials(self.study, None, others, max(ids)) if others else []

@@ -205,3 +205,50 @@ def test_compat_writes_read_back_as_optunas_own_calls(kind, request, tmp_path):
             session.execute(update(trials).where(trials.c.trial_id == taken).values(number=None))
         counted = _optuna.create_trial(storage, sid, _template(1))  # ...or counted without one
         assert storage.get_trial(counted).number == 3
+
+
+def _plan_nodes(plan: dict):
+    yield plan
+    for child in plan.get("Plans", ()):
+        yield from _plan_nodes(child)
+
+
+def test_rdb_look_ups_read_the_latest_trials_by_id_not_the_whole_study(postgres_url):
+    """A trial's creation and the reader's poll read the study's trials by id range: PostgreSQL
+    runs them on the primary key, visiting the rows they return and no others, even before
+    the table has statistics (a fresh study's first minute, when its planner took the
+    study_id index and every creation read every trial of the study)."""
+    from sqlalchemy import event
+
+    from nasviz.search import _optuna
+
+    study = optuna.create_study(storage=postgres_url, directions=["minimize", "minimize"])
+    storage, sid = _optuna.storage_of(study), _optuna.study_id(study)
+    reader = _optuna.TrialReader(storage, sid)
+    for _ in range(300):
+        _optuna.create_trial(storage, sid, _template(1))
+    reader.poll(set())
+
+    engine = _optuna.backend(storage).engine
+    seen: list[tuple[str, dict]] = []
+    record = lambda conn, cursor, sql, params, context, many: seen.append((sql, params))  # noqa: E731
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        ours = _optuna.create_trial(storage, sid, _template(2))
+        reader.poll(set(), {ours: _template(2)})
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert storage.get_trial(ours).number == 300
+
+    reads = [(sql, p) for sql, p in seen if "FROM trials" in sql and "FOR UPDATE" not in sql]
+    assert len(reads) == 2  # the creation's number and the poll's new ids
+    with engine.raw_connection() as conn:
+        cursor = conn.cursor()
+        cursor.execute("SET enable_seqscan = off")  # a seq scan reads all rows anyway
+        for sql, params in reads:
+            cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + sql, params)
+            ran = [n for n in _plan_nodes(cursor.fetchone()[0][0]["Plan"]) if n["Actual Loops"]]
+            # (the count fallback's scans are never run)
+            assert {n["Index Name"] for n in ran if "Index Name" in n} == {"trials_pkey"}, sql
+            assert sum(n.get("Rows Removed by Filter", 0) for n in ran) == 0, sql
+        conn.rollback()  # the EXPLAIN ANALYZE of the insert ran it
