@@ -47,6 +47,9 @@ MAX_REJECTS = 64
 ENUMERABLE = 200_000
 #: Seconds between reads of the study while evaluations run (other searches' results).
 POLL_S = 0.25
+#: Seconds of the first wait for other searches' evaluations when none of ours runs (doubling up
+#: to POLL_S while the wait goes on).
+WAIT_S = 0.01
 #: Default seconds between lease renewals of the evaluations in flight.
 HEARTBEAT_S = 10.0
 
@@ -142,6 +145,7 @@ class SearchEngine(Engine):
         self._first_error: Outcome | None = None
         self._exhausted = False
         self._polled = 0.0
+        self._waited_s = 0.0  # the last wait for other searches (0: not waiting)
         self._own: dict[int, FrozenTrial] = {}  # trials just created, as created
         self.keep: Any = None  # KeptModels: where returned models go (set by the Search)
         self.owner = Owner(heartbeat)
@@ -284,8 +288,9 @@ class SearchEngine(Engine):
         events += self._fill()
         if not self._pending:
             if not self.finished():  # other searches hold the rest of the budget: wait
-                time.sleep(POLL_S)
+                self._wait_for_others()
             return events
+        self._waited_s = 0.0
         done, _ = cf.wait(list(self._pending), timeout=POLL_S, return_when=cf.FIRST_COMPLETED)
         for future in sorted(done, key=lambda f: self._pending[f].number):
             events += self._record(future)
@@ -308,6 +313,16 @@ class SearchEngine(Engine):
             self.evaluator.end()
 
     # ---- other searches --------------------------------------------------------------------
+    def _wait_for_others(self) -> None:
+        """Sleeps before the next step reads the study again: briefly at first, then twice as
+        long each time up to :data:`POLL_S`. A run that waits for the last evaluations of
+        other searches ends right after them (a fixed POLL_S sleep ended two shared workers
+        0.24 s after their last result, 15% of a 1.5 s run), and a long wait still reads
+        the study no more often than a running search does."""
+        self._waited_s = min(max(2 * self._waited_s, WAIT_S), POLL_S)
+        time.sleep(self._waited_s)
+        self._polled = 0.0  # read right away in the next step
+
     def _poll(self, reap: bool) -> list[optuna.trial.FrozenTrial]:
         self._polled = time.monotonic()
         own, self._own = self._own, {}

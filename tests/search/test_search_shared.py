@@ -10,6 +10,7 @@ import os
 import signal
 import socket
 import threading
+import time
 from pathlib import Path
 
 import optuna
@@ -98,3 +99,47 @@ def _optuna_view(storage: str):
     if "://" in storage:
         return storage
     return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(storage))
+
+
+def test_a_search_waiting_for_anothers_last_evaluation_reads_soon_then_backs_off(
+    tmp_path, monkeypatch
+):
+    """With the rest of the budget held by another search's running evaluation, a search
+    sleeps 10 ms, then twice as long each time up to the poll interval, reading the study
+    after each sleep, and ends once that evaluation is in."""
+    from types import SimpleNamespace
+
+    from search_helpers import SPACE, two_objectives
+
+    from nasviz.search import _engine
+
+    storage, calls, lock = str(tmp_path / "wait.journal"), [], threading.Lock()
+    holding, release = threading.Event(), threading.Event()
+
+    def fn(arch):
+        with lock:
+            calls.append(arch)
+            first = len(calls) == 1
+        if first:  # the first search's evaluation runs until released
+            holding.set()
+            release.wait(60)
+        return two_objectives(arch)
+
+    sleeps: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        if len(sleeps) == 8:
+            release.set()
+        time.sleep(seconds)
+
+    fake = SimpleNamespace(sleep=sleep, monotonic=time.monotonic)
+    holder = Search(fn, SPACE, objectives=OBJECTIVES, budget=2, storage=storage, seed=0).start()
+    assert holding.wait(60)
+    monkeypatch.setattr(_engine, "time", fake)  # (the holder sleeps in its evaluation only)
+    waiter = Search(fn, SPACE, objectives=OBJECTIVES, budget=2, storage=storage, seed=1)
+    assert waiter.run().state == "finished"
+    assert holder.wait(60).state == "finished"
+    assert sleeps[:8] == [0.01, 0.02, 0.04, 0.08, 0.16, 0.25, 0.25, 0.25]
+    assert set(sleeps[8:]) <= {0.25}  # (until the released evaluation was written)
+    assert len(waiter.results) == 2 and len(calls) == 2
