@@ -162,11 +162,21 @@ def program(
     restored afterwards.
 
     Raises:
-        ConfigError: ``model`` is not a torch module or ``example_input`` is not tensors.
+        ConfigError: ``model`` is not a torch module, or runs torch.ao's quantized kernels,
+            or ``example_input`` is not tensors.
         ShapeError: the model's forward fails on ``example_input``.
         RunError: the forward runs but ``torch.export`` cannot trace it (the message says why).
     """
+    from nasviz.quant._ptq import runs_ao_kernels
+
     module = _module(model)
+    if runs_ao_kernels(module):
+        raise ConfigError(
+            f"this {type(module).__name__} runs torch.ao's int8 kernels (quantize(mode='dynamic' "
+            "or 'static')), which torch.export cannot trace; export the full-precision model "
+            "(ONNX Runtime can quantize it: onnxruntime.quantization.quantize_dynamic) or a "
+            "weight-only quantized one (quantize(model, bits))"
+        )
     args, kwargs = as_inputs(example_input)
     shapes = dynamic_shapes(dynamic, args, kwargs)
     restore = _eval_mode(module)

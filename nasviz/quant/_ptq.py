@@ -59,6 +59,12 @@ def _is_ao(module: nn.Module) -> bool:
     return type(module).__module__.startswith(_AO_PREFIXES)
 
 
+def runs_ao_kernels(model: nn.Module) -> bool:
+    """Whether ``model`` holds torch.ao quantized modules (``mode="dynamic"`` or
+    ``"static"``): packed int8 kernels that torch.export cannot trace."""
+    return any(_is_ao(module) for module in model.modules())
+
+
 def is_quantized(model: nn.Module) -> bool:
     """Whether ``model`` holds quantized weights (nasviz's, fake-quantized ones, or torch.ao
     quantized modules and tensors)."""

@@ -173,10 +173,13 @@ def unpack(packed: torch.Tensor, bits: int, symmetric: bool, shape: Sequence[int
     lo, _ = qrange(bits, symmetric)
     width = container_bits(bits)
     per = 8 // width
-    mask = (1 << width) - 1
-    parts = [(packed >> (i * width)) & mask for i in range(per)]
-    flat = torch.stack(parts, dim=1).reshape(-1)[: math.prod(shape)]
-    return (flat.to(torch.int16) + lo).reshape(tuple(shape))
+    if per == 1:
+        flat = packed.reshape(-1)[: math.prod(shape)].to(torch.int16)
+    else:  # on int16: the ONNX exporter types a mask for uint8 as int8, which ONNX Runtime refuses
+        wide = packed.to(torch.int16)
+        parts = [(wide >> (i * width)) & ((1 << width) - 1) for i in range(per)]
+        flat = torch.stack(parts, dim=1).reshape(-1)[: math.prod(shape)]
+    return (flat + lo).reshape(tuple(shape))
 
 
 def quantized_bytes(numel: int, channels: int, bits: int, symmetric: bool, float_size: int) -> int:

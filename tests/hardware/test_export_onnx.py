@@ -179,3 +179,29 @@ def test_dynamic_dimensions_are_checked():
         program(static, torch.randn(1, 12), dynamic="batch")
     with pytest.raises(ConfigError, match=r"has no dimension 1"):
         program(nn.Linear(2, 2), torch.randn(3), dynamic=("batch", "sequence"))
+
+
+@pytest.mark.parametrize("bits", [2, 3, 4, 8, 16])
+def test_a_weight_only_quantized_model_runs_in_onnxruntime_as_in_torch(bits, tmp_path):
+    """Its packed codes are unpacked in the graph (a bit mask ONNX Runtime accepts)."""
+    from nasviz.quant import quantize
+
+    net = tiny_mlp()
+    quantized = quantize(net.export(net.largest()), bits)
+    x = torch.randn(3, 12, generator=torch.Generator().manual_seed(0))
+    session = _session(onnx(quantized, x, tmp_path / "q.onnx", dynamic="batch"))
+    for seed in (1, 2):
+        x = torch.randn(5, 12, generator=torch.Generator().manual_seed(seed))
+        (out,) = session.run(None, {"input": x.numpy()})
+        with torch.no_grad():
+            torch.testing.assert_close(torch.from_numpy(out), quantized(x), rtol=1e-4, atol=1e-5)
+
+
+def test_a_model_on_torch_ao_int8_kernels_is_refused_with_what_exports_instead(tmp_path):
+    from nasviz.quant import quantize
+
+    net = tiny_mlp()
+    dynamic = quantize(net.export(net.largest()), mode="dynamic")
+    with pytest.raises(ConfigError, match="torch.ao's int8 kernels.*weight-only"):
+        onnx(dynamic, torch.randn(2, 12), tmp_path / "d.onnx")
+    assert not (tmp_path / "d.onnx").exists()
