@@ -43,7 +43,8 @@ def _objective(
     what = f"{metric.name} data"
     if batch_size is not None:
         check_int("batch_size", batch_size, 1)
-    as_batches(data, batch_size=batch_size, split=split, what=what)  # a ConfigError now
+    batches = as_batches(data, batch_size=batch_size, split=split, what=what)  # checked now
+    metric.check_task(task or batches.task)  # a regression dataset has no accuracy
 
     def fn(model: Any, arch: Any) -> float:
         values = evaluate(

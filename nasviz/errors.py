@@ -3,14 +3,17 @@
 Every error a user can cause is one of these: a ``ValueError`` subclass for bad input, a
 ``RuntimeError`` subclass for a run that cannot go on. Messages say what was wrong and what is
 allowed, so the user can fix the call without reading our source. :func:`check_int`,
-:func:`check_real` and :func:`check_shape` are the argument checks every module shares, so a
-number or a shape of the wrong kind fails the same way everywhere.
+:func:`check_real`, :func:`check_shape` and :func:`check_options` are the argument checks
+every module shares, so a number, a shape or a keyword of the wrong kind fails the same way
+everywhere.
 """
 
 from __future__ import annotations
 
+import difflib
+import inspect
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from numbers import Integral, Real
 
 __all__ = [
@@ -115,3 +118,31 @@ def check_shape(name: str, shape: object, error: type[NasvizError] = ShapeError)
     ):
         raise error(f"{name} must be a tuple of positive ints, got {shape!r}")
     return tuple(int(d) for d in shape)
+
+
+def check_options(
+    where: str,
+    options: Mapping[str, object],
+    takers: Iterable[Callable[..., object]],
+    internal: Iterable[str] = (),
+) -> None:
+    """Raises ConfigError for a keyword in ``options`` that none of ``takers`` (the function
+    called and what it passes ``**options`` on to) accepts by name, or that is ``internal``
+    (set by the function itself): the message names it, the closest allowed keyword and all
+    of them. Called before anything runs, so a typo (``step=`` for ``steps=``) never
+    reaches the engine as some other option."""
+    internal = {"self", *internal}
+    allowed: set[str] = set()
+    for taker in takers:
+        for name, param in inspect.signature(taker).parameters.items():
+            if param.kind in (param.KEYWORD_ONLY, param.POSITIONAL_OR_KEYWORD):
+                allowed.add(name)
+    allowed -= internal
+    for name in options:
+        if name not in allowed:
+            close = difflib.get_close_matches(name, sorted(allowed), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(
+                f"{where} has no option {name!r}{hint}; its options are "
+                f"{', '.join(sorted(allowed))}"
+            )

@@ -382,6 +382,21 @@ def test_top_k_f1_mse_and_custom_metrics_by_hand():
         metric(lambda out, t: 0.0, (rows, y), "m", "up")
 
 
+def test_class_metrics_refuse_regression_data_when_built_and_when_measured():
+    """accuracy, F1 and perplexity of a regression task are errors, never a score of 0."""
+    from nasviz.objectives import f1, mse, perplexity
+
+    rows, targets = torch.randn(40, 6), torch.randn(40)
+    data = from_arrays(rows.numpy(), targets.numpy(), task="regression", seed=0)
+    for build in (accuracy, f1, perplexity):
+        with pytest.raises(ConfigError, match=r"this is a regression task .*mse\(data\)"):
+            build(data)
+    model = nn.Linear(6, 1)
+    with pytest.raises(ConfigError, match="this is a regression task"):  # float targets
+        accuracy((rows, targets))(model)
+    assert mse(data)(model) > 0
+
+
 def test_accuracy_takes_any_data_form_and_streams():
     import datasets
     from torch.utils.data import DataLoader, IterableDataset, TensorDataset

@@ -20,7 +20,7 @@ from typing import Any
 
 from torch import nn
 
-from nasviz.errors import ConfigError
+from nasviz.errors import ConfigError, check_options
 from nasviz.quant._ptq import convert, prepare_qat
 from nasviz.training import DistillStep, Trainer, TrainingRun
 
@@ -91,8 +91,7 @@ def qat(
             allowed (checked before anything is trained).
         ShapeError: a batch the model cannot take.
     """
-    if "step" in options:
-        raise ConfigError("qat makes its own step; 'step' is not an option here")
+    check_options("qat", options, [qat, Trainer], internal=("model", "data", "step", "settings"))
     if teacher is None and alpha is not None:
         raise ConfigError("alpha (the distillation share) needs teacher=")
     prepared = prepare_qat(model, bits, include=include, exclude=exclude, symmetric=symmetric)

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 import numpy as np
 import optuna
 
-from nasviz.errors import ConfigError
+from nasviz.errors import ConfigError, check_options
 from nasviz.objectives import Objective
 from nasviz.runner import Event
 from nasviz.space import Arch, SearchSpace
@@ -167,6 +167,7 @@ def make_strategy(
             )
         return SamplerStrategy(strategy)
     if isinstance(strategy, str) and strategy in _REGISTRY:
+        check_options(f"strategy {strategy!r}", options, [_REGISTRY[strategy]])
         try:
             return _REGISTRY[strategy](**options)
         except TypeError as exc:

@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 from torch import nn
 
-from nasviz.errors import ConfigError, check_int, check_real
+from nasviz.errors import ConfigError, check_int, check_options, check_real
 from nasviz.runner import Event
 from nasviz.space import Arch
 from nasviz.supernet._base import Supernet
@@ -327,4 +327,5 @@ def train_supernet(
     ``"eval"`` after evaluated epochs with validation accuracies, ``"reorder"``,
     ``"checkpoint"`` and the run's ``"status"``.
     """
+    check_options("train_supernet", options, [SupernetTrainer], internal=("net", "data"))
     return TrainingRun(SupernetTrainer(net, data, epochs, **options), name=f"train {net.family}")

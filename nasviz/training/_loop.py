@@ -65,6 +65,22 @@ def _positive(name: str, value: Any) -> float:
     return value
 
 
+def _check_trainable(model: nn.Module) -> None:
+    """ConfigError for a model whose weights are stored quantized codes (post-training
+    quantization keeps no float weights: training it would move only its biases)."""
+    from nasviz.quant._modules import QuantizedExperts, QuantizedWeight
+
+    for name, module in model.named_modules():
+        if isinstance(module, QuantizedWeight | QuantizedExperts):
+            layer = name.split(".parametrizations.")[0] or type(model).__name__
+            raise ConfigError(
+                f"{layer!r} holds post-training quantized codes (quantize()), which have no "
+                "float weights to train; fine-tune the full-precision model and quantize it "
+                "afterwards, or train with fake quantization: qat(model, data, bits) or "
+                "recover(prepare_qat(model, bits), teacher, data, steps=...)"
+            )
+
+
 class Trainer(Engine):
     """Trains ``model`` on ``data``; driven by a :class:`~nasviz.training.TrainingRun`.
 
@@ -112,6 +128,7 @@ class Trainer(Engine):
         """See :func:`~nasviz.training.train`; ``step`` replaces the supervised step and
         ``settings`` adds what a resumed checkpoint must also match."""
         self.model = as_module(model)
+        _check_trainable(self.model)
         seed = check_int("seed", seed, 0)
         lr = _positive("lr", lr)
         weight_decay = check_real("weight_decay", weight_decay)
@@ -156,6 +173,12 @@ class Trainer(Engine):
         self.accumulate, self.clip, self.lr, self.warmup = accumulate, clip, lr, warmup
         self.schedule = schedule
         self.loss_fn, self.batch_fn = loss_fn, batch_fn or default_batch_fn
+        if step is not None and not isinstance(step, Step):
+            hint = " (did you mean steps=?)" if isinstance(step, int) else ""
+            raise ConfigError(
+                f"step must be a nasviz.training.Step (what one micro-batch computes), got "
+                f"{step!r} ({type(step).__name__}){hint}"
+            )
         self.step_fn = SupervisedStep() if step is None else step
         self.val, self.metrics, self.eval_every = val, metrics, eval_every
         self.checkpoint = None if checkpoint is None else Path(checkpoint)

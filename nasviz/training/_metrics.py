@@ -50,10 +50,21 @@ class Metric(ABC):
     direction: str = "maximize"
     unit: str = ""
     needs_targets: bool = True
+    #: the tasks (of :data:`~nasviz.training.TASKS`) it can score; None: any
+    tasks: tuple[str, ...] | None = None
 
     @abstractmethod
     def reset(self) -> None:
         """Forgets every batch."""
+
+    def check_task(self, task: str | None) -> None:
+        """ConfigError when ``task`` is known and this metric cannot score it."""
+        if task is not None and self.tasks is not None and task not in self.tasks:
+            hint = "mse(data)" if task == "regression" else "accuracy(data) or perplexity(data)"
+            raise ConfigError(
+                f"{self.name} scores {' or '.join(self.tasks)} outputs; this is a {task} task "
+                f"(measure it with {hint}, or metric(fn, data, name, direction))"
+            )
 
     @abstractmethod
     def update(self, outputs: Any, targets: Any, task: str) -> None:
@@ -82,6 +93,7 @@ class Accuracy(Metric):
     """Top-``k`` accuracy in percent (k=1: the usual accuracy)."""
 
     direction, unit = "maximize", "%"
+    tasks = ("classification", "causal_lm")
 
     def __init__(self, k: int = 1):
         self.k = check_int("k", k, 1)
@@ -114,6 +126,7 @@ class Perplexity(Metric):
     """``exp`` of the mean negative log-likelihood per token (per example for classifiers)."""
 
     name, direction = "perplexity", "minimize"
+    tasks = ("classification", "causal_lm")
 
     def __init__(self) -> None:
         self.reset()
@@ -137,6 +150,7 @@ class MeanSquaredError(Metric):
     """Mean squared error over every target value."""
 
     name, direction = "mse", "minimize"
+    tasks = ("regression",)
 
     def __init__(self) -> None:
         self.reset()
@@ -162,6 +176,7 @@ class F1(Metric):
     example)."""
 
     direction, unit = "maximize", "%"
+    tasks = ("classification", "causal_lm")
 
     def __init__(self, average: str = "macro"):
         if average not in ("macro", "micro"):
@@ -294,6 +309,8 @@ def evaluate(
                 logits = logits_of(outputs)
                 inputs = split_batch(batch)[0] if batch_fn is default_batch_fn else None
                 kind = infer_task(module, logits, targets, task)
+                for tally in tallies:
+                    tally.check_task(kind)
                 if kind == "causal_lm":
                     targets = lm_targets(inputs, targets)
                 if any(t.needs_targets for t in tallies):

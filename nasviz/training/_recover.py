@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nasviz.data._batch import describe, logits_of, move, split_batch
-from nasviz.errors import ConfigError, ShapeError, check_real
+from nasviz.errors import ConfigError, ShapeError, check_options, check_real
 from nasviz.training._device import model_device
 from nasviz.training._losses import distillation_loss
 from nasviz.training._model import as_module, eval_mode
@@ -35,6 +35,9 @@ if TYPE_CHECKING:
     from nasviz.training._run import TrainingRun
 
 __all__ = ["DistillStep", "auto_pairs", "recover"]
+
+#: Trainer arguments recover sets itself (or that are its own parameters' targets).
+_MADE_HERE = ("model", "data", "step", "settings")
 
 
 def auto_pairs(student: nn.Module, teacher: nn.Module) -> list[tuple[str, str]]:
@@ -354,8 +357,8 @@ def recover(
     from nasviz.training._loop import Trainer
     from nasviz.training._run import TrainingRun
 
-    if "step" in options:
-        raise ConfigError("recover makes its own step; 'step' is not an option here")
+    # recover makes the step; a typo would otherwise reach the Trainer as some other option
+    check_options("recover", options, [recover, Trainer], internal=_MADE_HERE)
     step = DistillStep(teacher, temperature, alpha, hidden, hidden_weight, mixup)
     trainer = Trainer(model, data, steps=steps, step=step, **options)
     return TrainingRun(trainer, name=f"recover {type(model).__name__}")

@@ -7,6 +7,7 @@ from typing import Any
 import pandas as pd
 from torch import nn
 
+from nasviz.errors import check_options
 from nasviz.runner import Run
 from nasviz.training._loop import Trainer
 
@@ -71,4 +72,5 @@ def train(model: nn.Module, data: Any, **options: Any) -> TrainingRun:
             cannot predict, an unavailable device, empty data (the model is left as it was).
         CheckpointError: a checkpoint of other settings or another model.
     """
+    check_options("train", options, [Trainer], internal=("model", "data", "settings"))
     return TrainingRun(Trainer(model, data, **options), name=f"train {type(model).__name__}")

@@ -159,6 +159,11 @@ def test_bad_qat_calls_raise_and_change_nothing(trained_mlp, digits_data):
         ),
         (lambda: qat(trained_mlp, digits_data, steps=0), ConfigError, "steps"),
         (
+            lambda: qat(trained_mlp, digits_data, steps=2, teachr=trained_mlp),
+            ConfigError,
+            r"qat has no option 'teachr' \(did you mean 'teacher'\?\)",
+        ),
+        (
             lambda: qat(trained_mlp, (X.reshape(len(X), -1)[:, :10], y), steps=2),
             ShapeError,
             "shape",
@@ -173,7 +178,11 @@ def test_bad_qat_calls_raise_and_change_nothing(trained_mlp, digits_data):
             ConfigError,
             "already quantized",
         ),
-        (lambda: qat(trained_mlp, digits_data, steps=2, step=None), ConfigError, "own step"),
+        (
+            lambda: qat(trained_mlp, digits_data, steps=2, step=None),
+            ConfigError,
+            "no option .step.",
+        ),
     ]
     for call, error, needle in cases:
         with pytest.raises(error, match=needle):

@@ -225,6 +225,10 @@ def test_workers_run_evaluations_in_parallel_threads():
         ({"workers": 0}, "workers must be"),
         ({"constraints": {"speed": 1.0}}, "not an objective"),
         ({"strategy": "nsga2", "strategy_options": {"population_size": 1}}, "population_size"),
+        (
+            {"strategy": "predictor", "strategy_options": {"feature": []}},
+            r"strategy 'predictor' has no option 'feature' \(did you mean 'features'\?\)",
+        ),
     ],
 )
 def test_bad_input_is_a_config_error(kwargs, match):

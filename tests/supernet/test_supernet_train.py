@@ -109,6 +109,8 @@ def test_bad_training_input(digits_data):
         train_supernet(torch.nn.Linear(2, 2), digits_data)
     with pytest.raises(ShapeError, match="expects"):
         train_supernet(ElasticMLP(in_features=10), digits_data)
+    with pytest.raises(ConfigError, match=r"no option 'epoch' \(did you mean 'epochs'\?\)"):
+        train_supernet(ElasticMLP(), digits_data, epoch=2)
 
 
 def test_pause_holds_the_steps_and_resume_finishes(digits_data, uninterrupted):

@@ -94,6 +94,14 @@ BAD = [
         r"target must name the label column .* \['a', 'y'\]",
     ),
     ("not data", {}, ConfigError, "training data must be a nasviz Dataset or Split"),
+    ((X, Y), {"step": 5}, ConfigError, r"step must be a nasviz.training.Step .*steps=\?"),
+    (
+        (X, Y),
+        {"epoch": 2},
+        ConfigError,
+        r"train has no option 'epoch' \(did you mean 'epochs'\?\); its options are accumulate,",
+    ),
+    ((X, Y), {"settings": {}}, ConfigError, "train has no option 'settings'"),
 ]
 
 

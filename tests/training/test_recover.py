@@ -181,6 +181,8 @@ def test_auto_pairs_the_blocks_of_same_depth_models():
 
 
 def test_bad_recover_calls_change_nothing(teacher):
+    from nasviz.quant import quantize
+
     X, _ = blobs(32, classes=4)
     student = mlp(classes=4, hidden=8)
     before, teacher_before = fingerprint(student), fingerprint(teacher)
@@ -204,6 +206,21 @@ def test_bad_recover_calls_change_nothing(teacher):
         (lambda: recover(mlp(classes=3), teacher, X, steps=2), ShapeError, "outputs of one shape"),
         (lambda: recover(student, teacher, X, steps="2"), ConfigError, "steps must be an int"),
         (lambda: recover(student, teacher, X, steps=2, mixup=0), ConfigError, "mixup"),
+        (
+            lambda: recover(student, teacher, X, steps=2, tempreature=2.0),
+            ConfigError,
+            r"recover has no option 'tempreature' \(did you mean 'temperature'\?\)",
+        ),
+        (
+            lambda: recover(quantize(student, 4), teacher, X, steps=2),
+            ConfigError,
+            r"'0' holds post-training quantized codes .*prepare_qat",
+        ),
+        (
+            lambda: recover(student, teacher, X, steps=2, step=None),
+            ConfigError,
+            "recover has no option 'step'",
+        ),
     ]
     for call, error, needle in cases:
         with pytest.raises(error, match=needle):
