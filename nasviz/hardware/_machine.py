@@ -123,5 +123,8 @@ class Machine:
         return cls(**data)
 
     def __str__(self) -> str:
+        text = f"{self.cpu}, {self.cores} cores / {self.threads} threads, torch {self.torch}"
+        if self.device == "cpu" and self.device_name in (self.cpu, "", None):
+            return text  # (the CPU named once)
         where = self.device_name if self.device == "cpu" else f"{self.device} ({self.device_name})"
-        return f"{self.cpu}, {self.cores} cores / {self.threads} threads, torch {self.torch}, on {where}"
+        return f"{text}, on {where}"

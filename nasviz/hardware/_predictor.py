@@ -21,7 +21,7 @@ from sklearn.preprocessing import StandardScaler
 
 from nasviz.errors import ConfigError
 from nasviz.hardware._profile import HardwareProfile
-from nasviz.hardware._table import LatencyTable
+from nasviz.hardware._table import LatencyTable, one_arch
 
 __all__ = ["LatencyPredictor"]
 
@@ -83,4 +83,5 @@ class LatencyPredictor:
         return sums + self._model.predict(features)
 
     def predict(self, arch: Mapping[str, Any]) -> float:
-        return float(self.predict_many([arch])[0])
+        """Predicted latency (ms) of one arch."""
+        return float(self.predict_many([one_arch(arch)])[0])

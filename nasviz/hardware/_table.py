@@ -159,7 +159,7 @@ class LatencyTable:
 
     def predict(self, arch: Mapping[str, Any]) -> float:
         """Predicted latency (ms) of one arch."""
-        return float(self.predict_many([arch])[0])
+        return float(self.predict_many([one_arch(arch)])[0])
 
     def parts(self, arch: Mapping[str, Any]) -> pd.DataFrame:
         """The blocks ``arch`` runs: ``block``, ``choice`` (dict) and ``ms``; the prediction is
@@ -178,6 +178,16 @@ class LatencyTable:
 
     def __repr__(self) -> str:
         return f"LatencyTable({self.profile!r})"
+
+
+def one_arch(arch: Any) -> Mapping[str, Any]:
+    """``arch`` when it is one arch (a mapping), else a ConfigError pointing to predict_many."""
+    if not isinstance(arch, Mapping):
+        raise ConfigError(
+            f"predict takes one arch (a dict of dimension -> choice), got a "
+            f"{type(arch).__name__}; for several archs use predict_many(archs)"
+        )
+    return arch
 
 
 def _numeric(values: list[Any]) -> tuple[np.ndarray, np.ndarray] | None:

@@ -91,6 +91,30 @@ def symmetric_for(bits: int, symmetric: bool | None) -> bool:
     return bits == 8 if symmetric is None else bool(symmetric)
 
 
+def _selected(
+    model: nn.Module, include: Any, exclude: Any, bits: int | Mapping[str, int]
+) -> dict[str, Target]:
+    """The quantizable layers ``include`` / ``exclude`` select; a ConfigError when there are
+    none or ``bits`` is an empty mapping (the call would return an unquantized copy)."""
+    found = find_targets(model)
+    if not found:
+        raise ConfigError(
+            f"this {type(model).__name__} has no quantizable layer: nasviz quantizes Linear, "
+            "Conv1d/2d/3d, GPT-2 Conv1D and stacked expert weights, and never a weight shared "
+            "by several modules (tied embeddings)"
+        )
+    targets = select(found, include, exclude)
+    if not targets:
+        raise ConfigError(
+            f"include={include!r} and exclude={exclude!r} leave no layer to quantize; layers: "
+            + ", ".join(list(found)[:12])
+            + (" ..." if len(found) > 12 else "")
+        )
+    if isinstance(bits, Mapping) and not bits:
+        raise ConfigError("bits={} names no layer; give {layer: bits} or one bit-width for all")
+    return targets
+
+
 def bits_plan(
     targets: Mapping[str, Target], bits: int | Mapping[str, int], what: str = "bits"
 ) -> dict[str, int]:
@@ -276,7 +300,7 @@ def quantize(
         raise ConfigError(f"mode must be one of {MODES}, got {mode!r}")
     if symmetric is not None and not isinstance(symmetric, bool):
         raise ConfigError(f"symmetric must be True, False or None, got {symmetric!r}")
-    targets = select(find_targets(model), include, exclude)
+    targets = _selected(model, include, exclude, bits)
     if mode == "weight":
         plan = bits_plan(targets, bits)
         return apply_weight_quantization(_copy(model), plan, symmetric)
@@ -310,7 +334,7 @@ def prepare_qat(
     so any training loop fine-tunes it for quantization. :func:`convert` stores the result.
     Arguments as in :func:`quantize` (weight mode); stacked experts are not supported here."""
     _check_model(model)
-    targets = select(find_targets(model), include, exclude)
+    targets = _selected(model, include, exclude, bits)
     plan = bits_plan(targets, bits)
     stacked = [n for n, b in plan.items() if targets[n].expert is not None and b != 32]
     if stacked:

@@ -59,7 +59,10 @@ class QuantSpace(SearchSpace):
         return {layer: int(own[d]) for d in self.names for layer in self.layers[d]}
 
     def __repr__(self) -> str:
-        return f"QuantSpace({len(self)} {self.granularity} dimensions, bits {list(self.dims[self.names[0]])})"
+        return (
+            f"QuantSpace({len(self.names)} {self.granularity} dimensions, bits "
+            f"{list(self.dims[self.names[0]])}, {len(self)} archs)"
+        )
 
 
 def quant_space(

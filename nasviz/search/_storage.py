@@ -344,13 +344,16 @@ def _check_same(
         )
 
 
-def load_existing(storage: BaseStorage, study_name: str | None, where: str) -> optuna.Study:
-    """Loads a nasviz study from a storage that already holds it (reads only)."""
+def load_existing(
+    storage: BaseStorage, study_name: str | None, where: str, choose: str = "study_name="
+) -> optuna.Study:
+    """Loads a nasviz study from a storage that already holds it (reads only); ``choose``:
+    how the caller names a study (the message when the storage holds several)."""
     names = study_names(storage)
     if study_name is None:
         if len(names) != 1:
             raise StorageError(
-                f"storage {where!r} holds {len(names)} studies {names}; pass study_name= to choose one"
+                f"storage {where!r} holds {len(names)} studies {names}; pass {choose} to choose one"
                 if names
                 else f"storage {where!r} holds no search"
             )

@@ -108,10 +108,10 @@ def worker(
 
     if storage == ":memory:":
         raise ConfigError("a worker needs a storage other processes can reach, not ':memory:'")
+    optuna_storage, where = make_storage(storage, writable=False)
+    found = load_existing(optuna_storage, study, where, "study= (--study NAME)")
     if objective is None:
-        optuna_storage, where = make_storage(storage, writable=False)
-        stored = load_existing(optuna_storage, study, where).user_attrs.get(SETTINGS_KEY, {})
-        objective = stored.get("function")
+        objective = found.user_attrs.get(SETTINGS_KEY, {}).get("function")
         if objective is None:
             raise ConfigError(
                 f"the search on {where!r} names no importable evaluation function (it was "

@@ -85,7 +85,7 @@ def mean_losses(
     if bad:
         kept = f"; the last good checkpoint stays at {checkpoint}" if checkpoint is not None else ""
         raise TrainingError(
-            f"loss {', '.join(f'{k}={v}' for k, v in bad.items())} at step {step + 1} "
+            f"non-finite loss ({', '.join(f'{k}={v}' for k, v in bad.items())}) at step {step + 1} "
             f"(epoch {epoch}): training stopped before this update changed the weights{kept}. "
             "Lower lr, set clip=, check the data for NaN or use fp32"
         )

@@ -25,6 +25,7 @@ def test_a_profile_records_the_machine(cnn_profile):
     assert m.onnxruntime == onnxruntime.__version__
     assert (profile.runtime, profile.threads, profile.input_shape) == ("eager", 1, (1, 1, 8, 8))
     assert Machine.current().same_hardware(m)
+    assert str(m).count(m.cpu) == 1 and repr(profile).endswith(f"on {m})")  # the CPU once
 
 
 def test_profiles_round_trip_through_json(cnn_profile, tmp_path):
@@ -61,6 +62,8 @@ def test_a_prediction_is_the_fixed_part_plus_the_sum_of_the_blocks_the_subnet_ru
     assert table.predict(arch) == pytest.approx(profile.fixed_ms + parts.ms.sum())
     frame = __import__("pandas").DataFrame([dict(a) for a in archs])
     np.testing.assert_array_equal(table.predict_many(frame), table.predict_many(archs))
+    with pytest.raises(ConfigError, match="predict takes one arch .* use predict_many"):
+        table.predict([arch])
 
 
 def test_the_fixed_part_is_the_median_residual_of_the_sampled_subnets(cnn_profile):

@@ -165,6 +165,7 @@ def test_weights_changing_drops_cached_quantized_exports():
 
 def test_a_plain_model_gets_a_bits_only_space(trained_mlp, digits_data):
     qspace = quant_space(trained_mlp, bits=(4, 8))
+    assert repr(qspace) == "QuantSpace(3 layer dimensions, bits [4, 8], 8 archs)"
     qnet = QuantSupernet(trained_mlp, qspace)
     assert qnet.space == qspace
     arch = qnet.space.validate(dict.fromkeys(qspace.names, 8))

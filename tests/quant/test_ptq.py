@@ -208,3 +208,29 @@ def test_prepare_qat_trains_through_rounded_weights_and_converts(trained_mlp, di
     assert state_hash(trained_mlp) == before
     with pytest.raises(ConfigError, match="prepare_qat"):
         convert(trained_mlp)
+
+
+def test_a_call_that_would_quantize_nothing_is_refused():
+    """Never an unquantized copy returned as if quantized."""
+    from nasviz.quant import prepare_qat
+
+    class Tied(nn.Module):  # a weight shared by two modules is never quantized
+        def __init__(self):
+            super().__init__()
+            self.embed = nn.Embedding(16, 8)
+            self.head = nn.Linear(8, 16, bias=False)
+            self.head.weight = self.embed.weight
+
+        def forward(self, x):
+            return self.head(self.embed(x))
+
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    cases = [
+        (lambda: quantize(Tied(), 4), "has no quantizable layer"),
+        (lambda: quantize(model, 4, exclude="*"), "leave no layer to quantize; layers: 0, 2"),
+        (lambda: quantize(model, {}), "bits={} names no layer"),
+        (lambda: prepare_qat(model, 4, include="2", exclude="2"), "leave no layer"),
+    ]
+    for call, needle in cases:
+        with pytest.raises(ConfigError, match=needle):
+            call()

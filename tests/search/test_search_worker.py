@@ -69,3 +69,13 @@ def test_a_worker_needs_a_shared_storage(capsys, tmp_path):
     assert "not ':memory:'" in capsys.readouterr().err
     assert main(["worker", "--storage", str(tmp_path / "absent.journal")]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def test_a_worker_on_a_storage_of_several_studies_is_told_to_pass_study(capsys, tmp_path):
+    path = str(tmp_path / "two.journal")
+    for name in ("first", "second"):
+        Search(shared_fn, SPACE, objectives=OBJECTIVES, storage=path, study_name=name)
+    assert main(["worker", "--storage", path, "--objective", "search_helpers:shared_fn"]) == 2
+    assert "holds 2 studies ['first', 'second']; pass study= (--study NAME) to choose one" in (
+        capsys.readouterr().err
+    )

@@ -177,7 +177,7 @@ def test_a_nan_loss_fails_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
     run.subscribe(events.append)
     status = run.run()
     assert status.state == "failed" and isinstance(run.error, TrainingError)
-    assert "loss=nan at step 3" in str(run.error) and "nan" in status.message
+    assert "non-finite loss (loss=nan) at step 3" in str(run.error) and "nan" in status.message
     assert [e for e in events if e.kind == "error"]
     assert torch.isfinite(torch.cat([p.flatten() for p in model.parameters()])).all()
     good = torch.load(path, weights_only=True)
