@@ -89,6 +89,11 @@ def synflow(input_shape: tuple[int, ...]) -> Objective:
     """SynFlow score (maximize): see the module docstring. ``input_shape`` includes the batch
     (``(1, 1, 8, 8)``); it is checked here."""
     shape = check_shape("input_shape (batch included)", input_shape)
+    if len(shape) < 2:
+        raise ConfigError(
+            f"input_shape includes the batch: (1, {', '.join(map(str, shape))}) for one example "
+            f"of shape {shape}, got {shape}"
+        )
 
     def fn(model: Any, arch: Any) -> float:
         net = _copy(model, arch).double().eval()

@@ -118,6 +118,8 @@ def test_bad_proxy_input_is_a_config_error():
         grad_norm((torch.zeros(4, 2), torch.zeros(4)), batch_size=1)
     with pytest.raises(ShapeError, match="input_shape"):
         synflow((0, 3))
+    with pytest.raises(ConfigError, match=r"includes the batch: \(1, 64\) for one example"):
+        synflow((64,))
     with pytest.raises(ConfigError, match="need a supernet"):
         synflow((1, 3))(None, {"x": 1})
     with pytest.raises(ConfigError, match="features are Objectives"):
