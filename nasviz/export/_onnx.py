@@ -191,9 +191,16 @@ def program(
             try:
                 return torch.export.export(module, args, kwargs, dynamic_shapes=shapes)
             except Exception as exc:
+                first, hint = (str(exc).splitlines() or [""])[0], ""
+                if shapes is not None and "Constraints violated" in first:
+                    first = first.rstrip(". ")
+                    hint = (
+                        f"; the model fixes a dimension that dynamic={dynamic!r} lets vary (an "
+                        "MLP or CNN has no sequence dimension: use dynamic='batch')"
+                    )
                 raise RunError(
                     f"torch.export could not export {type(module).__name__}: "
-                    f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                    f"{type(exc).__name__}: {first}{hint}"
                 ) from exc
     finally:
         restore()

@@ -179,6 +179,8 @@ def test_dynamic_dimensions_are_checked():
         program(static, torch.randn(1, 12), dynamic="batch")
     with pytest.raises(ConfigError, match=r"has no dimension 1"):
         program(nn.Linear(2, 2), torch.randn(3), dynamic=("batch", "sequence"))
+    with pytest.raises(RunError, match=r"fixes a dimension that dynamic='sequence' lets vary"):
+        program(static, torch.randn(2, 12), dynamic="sequence")  # an MLP: no sequence
 
 
 @pytest.mark.parametrize("bits", [2, 3, 4, 8, 16])
