@@ -123,20 +123,27 @@ def check_shape(name: str, shape: object, error: type[NasvizError] = ShapeError)
 def check_options(
     where: str,
     options: Mapping[str, object],
-    takers: Iterable[Callable[..., object]],
+    takers: Sequence[Callable[..., object]],
     internal: Iterable[str] = (),
 ) -> None:
     """Raises ConfigError for a keyword in ``options`` that none of ``takers`` (the function
-    called and what it passes ``**options`` on to) accepts by name, or that is ``internal``
-    (set by the function itself): the message names it, the closest allowed keyword and all
-    of them. Called before anything runs, so a typo (``step=`` for ``steps=``) never
+    called and what it passes ``**options`` on to, last) accepts by name, or that is
+    ``internal`` (set by the function itself): the message names it, the closest allowed
+    keyword and all of them. Nothing is checked when the last taker takes ``**kwargs`` or has
+    no readable signature. Called before anything runs, so a typo (``step=`` for ``steps=``) never
     reaches the engine as some other option."""
     internal = {"self", *internal}
     allowed: set[str] = set()
     for taker in takers:
-        for name, param in inspect.signature(taker).parameters.items():
+        try:
+            params = inspect.signature(taker).parameters.values()
+        except (TypeError, ValueError):  # (a callable without a readable signature)
+            return
+        for param in params:
+            if param.kind == param.VAR_KEYWORD and taker is takers[-1]:
+                return  # the last one takes any keyword: nothing can be checked here
             if param.kind in (param.KEYWORD_ONLY, param.POSITIONAL_OR_KEYWORD):
-                allowed.add(name)
+                allowed.add(param.name)
     allowed -= internal
     for name in options:
         if name not in allowed:

@@ -182,7 +182,7 @@ class LatencyTable:
 
 def one_arch(arch: Any) -> Mapping[str, Any]:
     """``arch`` when it is one arch (a mapping), else a ConfigError pointing to predict_many."""
-    if not isinstance(arch, Mapping):
+    if not (isinstance(arch, Mapping) or hasattr(arch, "keys")):  # (a DataFrame row works)
         raise ConfigError(
             f"predict takes one arch (a dict of dimension -> choice), got a "
             f"{type(arch).__name__}; for several archs use predict_many(archs)"

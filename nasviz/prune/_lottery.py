@@ -190,8 +190,8 @@ def _training_rounds(
             raise RuntimeError(f"lottery: a round's training ended {status.state}: {run.error}")
         if val is None:
             return float(run.history["loss"].iloc[-1])
-        metrics = default_metrics(options.get("task"))  # accuracy unless a task says otherwise
-        return next(iter(evaluate(model, val, metrics, task=options.get("task")).values()))
+        task = run.engine.task  # as the training found it (given, or inferred from the data)
+        return next(iter(evaluate(model, val, default_metrics(task), task=task).values()))
 
     return train_round
 

@@ -100,10 +100,13 @@ def create_trial(storage: BaseStorage, study: int, template: FrozenTrial) -> int
     PostgreSQL and SQLite in one transaction of four statements (Optuna's checks each param against the study's
     earlier distributions, two queries per param; nasviz's are fixed per study)."""
     store = backend(storage)
-    if isinstance(store, RDBStorage) and store.engine.dialect.name in _ONE_STATEMENT_INSERT:
+    if isinstance(store, RDBStorage) and _one_statement_insert(store):
         return _rdb_create(store, study, template)
     if not isinstance(store, InMemoryStorage):
-        return storage.create_new_trial(study, template_trial=template)
+        created = storage.create_new_trial(study, template_trial=template)  # (copies template)
+        template._trial_id = created  # as the fast paths do: the caller reads them from it
+        template.number = storage.get_trial_number_from_id(created)
+        return created
     with store._lock:
         store._check_study_id(study)
         trial_id = store._max_trial_id + 1
@@ -116,9 +119,16 @@ def create_trial(storage: BaseStorage, study: int, template: FrozenTrial) -> int
     return trial_id
 
 
-#: Databases whose INSERT can read its own table in a subquery and return the row it wrote
-#: (MySQL can do neither: its trials are created by Optuna's own code).
+#: Databases whose INSERT can read its own table in a subquery (MySQL cannot: its trials are
+#: created by Optuna's own code, as are those of an SQLite older than 3.35, without RETURNING).
 _ONE_STATEMENT_INSERT = ("postgresql", "sqlite")
+
+
+def _one_statement_insert(store: RDBStorage) -> bool:
+    dialect = store.engine.dialect
+    return dialect.name in _ONE_STATEMENT_INSERT and bool(dialect.insert_returning)
+
+
 #: The states a trial can be finished from (Optuna's ``check_trial_is_updatable``).
 _UPDATABLE = [s for s in TrialState if not s.is_finished()]
 

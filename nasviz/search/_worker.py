@@ -103,13 +103,19 @@ def worker(
         StorageError: no such storage or study, or a study of another space.
         ConfigError: the objective cannot be imported, or bad arguments.
     """
+    from nasviz.search._optuna import backend
     from nasviz.search._search import SETTINGS_KEY, Search
     from nasviz.search._storage import load_existing, make_storage
 
     if storage == ":memory:":
         raise ConfigError("a worker needs a storage other processes can reach, not ':memory:'")
     optuna_storage, where = make_storage(storage, writable=False)
-    found = load_existing(optuna_storage, study, where, "study= (--study NAME)")
+    try:
+        found = load_existing(optuna_storage, study, where, "study= (--study NAME)")
+    finally:
+        engine = getattr(backend(optuna_storage), "engine", None)
+        if engine is not None:  # (an RDB: Search.load below opens its own)
+            engine.dispose()
     if objective is None:
         objective = found.user_attrs.get(SETTINGS_KEY, {}).get("function")
         if objective is None:

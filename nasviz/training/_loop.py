@@ -66,19 +66,25 @@ def _positive(name: str, value: Any) -> float:
 
 
 def _check_trainable(model: nn.Module) -> None:
-    """ConfigError for a model whose weights are stored quantized codes (post-training
-    quantization keeps no float weights: training it would move only its biases)."""
+    """ConfigError for a model whose every weight matrix is stored as post-training quantized
+    codes (no float weights: training it would move only its biases). A partly quantized
+    model (some layers, or only the experts) trains its float layers."""
     from nasviz.quant._modules import QuantizedExperts, QuantizedWeight
 
-    for name, module in model.named_modules():
-        if isinstance(module, QuantizedWeight | QuantizedExperts):
-            layer = name.split(".parametrizations.")[0] or type(model).__name__
-            raise ConfigError(
-                f"{layer!r} holds post-training quantized codes (quantize()), which have no "
-                "float weights to train; fine-tune the full-precision model and quantize it "
-                "afterwards, or train with fake quantization: qat(model, data, bits) or "
-                "recover(prepare_qat(model, bits), teacher, data, steps=...)"
-            )
+    quantized = [
+        name.split(".parametrizations.")[0] or type(model).__name__
+        for name, module in model.named_modules()
+        if isinstance(module, QuantizedWeight | QuantizedExperts)
+    ]
+    if not quantized or any(p.requires_grad and p.dim() >= 2 for p in model.parameters()):
+        return
+    raise ConfigError(
+        f"every weight of this {type(model).__name__} is post-training quantized codes "
+        f"(quantize(); layers {', '.join(repr(q) for q in quantized[:6])}"
+        f"{' ...' if len(quantized) > 6 else ''}): only its biases could train; fine-tune the "
+        "full-precision model and quantize it afterwards, or train with fake quantization: "
+        "qat(model, data, bits) or recover(prepare_qat(model, bits), teacher, data, steps=...)"
+    )
 
 
 class Trainer(Engine):

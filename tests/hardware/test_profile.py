@@ -64,6 +64,7 @@ def test_a_prediction_is_the_fixed_part_plus_the_sum_of_the_blocks_the_subnet_ru
     np.testing.assert_array_equal(table.predict_many(frame), table.predict_many(archs))
     with pytest.raises(ConfigError, match="predict takes one arch .* use predict_many"):
         table.predict([arch])
+    assert table.predict(frame.iloc[5]) == table.predict(arch)  # a DataFrame row is an arch
 
 
 def test_the_fixed_part_is_the_median_residual_of_the_sampled_subnets(cnn_profile):

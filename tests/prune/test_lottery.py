@@ -133,3 +133,15 @@ def test_data_arguments_are_checked_before_anything_changes():
     with pytest.raises(ConfigError, match="second argument is the data"):
         lottery(model, mlp((16, 4)), rounds=2)
     assert unchanged(model, before)
+
+
+def test_rounds_on_regression_data_record_the_mse():
+    """With data and val of a regression task, each round's metric is the task's (MSE)."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 16, generator=g)
+    y = x[:, :1] - x[:, 1:2]  # float targets (64, 1): regression
+    result = lottery(
+        mlp((16, 32, 1)), (x, y), rounds=1, sparsity=0.5, val=(x, y),
+        train_options={"steps": 2},
+    )  # fmt: skip
+    assert len(result.metrics) == 2 and all(m > 0 for m in result.metrics)

@@ -237,6 +237,21 @@ def test_bad_input_is_a_config_error(kwargs, match):
         Search(two_objectives, **{**base, **kwargs})
 
 
+def test_a_registered_factory_taking_any_keyword_gets_the_options(monkeypatch):
+    from nasviz.search import _strategy
+
+    got = {}
+
+    def factory(**options):
+        got.update(options)
+        return _strategy._REGISTRY["random"]()
+
+    monkeypatch.setitem(_strategy._REGISTRY, "mine", factory)
+    Search(two_objectives, SPACE, objectives=OBJECTIVES, storage=":memory:", strategy="mine",
+           strategy_options={"anything": 1})  # fmt: skip
+    assert got == {"anything": 1}
+
+
 def test_registry_lists_the_strategies():
     assert {"random", "nsga2", "predictor"} <= set(strategy_names())
 

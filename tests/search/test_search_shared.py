@@ -105,8 +105,8 @@ def test_a_search_waiting_for_anothers_last_evaluation_reads_soon_then_backs_off
     tmp_path, monkeypatch
 ):
     """With the rest of the budget held by another search's running evaluation, a search
-    sleeps 10 ms, then twice as long each time up to the poll interval, reading the study
-    after each sleep, and ends once that evaluation is in."""
+    sleeps 10 ms, then twice as long each time up to the poll interval, and ends once that
+    evaluation is in (its result read from the study: both archs in its results)."""
     from types import SimpleNamespace
 
     from search_helpers import SPACE, two_objectives

@@ -214,7 +214,7 @@ def test_bad_recover_calls_change_nothing(teacher):
         (
             lambda: recover(quantize(student, 4), teacher, X, steps=2),
             ConfigError,
-            r"'0' holds post-training quantized codes .*prepare_qat",
+            r"every weight of this Sequential is post-training quantized codes .*prepare_qat",
         ),
         (
             lambda: recover(student, teacher, X, steps=2, step=None),
@@ -260,3 +260,18 @@ def test_a_training_monitor_follows_a_recover_run(teacher):
         assert monitor.series[member].values("x") == list(range(1, 7))
     assert "finished" in monitor.controls.status_line.value
     monitor.close()
+
+
+def test_a_partly_quantized_student_trains_its_float_layers(teacher):
+    """Only a model with no float weight matrix left is refused: one quantized layer of two
+    leaves the other to train."""
+    from nasviz.quant import quantize
+
+    X, _ = blobs(32, classes=4)
+    student = quantize(mlp(classes=4, hidden=8), 4, include="0")
+    before = {k: v.clone() for k, v in student.state_dict().items()}
+    assert recover(student, teacher, X, steps=2).run().state == "finished"
+    after = student.state_dict()
+    assert not torch.equal(after["3.weight"], before["3.weight"])  # the float layer trained
+    assert torch.equal(after["0.parametrizations.weight.0.packed"],
+                       before["0.parametrizations.weight.0.packed"])  # fmt: skip
