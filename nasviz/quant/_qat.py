@@ -23,6 +23,7 @@ from torch import nn
 from nasviz.errors import ConfigError, check_options
 from nasviz.quant._ptq import convert, prepare_qat
 from nasviz.training import DistillStep, Trainer, TrainingRun
+from nasviz.training._recover import MADE_BY_WRAPPER
 
 __all__ = ["QATRun", "qat"]
 
@@ -91,7 +92,7 @@ def qat(
             allowed (checked before anything is trained).
         ShapeError: a batch the model cannot take.
     """
-    check_options("qat", options, [qat, Trainer], internal=("model", "data", "step", "settings"))
+    check_options("qat", options, [qat, Trainer], internal=MADE_BY_WRAPPER)
     if teacher is None and alpha is not None:
         raise ConfigError("alpha (the distillation share) needs teacher=")
     prepared = prepare_qat(model, bits, include=include, exclude=exclude, symmetric=symmetric)

@@ -97,8 +97,9 @@ def create_trial(storage: BaseStorage, study: int, template: FrozenTrial) -> int
     """``storage.create_new_trial(study, template)`` for a RUNNING template with params and
     system attributes. In memory without Optuna's deep copy of the template (the caller hands
     over a fresh one and never touches it again; distributions are never modified); in
-    PostgreSQL and SQLite in one transaction of four statements (Optuna's checks each param against the study's
-    earlier distributions, two queries per param; nasviz's are fixed per study)."""
+    PostgreSQL and SQLite in one transaction of four statements (Optuna's checks each param
+    against the study's earlier distributions, two queries per param; nasviz's are fixed per
+    study)."""
     store = backend(storage)
     if isinstance(store, RDBStorage) and _one_statement_insert(store):
         return _rdb_create(store, study, template)

@@ -36,8 +36,8 @@ if TYPE_CHECKING:
 
 __all__ = ["DistillStep", "auto_pairs", "recover"]
 
-#: Trainer arguments recover sets itself (or that are its own parameters' targets).
-_MADE_HERE = ("model", "data", "step", "settings")
+#: Trainer arguments that recover (and qat) set themselves: never options of theirs.
+MADE_BY_WRAPPER = ("model", "data", "step", "settings")
 
 
 def auto_pairs(student: nn.Module, teacher: nn.Module) -> list[tuple[str, str]]:
@@ -358,7 +358,7 @@ def recover(
     from nasviz.training._run import TrainingRun
 
     # recover makes the step; a typo would otherwise reach the Trainer as some other option
-    check_options("recover", options, [recover, Trainer], internal=_MADE_HERE)
+    check_options("recover", options, [recover, Trainer], internal=MADE_BY_WRAPPER)
     step = DistillStep(teacher, temperature, alpha, hidden, hidden_weight, mixup)
     trainer = Trainer(model, data, steps=steps, step=step, **options)
     return TrainingRun(trainer, name=f"recover {type(model).__name__}")
