@@ -2,7 +2,9 @@
 
 * speed: dynamic int8 (torch.ao fbgemm, real kernels) vs fp32 on the MLP 64-1024^3-10 and on
   two GPT-2-small-sized blocks (768 wide, 12 heads, 3072 FFN; 8 tokens), batch 1 and 64, one
-  torch thread, interleaved blocks (the median of per-block ratios); weight bytes fp32 / int8;
+  torch thread, interleaved blocks (the median of per-block ratios), with every Linear layer in
+  int8 and with only those ``int8_speedups`` times faster in int8 at that batch; weight bytes
+  fp32 / int8;
   torchao 0.18's CPU int8 paths measured the same way when torchao is installed (the library
   choice);
 * accuracy on digits: 8-bit weight-only (simulated), dynamic int8 (real) and static int8
@@ -39,6 +41,7 @@ from nasviz.quant import (
     QuantSupernet,
     allocate_expert_bits,
     describe,
+    int8_speedups,
     model_bytes,
     quant_space,
     quantize,
@@ -114,8 +117,36 @@ def _speed_figures() -> list[Figure]:
                     ratio >= 1.8,
                 )
             )
+            figures.append(_measured_choice(name, model, dense, x, batch))
     figures += _torchao_figures()
     return figures
+
+
+def _measured_choice(
+    name: str, model: nn.Module, dense: nn.Module, x: torch.Tensor, batch: int
+) -> Figure:
+    """fp32 vs int8 dynamic in only the layers ``int8_speedups`` timed faster in int8 at this
+    batch (the rest stay fp32)."""
+    speed = int8_speedups(model, x)
+    faster = list(speed.index[speed["speedup"] > 1])
+    slower = ", ".join(
+        f"{n} ({speed.loc[n, 'speedup']:.2f}x)" for n in speed.index if n not in faster
+    )
+    chosen = quantize(model, mode="dynamic", include=faster)
+    table = describe(chosen)
+    ratio_bytes = 4 * int(table["weights"].sum()) / float(table["bytes"].sum())
+    small = _Hidden(chosen) if isinstance(dense, _Hidden) else chosen
+    fp_ms, q_ms, ratio = _paired(dense, small, x)
+    return Figure(
+        f"quant.dynamic_int8_speedup_measured.{name}.b{batch}",
+        ratio,
+        "x",
+        f"fp32 {fp_ms:.2f} ms vs int8 dynamic (real, fbgemm) in the {len(faster)} of "
+        f"{len(speed)} layers int8_speedups timed faster in int8 {q_ms:.2f} ms, 1 thread; kept "
+        f"fp32: {slower or 'none'}; weight bytes {ratio_bytes:.2f}x fewer than fp32",
+        ">= 1.8",
+        ratio >= 1.8,
+    )
 
 
 def _torchao_figures() -> list[Figure]:

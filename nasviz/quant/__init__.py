@@ -4,6 +4,8 @@ exact model bytes, per-layer sensitivity and mixed-precision experts (MC-MoE).
 * :func:`quantize` — a quantized copy of any model: weight-only per-channel 2/3/4/8 bits
   (simulated kernels, real storage), dynamic int8 for Linear layers and static int8 for conv
   nets (real fbgemm kernels); :func:`describe` lists layers with their bits and kernel.
+* :func:`int8_speedups` — each Linear layer timed in fp32 and dynamic int8 on an example input:
+  which layers to quantize for speed at the deployment's batch size.
 * :func:`prepare_qat` / :func:`convert` — fake quantization with a straight-through estimator
   (:class:`FakeQuantize`) that a training loop trains through, then stored codes.
 * :func:`qat` — quantization-aware fine-tuning of a copy as a background run on the training
@@ -27,6 +29,7 @@ from nasviz.quant._qat import QATRun, qat
 from nasviz.quant._qtensor import BITS, INT_BITS, dequantize, fake_quantize, quantize_tensor
 from nasviz.quant._sensitivity import sensitivity
 from nasviz.quant._space import GRANULARITIES, QuantSpace, quant_space
+from nasviz.quant._speedup import int8_speedups
 from nasviz.quant._targets import Target, find_targets
 
 __all__ = [
@@ -50,6 +53,7 @@ __all__ = [
     "expert_importance",
     "fake_quantize",
     "find_targets",
+    "int8_speedups",
     "is_quantized",
     "model_bytes",
     "prepare_qat",

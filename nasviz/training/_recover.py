@@ -342,11 +342,11 @@ def recover(
             to >= 0.5, the labels those of the larger part), so the student matches the
             teacher's function between the examples too ("function matching", Beyer et al.
             2022). For floating-point inputs (images, features), not token ids. ``1.0`` is a
-            good start: on the pruned ElasticCNN of ``python -m bench training`` it turns
-            distillation's result against cross-entropy fine-tuning from a loss into a gain
-            (cross-entropy on the same mixes does worse, so the gain is the teacher's); on a
-            ResNet that cross-entropy alone brings within 1.5 points of its teacher it gains
-            nothing.
+            good start: on the pruned ElasticCNN of ``python -m bench training`` it gains over
+            cross-entropy fine-tuning (cross-entropy on the same mixes does worse, so the gain
+            is the teacher's), though less than plain distillation at its best learning rate;
+            on a ResNet that cross-entropy alone brings within 1.5 points of its teacher it
+            gains nothing.
         **options: as for :func:`~nasviz.training.train` (``lr``, ``device``, ``precision``,
             ``batch_size``, ``checkpoint``, ``val``, ...).
 

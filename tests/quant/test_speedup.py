@@ -1,0 +1,78 @@
+"""int8_speedups: each Linear layer timed in fp32 and dynamic int8 on the input it receives."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import transformers as tf
+from quant_helpers import state_hash
+from torch import nn
+
+from nasviz.errors import ConfigError, ShapeError
+from nasviz.quant import describe, int8_speedups, quantize
+
+
+class _Skips(nn.Module):
+    """An MLP whose ``unused`` layer no input reaches."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.body = nn.Sequential(nn.Linear(12, 64), nn.ReLU(), nn.Linear(64, 3))
+        self.unused = nn.Linear(3, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
+def test_every_reached_linear_layer_is_timed_both_ways_on_the_shape_it_receives():
+    model = _Skips().train()
+    before = state_hash(model)
+    table = int8_speedups(model, torch.randn(5, 12), rounds=2)
+    assert list(table.index) == ["body.0", "body.2"]  # the unused layer is left out
+    assert table.loc["body.0", "input shape"] == (5, 12)
+    assert table.loc["body.2", "input shape"] == (5, 64)
+    assert (table["fp32 ms"] > 0).all() and (table["int8 ms"] > 0).all()
+    assert table["speedup"].tolist() == pytest.approx(
+        (table["fp32 ms"] / table["int8 ms"]).tolist()
+    )
+    assert state_hash(model) == before and model.training  # measured on copies, mode restored
+    assert all(isinstance(m, nn.Linear) for m in model.body if not isinstance(m, nn.ReLU))
+
+
+def test_the_table_selects_the_layers_quantize_runs_in_int8():
+    model = _Skips().eval()
+    x = torch.randn(4, 12)
+    table = int8_speedups(model, x, exclude="body.2", rounds=2)
+    assert list(table.index) == ["body.0"]
+    q = quantize(model, mode="dynamic", include=list(table.index))
+    kernels = describe(q).set_index("layer")["kernel"]
+    assert kernels["body.0"] == "real" and kernels["body.2"] == "float"
+    assert torch.allclose(q(x), model(x), atol=0.05)
+
+
+def test_a_hugging_face_model_is_timed_through_its_keyword_inputs():
+    config = tf.GPT2Config(vocab_size=50, n_positions=16, n_embd=32, n_layer=1, n_head=2)
+    torch.manual_seed(0)
+    model = tf.GPT2Model(config).eval()
+    ids = torch.randint(0, 50, (2, 6))
+    table = int8_speedups(model, {"input_ids": ids}, rounds=1)
+    assert set(table["kind"]) == {"Conv1D"}
+    assert table.loc["h.0.mlp.c_fc", "input shape"] == (2, 6, 32)
+    assert table.loc["h.0.mlp.c_proj", "input shape"] == (2, 6, 128)
+
+
+def test_bad_input_is_refused_and_leaves_the_model_as_it_was():
+    model = _Skips().train()
+    before = state_hash(model)
+    with pytest.raises(ShapeError, match="does not fit _Skips"):
+        int8_speedups(model, torch.randn(2, 7))
+    assert state_hash(model) == before and model.training
+    assert not any(m._forward_pre_hooks for m in model.modules())  # no hook left behind
+    with pytest.raises(ConfigError, match="rounds must be a positive int"):
+        int8_speedups(model, torch.randn(2, 12), rounds=0)
+    with pytest.raises(ConfigError, match="already quantized"):
+        int8_speedups(quantize(model, mode="dynamic"), torch.randn(2, 12))
+    conv = nn.Sequential(nn.Conv2d(1, 2, 3))
+    with pytest.raises(ConfigError, match="Linear"):
+        int8_speedups(conv, torch.randn(1, 1, 5, 5))
