@@ -132,6 +132,11 @@ def _measured_choice(
     slower = ", ".join(
         f"{n} ({speed.loc[n, 'speedup']:.2f}x)" for n in speed.index if n not in faster
     )
+    what = f"int8_speedups timed {len(faster)} of {len(speed)} layers faster in int8"
+    if not faster:  # nothing to quantize: the model stays fp32
+        return Figure(
+            f"quant.dynamic_int8_speedup_measured.{name}.b{batch}", 1.0, "x", f"{what}: {slower}"
+        )
     chosen = quantize(model, mode="dynamic", include=faster)
     table = describe(chosen)
     ratio_bytes = 4 * int(table["weights"].sum()) / float(table["bytes"].sum())
@@ -141,9 +146,8 @@ def _measured_choice(
         f"quant.dynamic_int8_speedup_measured.{name}.b{batch}",
         ratio,
         "x",
-        f"fp32 {fp_ms:.2f} ms vs int8 dynamic (real, fbgemm) in the {len(faster)} of "
-        f"{len(speed)} layers int8_speedups timed faster in int8 {q_ms:.2f} ms, 1 thread; kept "
-        f"fp32: {slower or 'none'}; weight bytes {ratio_bytes:.2f}x fewer than fp32",
+        f"fp32 {fp_ms:.2f} ms vs int8 dynamic (real, fbgemm) {q_ms:.2f} ms in only those: {what}, "
+        f"1 thread; kept fp32: {slower or 'none'}; weight bytes {ratio_bytes:.2f}x fewer than fp32",
         ">= 1.8",
         ratio >= 1.8,
     )

@@ -96,6 +96,23 @@ pd.DataFrame(rows)
 describe(variants["int4 weight-only"])
 """),
     md("""
+### Which layers run faster in int8?
+
+Real int8 kernels pay a fixed cost per call (quantizing the input, requantizing the output), so a
+narrow layer can run *slower* in int8 than in fp32 at batch 1, while a wide one runs faster.
+`int8_speedups` times every Linear layer both ways on the inputs it receives from an example
+(copies of the layers; the model is not changed). Time it at the batch size you deploy with and
+quantize the layers that gain:
+"""),
+    code("""
+from nasviz.quant import int8_speedups
+
+speed = int8_speedups(model, data.test.X[:1])  # batch 1
+faster = list(speed.index[speed["speedup"] > 1])
+print("int8 where it is faster:", faster or "none")
+speed
+"""),
+    md("""
 ## Quantization-aware fine-tuning (QAT)
 
 At very few bits PTQ costs accuracy. `qat` fine-tunes a **copy** of the model whose weights are

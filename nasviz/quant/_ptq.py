@@ -76,9 +76,9 @@ def is_quantized(model: nn.Module) -> bool:
     )
 
 
-def _check_model(model: Any) -> None:
+def _check_model(model: Any, caller: str = "quantize") -> None:
     if not isinstance(model, nn.Module):
-        raise ConfigError(f"quantize expects a torch nn.Module, got {type(model).__name__}")
+        raise ConfigError(f"{caller} expects a torch nn.Module, got {type(model).__name__}")
     if is_quantized(model):
         raise ConfigError(
             f"this {type(model).__name__} is already quantized; quantize the full-precision "
@@ -205,6 +205,33 @@ def _conv1d_as_linear(model: nn.Module, target: Target) -> None:
     setattr(model.get_submodule(parent) if parent else model, attr, new)
 
 
+def dynamic_layers(targets: Mapping[str, Target], names: Iterable[str]) -> list[str]:
+    """The layers of ``names`` that dynamic int8 quantizes (Linear and GPT-2 Conv1D); a
+    ConfigError for a Linear subclass torch.ao would silently leave in fp32 (it swaps exact
+    types only), such as a supernet's elastic layers."""
+    from torch.ao.quantization.quantization_mappings import (
+        get_default_dynamic_quant_module_mappings,
+    )
+
+    swapped = get_default_dynamic_quant_module_mappings()
+    chosen = [n for n in names if targets[n].kind in ("Linear", "Conv1D")]
+    odd = [
+        n
+        for n in chosen
+        if targets[n].kind == "Linear"
+        and parametrize.type_before_parametrizations(targets[n].module) not in swapped
+    ]
+    if odd:
+        raise ConfigError(
+            f"dynamic int8 runs torch.ao's kernels, which replace nn.Linear itself and no "
+            f"subclass: layer {odd[0]!r} is of class "
+            f"{parametrize.type_before_parametrizations(targets[odd[0]].module).__name__}"
+            + (f" (and {len(odd) - 1} more)" if len(odd) > 1 else "")
+            + "; quantize a plain model (a supernet's net.export(arch)) or exclude= those layers"
+        )
+    return chosen
+
+
 def _dynamic(model: nn.Module, names: list[str], targets: Mapping[str, Target]) -> nn.Module:
     from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
@@ -310,7 +337,7 @@ def quantize(
         raise ConfigError(f"mode={mode!r} quantizes to 8 bits (int8); got bits={bits}")
     names = [n for n, b in plan.items() if b == 8]
     if mode == "dynamic":
-        names = [n for n in names if targets[n].kind in ("Linear", "Conv1D")]
+        names = dynamic_layers(targets, names)
         if not names or "" in names:
             raise ConfigError(
                 "mode='dynamic' quantizes Linear layers inside a model; none were selected "

@@ -1,11 +1,11 @@
 """Which Linear layers run faster in dynamic int8: each one timed in fp32 and in int8 on the
-input it receives from an example, side by side.
+inputs it receives from an example, side by side.
 
-fbgemm's dynamic int8 kernel pays a fixed cost per call (quantizing the input, packing it,
-requantizing the output: about 13 us on one core of the machine the benchmarks ran on), so a
-layer with few weights (a 10-class head, a narrow input layer) can run slower in int8 than in
-fp32 at small batches, while a 1024x1024 layer runs about 2.5x faster. torchao's autoquant makes
-the same choice by timing; here the measurement is a table the user reads and passes on::
+fbgemm's dynamic int8 kernel pays a fixed cost per call (quantizing and packing the input,
+requantizing the output), so at small batches a layer with few weights (a 10-class head, a
+narrow input layer) can run slower in int8 than in fp32 while a wide one runs faster. torchao's
+autoquant makes the same choice by timing; here the measurement is a table the user reads and
+passes on::
 
     speed = int8_speedups(model, example)          # one row per Linear layer
     fast = quantize(model, mode="dynamic", include=list(speed.index[speed["speedup"] > 1]))
@@ -13,7 +13,7 @@ the same choice by timing; here the measurement is a table the user reads and pa
 
 from __future__ import annotations
 
-import copy
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -22,47 +22,48 @@ import pandas as pd
 import torch
 from torch import nn
 
-from nasviz.errors import ConfigError, ShapeError
+from nasviz.errors import ConfigError
 from nasviz.quant._targets import Target
 
 __all__ = ["int8_speedups"]
 
-_DYNAMIC_KINDS = ("Linear", "Conv1D")
+
+def _first_tensor(args: tuple, kwargs: Mapping[str, Any]) -> torch.Tensor | None:
+    return next(
+        (v for v in (*args, *kwargs.values()) if isinstance(v, torch.Tensor)),
+        None,
+    )
 
 
-def _input_shapes(model: nn.Module, example_input: Any, targets: Mapping[str, Target]) -> dict:
-    """name -> the shape of the first input each target layer receives in one forward of
-    ``model`` on ``example_input`` (eval mode, no autograd; the model's mode is restored)."""
+def _calls(model: nn.Module, example_input: Any, targets: Mapping[str, Target]) -> dict:
+    """name -> Counter of the input shapes each target layer receives in one forward of
+    ``model`` on ``example_input`` (eval mode, no autograd; every module's mode is restored and
+    every hook removed, also when the forward fails)."""
+    from nasviz.data._batch import call_model
     from nasviz.training._model import eval_mode
 
-    shapes: dict[str, tuple[int, ...]] = {}
+    seen: dict[str, Counter] = {}
 
     def hook(name: str):
-        def record(_module: nn.Module, args: tuple) -> None:
-            if name not in shapes and args and isinstance(args[0], torch.Tensor):
-                shapes[name] = tuple(args[0].shape)
+        def record(_module: nn.Module, args: tuple, kwargs: dict) -> None:
+            x = _first_tensor(args, kwargs)
+            if x is not None:
+                seen.setdefault(name, Counter())[tuple(x.shape)] += 1
 
         return record
 
-    handles = [t.module.register_forward_pre_hook(hook(n)) for n, t in targets.items()]
+    handles = [
+        t.module.register_forward_pre_hook(hook(n), with_kwargs=True) for n, t in targets.items()
+    ]
     restore = eval_mode(model)
     try:
         with torch.no_grad():
-            if isinstance(example_input, Mapping):
-                model(**example_input)
-            elif isinstance(example_input, tuple | list):
-                model(*example_input)
-            else:
-                model(example_input)
-    except (RuntimeError, ValueError, IndexError, TypeError) as exc:
-        raise ShapeError(
-            f"the example input does not fit {type(model).__name__}: {type(exc).__name__}: {exc}"
-        ) from exc
+            call_model(model, example_input)
     finally:
         restore()
         for handle in handles:
             handle.remove()
-    return shapes
+    return seen
 
 
 def int8_speedups(
@@ -75,48 +76,68 @@ def int8_speedups(
     rounds: int = 10,
 ) -> pd.DataFrame:
     """Each Linear (and GPT-2 Conv1D) layer of ``model`` timed in fp32 and in dynamic int8
-    (the kernel ``quantize(mode="dynamic")`` uses) on an input of the shape it receives from
-    ``example_input``, the two in interleaved rounds.
+    (the kernel ``quantize(mode="dynamic")`` runs) on inputs of the shapes it receives from
+    ``example_input``, fp32 and int8 in interleaved rounds.
 
-    The model is never changed: copies of its layers are timed, on the CPU (where the int8
-    kernels run). Layers the example input does not reach are left out.
+    The model is never changed: copies of its layers (pruning masks applied) are timed, on the
+    CPU where the int8 kernels run; layers of one kind, weight shape and input shape are timed
+    once. A layer called several times in one forward counts every call; layers the example
+    does not reach are left out.
 
     Args:
-        model: a model that is not quantized yet.
-        example_input: what ``model`` takes (a tensor, a tuple of positional inputs, or a dict
-            of keyword inputs such as ``{"input_ids": ...}``) at the batch size to deploy with.
+        model: a model that is not quantized yet (a supernet: export the subnet first).
+        example_input: what ``model`` takes, at the batch size to deploy with: a tensor, or a
+            dict of keyword inputs such as ``{"input_ids": ...}``.
         include, exclude: layer names or glob patterns, as for :func:`quantize`.
         threads: intra-op threads while timing (the deployment's setting; 1 by default).
         rounds: interleaved rounds (each times every layer both ways, 20 calls each).
 
     Returns:
-        a DataFrame indexed by layer: ``kind``, ``input shape``, ``fp32 ms``, ``int8 ms`` (medians)
-        and ``speedup`` (fp32 / int8; above 1: faster in int8).
+        a DataFrame indexed by layer: ``kind``, ``input shape`` (the most frequent one),
+        ``calls`` (per forward), ``fp32 ms`` and ``int8 ms`` (medians per call, summed over the
+        forward's calls) and ``speedup`` (fp32 / int8; above 1: faster in int8).
 
     Raises:
-        ConfigError: the model is already quantized, has no such layer, or an argument is out of
-            range. ShapeError: ``example_input`` does not fit the model.
+        ConfigError: the model is already quantized, has no such layer, the example reaches none
+            of them, or an argument is out of range. ShapeError: ``example_input`` does not fit.
     """
     from nasviz.hardware._interleave import measure_interleaved
-    from nasviz.quant._ptq import _check_model, _selected, quantize
+    from nasviz.prune import copy_model
+    from nasviz.quant._ptq import _check_model, _selected, dynamic_layers, quantize
 
-    _check_model(model)
+    _check_model(model, "int8_speedups")
     for name, value in (("threads", threads), ("rounds", rounds)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConfigError(f"{name} must be a positive int, got {value!r}")
-    targets = {
-        n: t for n, t in _selected(model, include, exclude, 8).items() if t.kind in _DYNAMIC_KINDS
-    }
-    if not targets:
+    selected = _selected(model, include, exclude, 8)
+    names = dynamic_layers(selected, selected)
+    if not names:
         raise ConfigError(
-            "int8_speedups times Linear (and GPT-2 Conv1D) layers; include/exclude select none"
+            "int8_speedups times Linear and GPT-2 Conv1D layers; the selected layers are "
+            + ", ".join(f"{n} ({t.kind})" for n, t in list(selected.items())[:8])
         )
-    shapes = _input_shapes(model, example_input, targets)
-    entries = []
-    for name, shape in shapes.items():
-        layer = copy.deepcopy(targets[name].module).cpu().float()
-        entries.append(((name, "fp32"), layer, shape))
-        entries.append(((name, "int8"), quantize(nn.Sequential(layer), mode="dynamic"), shape))
+    targets = {n: selected[n] for n in names}
+    calls = _calls(model, example_input, targets)
+    if not calls:
+        raise ConfigError(
+            f"a forward on the example input reached none of the layers to time: "
+            f"{', '.join(list(targets)[:8])}"
+        )
+
+    def key(name: str, shape: tuple[int, ...]) -> tuple:
+        t = targets[name]
+        return (t.kind, t.shape, getattr(t.module, "bias", None) is not None, shape)
+
+    entries, done = [], set()
+    for name, shapes in calls.items():
+        for shape in shapes:
+            k = key(name, shape)
+            if k in done:
+                continue
+            done.add(k)
+            layer = copy_model(nn.Sequential(targets[name].module), plain=True)[0].cpu().float()
+            entries.append(((k, "fp32"), layer, shape))
+            entries.append(((k, "int8"), quantize(nn.Sequential(layer), mode="dynamic")[0], shape))
     timed = measure_interleaved(
         entries,
         runtime="eager",
@@ -126,9 +147,14 @@ def int8_speedups(
         warmup=3,
         rounds=rounds,
     ).times
+    median = {k: float(np.median(v)) for k, v in timed.items()}
     rows = []
-    for name, shape in shapes.items():
-        fp32, int8 = (float(np.median(timed[(name, k)])) for k in ("fp32", "int8"))
-        rows.append((name, targets[name].kind, shape, fp32, int8, fp32 / int8))
-    columns = ["layer", "kind", "input shape", "fp32 ms", "int8 ms", "speedup"]
+    for name, shapes in calls.items():
+        fp32 = sum(n * median[(key(name, s), "fp32")] for s, n in shapes.items())
+        int8 = sum(n * median[(key(name, s), "int8")] for s, n in shapes.items())
+        shape = shapes.most_common(1)[0][0]
+        rows.append(
+            (name, targets[name].kind, shape, sum(shapes.values()), fp32, int8, fp32 / int8)
+        )
+    columns = ["layer", "kind", "input shape", "calls", "fp32 ms", "int8 ms", "speedup"]
     return pd.DataFrame(rows, columns=columns).set_index("layer")

@@ -44,12 +44,20 @@ def eval_mode(model: nn.Module) -> Callable[[], None]:
     """Puts ``model`` in eval mode; returns the function that restores its mode.
 
     A model already in eval mode is not touched at all, so concurrent evaluations of one
-    (supernet) model from several threads never flip each other's mode.
+    (supernet) model from several threads never flip each other's mode. Restoring gives every
+    submodule back its own mode (a frozen BatchNorm the user put in eval mode inside a training
+    model stays in eval mode).
     """
     if not model.training:
         return lambda: None
+    modes = [(module, module.training) for module in model.modules()]
     model.eval()
-    return lambda: model.train(True)
+
+    def restore() -> None:
+        for module, training in modes:
+            module.training = training
+
+    return restore
 
 
 def is_causal_lm(model: Any) -> bool:

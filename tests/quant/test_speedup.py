@@ -31,6 +31,7 @@ def test_every_reached_linear_layer_is_timed_both_ways_on_the_shape_it_receives(
     table = int8_speedups(model, torch.randn(5, 12), rounds=2)
     assert list(table.index) == ["body.0", "body.2"]  # the unused layer is left out
     assert table.loc["body.0", "input shape"] == (5, 12)
+    assert table["calls"].tolist() == [1, 1]
     assert table.loc["body.2", "input shape"] == (5, 64)
     assert (table["fp32 ms"] > 0).all() and (table["int8 ms"] > 0).all()
     assert table["speedup"].tolist() == pytest.approx(
@@ -38,6 +39,55 @@ def test_every_reached_linear_layer_is_timed_both_ways_on_the_shape_it_receives(
     )
     assert state_hash(model) == before and model.training  # measured on copies, mode restored
     assert all(isinstance(m, nn.Linear) for m in model.body if not isinstance(m, nn.ReLU))
+
+
+class _Twice(nn.Module):
+    """One Linear layer called twice per forward, on two shapes, the second time by keyword."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.shared, self.norm = nn.Linear(16, 16), nn.BatchNorm1d(16)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.shared(self.norm(x))
+        return self.shared(input=torch.cat([h, h]))
+
+
+def test_a_layer_called_twice_counts_both_calls_and_submodule_modes_are_restored():
+    model = _Twice().train()
+    model.norm.eval()  # a frozen BatchNorm inside a training model
+    table = int8_speedups(model, torch.randn(3, 16), rounds=2)
+    row = table.loc["shared"]
+    assert row["calls"] == 2 and row["input shape"] in ((3, 16), (6, 16))
+    assert model.training and not model.norm.training
+
+
+def test_masked_layers_are_timed_as_their_masked_weights_and_keep_their_masks():
+    from nasviz.prune import applied, magnitude
+
+    masked = _Skips().eval()
+    masks = magnitude(masked, 0.5)
+    masks.apply(masked)
+    before = state_hash(masked)
+    table = int8_speedups(masked, torch.randn(2, 12), rounds=1)
+    assert list(table.index) == ["body.0", "body.2"]
+    assert state_hash(masked) == before and set(applied(masked)) == set(masks)
+
+
+def test_a_supernet_is_refused_for_dynamic_int8_not_left_in_fp32():
+    from nasviz.data import digits
+    from nasviz.supernet import ElasticMLP
+
+    net = ElasticMLP.for_data(digits(seed=0))
+    for call in (
+        lambda: quantize(net, mode="dynamic"),
+        lambda: int8_speedups(net, torch.randn(1, 64)),
+    ):
+        with pytest.raises(ConfigError, match="ElasticLinear.*export"):
+            call()
+    exported = net.export(net.largest())
+    assert set(describe(quantize(exported, mode="dynamic"))["kernel"]) == {"real"}
 
 
 def test_the_table_selects_the_layers_quantize_runs_in_int8():
@@ -65,7 +115,7 @@ def test_a_hugging_face_model_is_timed_through_its_keyword_inputs():
 def test_bad_input_is_refused_and_leaves_the_model_as_it_was():
     model = _Skips().train()
     before = state_hash(model)
-    with pytest.raises(ShapeError, match="does not fit _Skips"):
+    with pytest.raises(ShapeError, match=r"the model \(_Skips\) cannot take tensor \(2, 7\)"):
         int8_speedups(model, torch.randn(2, 7))
     assert state_hash(model) == before and model.training
     assert not any(m._forward_pre_hooks for m in model.modules())  # no hook left behind
@@ -73,6 +123,10 @@ def test_bad_input_is_refused_and_leaves_the_model_as_it_was():
         int8_speedups(model, torch.randn(2, 12), rounds=0)
     with pytest.raises(ConfigError, match="already quantized"):
         int8_speedups(quantize(model, mode="dynamic"), torch.randn(2, 12))
-    conv = nn.Sequential(nn.Conv2d(1, 2, 3))
-    with pytest.raises(ConfigError, match="Linear"):
-        int8_speedups(conv, torch.randn(1, 1, 5, 5))
+    conv = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(18, 2))
+    with pytest.raises(ConfigError, match=r"Linear and GPT-2 Conv1D layers.*0 \(Conv2d\)"):
+        int8_speedups(conv, torch.randn(1, 1, 5, 5), include="0")
+    with pytest.raises(ConfigError, match="reached none of the layers to time: unused"):
+        int8_speedups(model, torch.randn(2, 12), include="unused")
+    with pytest.raises(ConfigError, match="int8_speedups expects a torch nn.Module"):
+        int8_speedups("model", torch.randn(2, 12))
