@@ -49,10 +49,10 @@ _QUANT_PARAMETRIZATIONS = (QuantizedWeight, QuantizedExperts, FakeQuantize)
 _AO_PREFIXES = ("torch.ao.nn.quantized", "torch.ao.nn.intrinsic.quantized")
 
 
-def _copy(model: nn.Module) -> nn.Module:
+def _copy(model: nn.Module, plain: bool = False) -> nn.Module:
     from nasviz.prune import copy_model  # a deep copy that shares no parametrized class
 
-    return copy_model(model)
+    return copy_model(model, plain=plain)
 
 
 def _is_ao(module: nn.Module) -> bool:
@@ -205,16 +205,43 @@ def _conv1d_as_linear(model: nn.Module, target: Target) -> None:
     setattr(model.get_submodule(parent) if parent else model, attr, new)
 
 
-def dynamic_layers(targets: Mapping[str, Target], names: Iterable[str]) -> list[str]:
-    """The layers of ``names`` that dynamic int8 quantizes (Linear and GPT-2 Conv1D); a
-    ConfigError for a Linear subclass torch.ao would silently leave in fp32 (it swaps exact
-    types only), such as a supernet's elastic layers."""
+def _read_directly(model: nn.Module) -> set[int]:
+    """ids of Linear layers whose parent reads their weight tensor itself, so a torch.ao int8
+    module (whose ``weight`` is a method) cannot replace them: MultiheadAttention's out_proj and
+    the feed-forward layers of TransformerEncoderLayer's fast path."""
+    found = set()
+    for module in model.modules():
+        if isinstance(module, nn.MultiheadAttention):
+            found.add(id(module.out_proj))
+        if isinstance(module, nn.TransformerEncoderLayer):
+            found.update((id(module.linear1), id(module.linear2)))
+    return found
+
+
+def dynamic_layers(
+    model: nn.Module, targets: Mapping[str, Target], names: Iterable[str]
+) -> list[str]:
+    """The layers of ``names`` that dynamic int8 quantizes (Linear and GPT-2 Conv1D, not those
+    their parent reads directly, see :func:`_read_directly`); a ConfigError for a Linear
+    subclass torch.ao would silently leave in fp32 (it swaps exact types only), such as a
+    supernet's elastic layers, and for weights that are not float32."""
     from torch.ao.quantization.quantization_mappings import (
         get_default_dynamic_quant_module_mappings,
     )
 
     swapped = get_default_dynamic_quant_module_mappings()
-    chosen = [n for n in names if targets[n].kind in ("Linear", "Conv1D")]
+    direct = _read_directly(model)
+    chosen = [
+        n
+        for n in names
+        if targets[n].kind in ("Linear", "Conv1D") and id(targets[n].module) not in direct
+    ]
+    wide = [n for n in chosen if _current(targets[n]).dtype != torch.float32]
+    if wide:
+        raise ConfigError(
+            f"int8 kernels take float32 layers; layer {wide[0]!r} holds "
+            f"{_current(targets[wide[0]]).dtype} weights: quantize model.float() (a copy) instead"
+        )
     odd = [
         n
         for n in chosen
@@ -337,15 +364,16 @@ def quantize(
         raise ConfigError(f"mode={mode!r} quantizes to 8 bits (int8); got bits={bits}")
     names = [n for n, b in plan.items() if b == 8]
     if mode == "dynamic":
-        names = dynamic_layers(targets, names)
+        names = dynamic_layers(model, targets, names)
         if not names or "" in names:
             raise ConfigError(
-                "mode='dynamic' quantizes Linear layers inside a model; none were selected "
-                f"(quantizable layers: {list(targets)[:12]})"
+                "mode='dynamic' quantizes Linear layers inside a model (not those attention "
+                "layers read directly: MultiheadAttention's out_proj, TransformerEncoderLayer's "
+                f"linear1/linear2); none were selected (quantizable layers: {list(targets)[:12]})"
             )
-        new = _copy(model)
+        new = _copy(model, plain=True)  # pruning masks baked in: torch.ao swaps plain layers
         return _dynamic(new, names, find_targets(new))
-    return _static(_copy(model), names, targets, calibration, samples)
+    return _static(_copy(model, plain=True), names, targets, calibration, samples)
 
 
 def prepare_qat(
@@ -418,6 +446,8 @@ def describe(model: nn.Module) -> pd.DataFrame:
 
     if not isinstance(model, nn.Module):
         raise ConfigError(f"describe expects a torch nn.Module, got {type(model).__name__}")
+    from nasviz.quant._targets import _block
+
     rows = []
     for t in find_targets(model).values():
         q = _quantizer(t)
@@ -434,11 +464,12 @@ def describe(model: nn.Module) -> pd.DataFrame:
     for name, module in model.named_modules():
         if _is_ao(module) and callable(getattr(module, "weight", None)):
             w = module.weight()
-            scheme = "symmetric" if "symmetric" in str(w.qscheme()) else "affine"
+            symmetric = "symmetric" in str(w.qscheme()) or not _zero_points(w).any()
+            scheme = "symmetric" if symmetric else "affine"
             rows.append(
                 {
                     "layer": name,
-                    "block": name,
+                    "block": _block(model, name),
                     "kind": module._get_name(),
                     "weights": w.numel(),
                     "bits": 8,
@@ -447,8 +478,17 @@ def describe(model: nn.Module) -> pd.DataFrame:
                     "bytes": tensor_bytes(w),
                 }
             )
+    order = {name: i for i, (name, _) in enumerate(model.named_modules())}
+    rows.sort(key=lambda r: order.get(r["layer"], order.get(r["layer"].rsplit(".", 2)[0], 0)))
     columns = ["layer", "block", "kind", "weights", "bits", "scheme", "kernel", "bytes"]
     return pd.DataFrame(rows, columns=columns)
+
+
+def _zero_points(w: torch.Tensor) -> torch.Tensor:
+    """The zero points of a torch quantized tensor (per channel or per tensor)."""
+    if w.qscheme() in (torch.per_channel_affine, torch.per_channel_symmetric):
+        return w.q_per_channel_zero_points()
+    return torch.tensor([w.q_zero_point()])
 
 
 def _name(q: Any) -> str:

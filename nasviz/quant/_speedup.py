@@ -8,7 +8,10 @@ autoquant makes the same choice by timing; here the measurement is a table the u
 passes on::
 
     speed = int8_speedups(model, example)          # one row per Linear layer
-    fast = quantize(model, mode="dynamic", include=list(speed.index[speed["speedup"] > 1]))
+    faster = list(speed.index[speed["speedup"] > 1])
+    fast = quantize(model, mode="dynamic", include=faster) if faster else model
+
+(small models at batch 1 may have no layer that gains: keep them in fp32).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from nasviz.errors import ConfigError
+from nasviz.errors import ConfigError, ShapeError
 from nasviz.quant._targets import Target
 
 __all__ = ["int8_speedups"]
@@ -33,6 +36,20 @@ def _first_tensor(args: tuple, kwargs: Mapping[str, Any]) -> torch.Tensor | None
         (v for v in (*args, *kwargs.values()) if isinstance(v, torch.Tensor)),
         None,
     )
+
+
+def _bare(layer: nn.Module) -> nn.Module:
+    """A copied layer without the user's forward hooks (they would fire on every timed call),
+    on the CPU."""
+    for hooks in (
+        layer._forward_hooks,
+        layer._forward_pre_hooks,
+        layer._forward_hooks_with_kwargs,
+        layer._forward_pre_hooks_with_kwargs,
+        layer._forward_hooks_always_called,
+    ):
+        hooks.clear()
+    return layer.cpu()
 
 
 def _calls(model: nn.Module, example_input: Any, targets: Mapping[str, Target]) -> dict:
@@ -79,13 +96,16 @@ def int8_speedups(
     (the kernel ``quantize(mode="dynamic")`` runs) on inputs of the shapes it receives from
     ``example_input``, fp32 and int8 in interleaved rounds.
 
-    The model is never changed: copies of its layers (pruning masks applied) are timed, on the
-    CPU where the int8 kernels run; layers of one kind, weight shape and input shape are timed
+    The model is never changed: copies of its layers (pruning masks applied, hooks left off)
+    are timed, on the CPU where the int8 kernels run; layers of one kind, weight shape and input shape are timed
     once. A layer called several times in one forward counts every call; layers the example
     does not reach are left out.
 
     Args:
-        model: a model that is not quantized yet (a supernet: export the subnet first).
+        model: a float32 model that is not quantized yet (a supernet: export the subnet
+            first). Layers attention reads directly (MultiheadAttention's out_proj,
+            TransformerEncoderLayer's linear1/linear2) are left out, as quantize leaves them
+            in fp32.
         example_input: what ``model`` takes, at the batch size to deploy with: a tensor, or a
             dict of keyword inputs such as ``{"input_ids": ...}``.
         include, exclude: layer names or glob patterns, as for :func:`quantize`.
@@ -98,8 +118,9 @@ def int8_speedups(
         forward's calls) and ``speedup`` (fp32 / int8; above 1: faster in int8).
 
     Raises:
-        ConfigError: the model is already quantized, has no such layer, the example reaches none
-            of them, or an argument is out of range. ShapeError: ``example_input`` does not fit.
+        ConfigError: the model is already quantized or not float32, has no such layer, the
+            example reaches none of them, or an argument is out of range. ShapeError:
+            ``example_input`` does not fit, or has no batch dimension.
     """
     from nasviz.hardware._interleave import measure_interleaved
     from nasviz.prune import copy_model
@@ -110,7 +131,7 @@ def int8_speedups(
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConfigError(f"{name} must be a positive int, got {value!r}")
     selected = _selected(model, include, exclude, 8)
-    names = dynamic_layers(selected, selected)
+    names = dynamic_layers(model, selected, selected)
     if not names:
         raise ConfigError(
             "int8_speedups times Linear and GPT-2 Conv1D layers; the selected layers are "
@@ -122,6 +143,12 @@ def int8_speedups(
         raise ConfigError(
             f"a forward on the example input reached none of the layers to time: "
             f"{', '.join(list(targets)[:8])}"
+        )
+    flat = [(n, s) for n, shapes in calls.items() for s in shapes if len(s) < 2]
+    if flat:
+        raise ShapeError(
+            f"int8 kernels take inputs with a batch dimension; layer {flat[0][0]!r} receives "
+            f"shape {flat[0][1]}: give the example input a batch dimension (x.unsqueeze(0))"
         )
 
     def key(name: str, shape: tuple[int, ...]) -> tuple:
@@ -135,7 +162,7 @@ def int8_speedups(
             if k in done:
                 continue
             done.add(k)
-            layer = copy_model(nn.Sequential(targets[name].module), plain=True)[0].cpu().float()
+            layer = _bare(copy_model(nn.Sequential(targets[name].module), plain=True)[0])
             entries.append(((k, "fp32"), layer, shape))
             entries.append(((k, "int8"), quantize(nn.Sequential(layer), mode="dynamic")[0], shape))
     timed = measure_interleaved(

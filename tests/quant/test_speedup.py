@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import pytest
 import torch
 import transformers as tf
@@ -130,3 +132,74 @@ def test_bad_input_is_refused_and_leaves_the_model_as_it_was():
         int8_speedups(model, torch.randn(2, 12), include="unused")
     with pytest.raises(ConfigError, match="int8_speedups expects a torch nn.Module"):
         int8_speedups("model", torch.randn(2, 12))
+
+
+def test_a_pruned_model_quantizes_with_its_masks_baked_in_and_keeps_them():
+    from nasviz.prune import applied, magnitude
+
+    model = _Skips().eval()
+    masks = magnitude(model, 0.5)
+    masks.apply(model)
+    x = torch.randn(4, 12)
+    q = quantize(model, mode="dynamic", include=["body.0", "body.2"])
+    assert set(describe(q).set_index("layer").loc[["body.0", "body.2"], "kernel"]) == {"real"}
+    assert torch.allclose(q(x), model(x), atol=0.05)
+    assert set(applied(model)) == set(masks)  # the user's model keeps its masks
+
+
+def test_attention_output_projections_stay_fp32_and_the_quantized_encoder_runs():
+    torch.manual_seed(0)
+    layer = nn.TransformerEncoderLayer(32, 2, 64, batch_first=True, dropout=0.0)
+    encoder = nn.Sequential(
+        OrderedDict(
+            layers=nn.TransformerEncoder(layer, 2, enable_nested_tensor=False),
+            head=nn.Linear(32, 4),
+        )
+    ).eval()
+    x = torch.randn(2, 5, 32)
+    q = quantize(encoder, mode="dynamic")
+    kernels = describe(q).set_index("layer")["kernel"]
+    assert kernels["layers.layers.0.self_attn.out_proj"] == "float"
+    assert kernels["layers.layers.0.linear1"] == "float"  # the encoder layer's fast path reads it
+    assert kernels["head"] == "real"
+    assert torch.allclose(q(x), encoder(x), atol=0.1)
+    table = int8_speedups(encoder, x, rounds=1)
+    assert list(table.index) == ["head"]
+
+
+def test_the_users_hooks_do_not_fire_on_the_timed_copies():
+    model = _Skips().eval()
+    fired = []
+    model.body[0].register_forward_hook(lambda *args: fired.append("post"))
+    model.body[2].register_forward_pre_hook(lambda *args: fired.append("pre"))
+    int8_speedups(model, torch.randn(1, 12), rounds=2)
+    assert sorted(fired) == ["post", "pre"]  # once each: the one forward on the example
+    assert len(model.body[0]._forward_hooks) == 1  # and the user's hooks are still there
+
+
+def test_dynamic_int8_describes_its_layers_in_model_order_with_their_blocks():
+    config = tf.GPT2Config(vocab_size=50, n_positions=16, n_embd=32, n_layer=1, n_head=2)
+    torch.manual_seed(0)
+    q = quantize(tf.GPT2Model(config).eval(), mode="dynamic", exclude="h.0.attn.c_proj")
+    table = describe(q)
+    assert list(table["layer"]) == [
+        "h.0.attn.c_attn",
+        "h.0.attn.c_proj",
+        "h.0.mlp.c_fc",
+        "h.0.mlp.c_proj",
+    ]
+    assert set(table["block"]) == {"h.0"}
+    real = table[table["kernel"] == "real"]
+    assert set(real["scheme"]) == {"symmetric"}  # per-channel int8 with zero points all 0
+
+
+def test_half_precision_and_flat_inputs_are_refused_with_what_to_do():
+    half = _Skips().half()
+    for call in (
+        lambda: quantize(half, mode="dynamic"),
+        lambda: int8_speedups(half, torch.randn(2, 12).half()),
+    ):
+        with pytest.raises(ConfigError, match=r"float32 layers.*torch.float16.*model.float\(\)"):
+            call()
+    with pytest.raises(ShapeError, match=r"batch dimension; layer 'body.0' receives shape \(12,\)"):
+        int8_speedups(_Skips(), torch.randn(12))
