@@ -40,7 +40,7 @@ from nasviz.errors import ConfigError, ShapeError
 from nasviz.quant._calibration import calibration_batches
 from nasviz.quant._modules import FakeQuantize, QuantizedExperts, QuantizedWeight
 from nasviz.quant._qtensor import check_bits
-from nasviz.quant._targets import Target, find_targets, select
+from nasviz.quant._targets import Target, _block, find_targets, select
 
 __all__ = ["MODES", "convert", "describe", "is_quantized", "prepare_qat", "quantize"]
 
@@ -446,10 +446,10 @@ def describe(model: nn.Module) -> pd.DataFrame:
 
     if not isinstance(model, nn.Module):
         raise ConfigError(f"describe expects a torch nn.Module, got {type(model).__name__}")
-    from nasviz.quant._targets import _block
-
-    rows = []
+    order = {name: i for i, (name, _) in enumerate(model.named_modules())}
+    rows, places = [], []  # places: each row's module in model order
     for t in find_targets(model).values():
+        places.append(order[t.module_name])
         q = _quantizer(t)
         if q is None:
             w = _current(t)
@@ -463,6 +463,7 @@ def describe(model: nn.Module) -> pd.DataFrame:
             rows.append(_row(t, q.numel, q.bits, scheme, kernel, q.stored_bytes()))
     for name, module in model.named_modules():
         if _is_ao(module) and callable(getattr(module, "weight", None)):
+            places.append(order[name])
             w = module.weight()
             symmetric = "symmetric" in str(w.qscheme()) or not _zero_points(w).any()
             scheme = "symmetric" if symmetric else "affine"
@@ -478,8 +479,7 @@ def describe(model: nn.Module) -> pd.DataFrame:
                     "bytes": tensor_bytes(w),
                 }
             )
-    order = {name: i for i, (name, _) in enumerate(model.named_modules())}
-    rows.sort(key=lambda r: order.get(r["layer"], order.get(r["layer"].rsplit(".", 2)[0], 0)))
+    rows = [row for _, row in sorted(zip(places, rows, strict=True), key=lambda p: p[0])]
     columns = ["layer", "block", "kind", "weights", "bits", "scheme", "kernel", "bytes"]
     return pd.DataFrame(rows, columns=columns)
 

@@ -31,7 +31,7 @@ from nasviz.quant._targets import Target
 __all__ = ["int8_speedups"]
 
 
-def _first_tensor(args: tuple, kwargs: Mapping[str, Any]) -> torch.Tensor | None:
+def _input_of(args: tuple, kwargs: Mapping[str, Any]) -> torch.Tensor | None:
     return next(
         (v for v in (*args, *kwargs.values()) if isinstance(v, torch.Tensor)),
         None,
@@ -63,7 +63,7 @@ def _calls(model: nn.Module, example_input: Any, targets: Mapping[str, Target]) 
 
     def hook(name: str):
         def record(_module: nn.Module, args: tuple, kwargs: dict) -> None:
-            x = _first_tensor(args, kwargs)
+            x = _input_of(args, kwargs)
             if x is not None:
                 seen.setdefault(name, Counter())[tuple(x.shape)] += 1
 
@@ -97,9 +97,9 @@ def int8_speedups(
     ``example_input``, fp32 and int8 in interleaved rounds.
 
     The model is never changed: copies of its layers (pruning masks applied, hooks left off)
-    are timed, on the CPU where the int8 kernels run; layers of one kind, weight shape and input shape are timed
-    once. A layer called several times in one forward counts every call; layers the example
-    does not reach are left out.
+    are timed, on the CPU where the int8 kernels run; layers of one kind, weight shape and
+    input shape are timed once. A layer called several times in one forward counts every
+    call; layers the example does not reach are left out.
 
     Args:
         model: a float32 model that is not quantized yet (a supernet: export the subnet
